@@ -1,0 +1,1018 @@
+//! A sans-IO DHCPv4 client (RFC 2131), in the style of smoltcp's.
+//!
+//! Three verbs and no I/O: feed it a received packet ([`Client::handle_packet`]), an ARP
+//! observation ([`Client::handle_arp`]) or the passing of time ([`Client::handle_timeout`]);
+//! ask it when it wants to be woken ([`Client::poll_at`]). Every call returns [`Action`]s: packets
+//! to send, addresses to probe, and [`Event`]s the driver acts on (apply a lease, remove it).
+//! The driver owns sockets, netlink and the clock.
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use dhcproto::v4::{self, DhcpOption, MessageType, OptionCode};
+use dhcproto::{Decodable, Decoder, Encodable};
+use serde::{Deserialize, Serialize};
+
+use crate::retry::Backoff;
+
+/// REQUESTs sent for one OFFER (or one INIT-REBOOT) before starting over with DISCOVER.
+const REQUEST_TRIES: u32 = 4;
+/// RFC 2131 §3.1.5: wait at least 10 s after a DECLINE before starting over.
+const DECLINE_WAIT: Duration = Duration::from_secs(10);
+/// How long after the first ARP probe a reply still counts as a conflict. RFC 5227 waits
+/// seconds; a booting node can't, so we probe when the OFFER arrives (in parallel with the
+/// REQUEST/ACK exchange) and keep listening for this short window after binding.
+pub const CONFLICT_WINDOW: Duration = Duration::from_millis(200);
+/// RFC 2131 §4.4.5: retransmissions in RENEWING/REBINDING are never closer than 60 s apart.
+const RENEW_MIN_RETRY: Duration = Duration::from_secs(60);
+const MAX_MESSAGE_SIZE: u16 = 1500;
+
+/// What the client is, on the wire.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Interface name, only for log lines.
+    pub ifname: String,
+    pub mac: [u8; 6],
+    /// Option 61. Stable across boots so a farmer can write a reservation for it.
+    pub client_id: Vec<u8>,
+    pub hostname: Option<String>,
+    /// Option 60.
+    pub vendor_class: String,
+}
+
+impl Config {
+    /// RFC 2132 §9.14 client identifier of type 1 (Ethernet) + MAC: the identity a farmer
+    /// already uses for reservations, and the same one every boot.
+    pub fn mac_client_id(mac: [u8; 6]) -> Vec<u8> {
+        let mut id = vec![1];
+        id.extend_from_slice(&mac);
+        id
+    }
+}
+
+/// One IPv4 route learned from DHCP. `gateway` 0.0.0.0 means "on link" (RFC 3442 §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Route {
+    pub destination: Ipv4Addr,
+    pub prefix: u8,
+    pub gateway: Ipv4Addr,
+}
+
+/// A validated lease: everything the server told us that we are willing to apply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    pub address: Ipv4Addr,
+    pub prefix: u8,
+    pub server: Ipv4Addr,
+    pub lease_secs: u32,
+    pub t1_secs: u32,
+    pub t2_secs: u32,
+    /// Option 3, only routers inside the subnet.
+    pub routers: Vec<Ipv4Addr>,
+    /// Option 121 (RFC 3442). When present, option 3 is ignored.
+    pub classless_routes: Vec<Route>,
+    pub dns: Vec<Ipv4Addr>,
+    pub domain: Option<String>,
+    pub search: Vec<String>,
+    pub ntp: Vec<Ipv4Addr>,
+    pub mtu: Option<u16>,
+}
+
+impl Lease {
+    /// The routes to install: option 121 if the server sent it, else a default route via the
+    /// first router (RFC 3442 §3: "the client MUST ignore the Router option").
+    pub fn routes(&self) -> Vec<Route> {
+        if !self.classless_routes.is_empty() {
+            return self.classless_routes.clone();
+        }
+        self.routers
+            .first()
+            .map(|gw| {
+                vec![Route {
+                    destination: Ipv4Addr::UNSPECIFIED,
+                    prefix: 0,
+                    gateway: *gw,
+                }]
+            })
+            .unwrap_or_default()
+    }
+
+    /// The default gateway actually used, if any.
+    pub fn gateway(&self) -> Option<Ipv4Addr> {
+        self.routes()
+            .iter()
+            .find(|r| r.prefix == 0 && !r.gateway.is_unspecified())
+            .map(|r| r.gateway)
+    }
+}
+
+/// Where a packet goes. `ciaddr_configured` tells the driver whether the kernel has our address
+/// (then a normal UDP socket works) or not (then it must use a packet socket).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    pub payload: Vec<u8>,
+    pub to: Destination,
+    pub ciaddr_configured: bool,
+    pub kind: MessageType,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Destination {
+    Broadcast,
+    Unicast(Ipv4Addr),
+}
+
+/// What the driver must act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A new lease: configure it now.
+    Bound(Lease),
+    /// No ARP conflict within [`CONFLICT_WINDOW`]: the lease is confirmed.
+    Confirmed,
+    /// Same address, new timers (and possibly new options): refresh what was applied.
+    Renewed(Lease),
+    /// Remove the address and routes of the previous lease.
+    Deconfigured(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Send(Transmit),
+    /// Send an RFC 5227 ARP probe for this address and report what comes back.
+    ArpProbe(Ipv4Addr),
+    Event(Event),
+}
+
+#[derive(Debug, Clone)]
+enum State {
+    Selecting {
+        xid: u32,
+        started: Instant,
+        attempt: u32,
+        retry_at: Instant,
+    },
+    Requesting {
+        xid: u32,
+        started: Instant,
+        attempt: u32,
+        retry_at: Instant,
+        offer: Lease,
+        probed_at: Instant,
+        conflict: bool,
+    },
+    /// RFC 2131 §3.2: a node that remembers its address asks for it again first.
+    InitReboot {
+        xid: u32,
+        started: Instant,
+        attempt: u32,
+        retry_at: Instant,
+        requested: Ipv4Addr,
+    },
+    Bound {
+        lease: Lease,
+        bound_at: Instant,
+        /// Until then, an ARP reply for our address means someone else has it.
+        watch_until: Option<Instant>,
+    },
+    Renewing {
+        lease: Lease,
+        bound_at: Instant,
+        xid: u32,
+        retry_at: Instant,
+    },
+    Rebinding {
+        lease: Lease,
+        bound_at: Instant,
+        xid: u32,
+        retry_at: Instant,
+    },
+    /// After a DECLINE, quiet until `until`.
+    Declined { until: Instant },
+}
+
+/// The RFC 2131 client state machine for one interface.
+pub struct Client {
+    config: Config,
+    state: State,
+    backoff: Backoff,
+    rng: fastrand::Rng,
+}
+
+impl Client {
+    /// A client that starts in INIT: the first [`Client::handle_timeout`] at `now` sends DISCOVER.
+    pub fn new(config: Config, now: Instant, seed: u64) -> Self {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let state = State::Selecting {
+            xid: rng.u32(..),
+            started: now,
+            attempt: 0,
+            retry_at: now,
+        };
+        Client {
+            config,
+            state,
+            backoff: Backoff::DHCP_BOOT,
+            rng,
+        }
+    }
+
+    /// A client that starts in INIT-REBOOT, asking for `previous` first.
+    pub fn reboot(config: Config, previous: Ipv4Addr, now: Instant, seed: u64) -> Self {
+        let mut client = Client::new(config, now, seed);
+        client.state = State::InitReboot {
+            xid: client.rng.u32(..),
+            started: now,
+            attempt: 0,
+            retry_at: now,
+            requested: previous,
+        };
+        client
+    }
+
+    /// The state's name, for logs and the state file.
+    pub fn state_name(&self) -> &'static str {
+        match self.state {
+            State::Selecting { .. } => "SELECTING",
+            State::Requesting { .. } => "REQUESTING",
+            State::InitReboot { .. } => "INIT-REBOOT",
+            State::Bound { .. } => "BOUND",
+            State::Renewing { .. } => "RENEWING",
+            State::Rebinding { .. } => "REBINDING",
+            State::Declined { .. } => "DECLINED",
+        }
+    }
+
+    pub fn lease(&self) -> Option<&Lease> {
+        match &self.state {
+            State::Bound { lease, .. }
+            | State::Renewing { lease, .. }
+            | State::Rebinding { lease, .. } => Some(lease),
+            _ => None,
+        }
+    }
+
+    /// When the driver must call [`Client::handle_timeout`] next.
+    pub fn poll_at(&self) -> Instant {
+        match &self.state {
+            State::Selecting { retry_at, .. }
+            | State::Requesting { retry_at, .. }
+            | State::InitReboot { retry_at, .. } => *retry_at,
+            State::Bound {
+                lease,
+                bound_at,
+                watch_until,
+            } => {
+                let renew = *bound_at + secs(lease.t1_secs);
+                watch_until.map_or(renew, |w| w.min(renew))
+            }
+            State::Renewing { retry_at, .. } | State::Rebinding { retry_at, .. } => *retry_at,
+            State::Declined { until } => *until,
+        }
+    }
+
+    /// Time passed: retransmit, move to RENEWING/REBINDING, expire, or end the conflict watch.
+    pub fn handle_timeout(&mut self, now: Instant) -> Vec<Action> {
+        if now < self.poll_at() {
+            return Vec::new();
+        }
+        match self.state.clone() {
+            State::Selecting {
+                xid,
+                started,
+                attempt,
+                ..
+            } => {
+                let retry_at = now + self.next_delay(attempt);
+                self.state = State::Selecting {
+                    xid,
+                    started,
+                    attempt: attempt + 1,
+                    retry_at,
+                };
+                vec![self.discover(xid, started, now)]
+            }
+            State::Requesting {
+                attempt, started, ..
+            } if attempt >= REQUEST_TRIES => {
+                log::info!(
+                    "{}: no answer to {REQUEST_TRIES} REQUESTs, starting over",
+                    self.config.ifname
+                );
+                self.restart(now, started)
+            }
+            State::Requesting {
+                xid,
+                started,
+                attempt,
+                offer,
+                probed_at,
+                conflict,
+                ..
+            } => {
+                let retry_at = now + self.next_delay(attempt);
+                let tx = self.request_selecting(xid, started, now, &offer);
+                self.state = State::Requesting {
+                    xid,
+                    started,
+                    attempt: attempt + 1,
+                    retry_at,
+                    offer,
+                    probed_at,
+                    conflict,
+                };
+                vec![tx]
+            }
+            State::InitReboot {
+                attempt, started, ..
+            } if attempt >= REQUEST_TRIES => {
+                log::info!(
+                    "{}: no answer asking for the previous address, starting over",
+                    self.config.ifname
+                );
+                self.restart(now, started)
+            }
+            State::InitReboot {
+                xid,
+                started,
+                attempt,
+                requested,
+                ..
+            } => {
+                let retry_at = now + self.next_delay(attempt);
+                self.state = State::InitReboot {
+                    xid,
+                    started,
+                    attempt: attempt + 1,
+                    retry_at,
+                    requested,
+                };
+                vec![self.request_init_reboot(xid, started, now, requested)]
+            }
+            State::Bound {
+                lease,
+                bound_at,
+                watch_until: Some(w),
+            } if now >= w => {
+                self.state = State::Bound {
+                    lease,
+                    bound_at,
+                    watch_until: None,
+                };
+                vec![Action::Event(Event::Confirmed)]
+            }
+            State::Bound {
+                lease, bound_at, ..
+            } => {
+                log::info!(
+                    "{}: T1 reached, renewing {} with {}",
+                    self.config.ifname,
+                    lease.address,
+                    lease.server
+                );
+                self.renew_or_rebind(now, lease, bound_at, true)
+            }
+            State::Renewing {
+                lease, bound_at, ..
+            } => self.renew_or_rebind(now, lease, bound_at, true),
+            State::Rebinding {
+                lease, bound_at, ..
+            } => self.renew_or_rebind(now, lease, bound_at, false),
+            State::Declined { .. } => self.restart(now, now),
+        }
+    }
+
+    /// An ARP packet was seen on the interface (not sent by us).
+    pub fn handle_arp(
+        &mut self,
+        now: Instant,
+        sender_ip: Ipv4Addr,
+        sender_mac: [u8; 6],
+        target_ip: Ipv4Addr,
+        is_probe: bool,
+    ) -> Vec<Action> {
+        if sender_mac == self.config.mac {
+            return Vec::new();
+        }
+        // RFC 5227 §2.1.1: a reply from the address, or another host probing for it.
+        let claims = |ip: Ipv4Addr| sender_ip == ip || (is_probe && sender_ip.is_unspecified() && target_ip == ip);
+        match &mut self.state {
+            State::Requesting { offer, conflict, .. } if claims(offer.address) => {
+                log::warn!(
+                    "{}: {} is already used by {}; will DECLINE it",
+                    self.config.ifname,
+                    offer.address,
+                    fmt_mac(&sender_mac)
+                );
+                *conflict = true;
+                Vec::new()
+            }
+            State::Bound {
+                lease,
+                watch_until: Some(w),
+                ..
+            } if now < *w && claims(lease.address) => {
+                let lease = lease.clone();
+                log::warn!(
+                    "{}: {} is already used by {}; declining it",
+                    self.config.ifname,
+                    lease.address,
+                    fmt_mac(&sender_mac)
+                );
+                self.decline(now, &lease)
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// A DHCP payload arrived for UDP port 68 on this interface.
+    pub fn handle_packet(&mut self, now: Instant, bytes: &[u8]) -> Vec<Action> {
+        let msg = match v4::Message::decode(&mut Decoder::new(bytes)) {
+            Ok(m) => m,
+            Err(e) => {
+                self.drop_packet(format_args!("malformed packet ({e})"));
+                return Vec::new();
+            }
+        };
+        let Some(xid) = self.xid() else {
+            return Vec::new();
+        };
+        if msg.opcode() != v4::Opcode::BootReply {
+            return Vec::new(); // another client's request, seen on a broadcast segment
+        }
+        if msg.xid() != xid {
+            log::trace!("{}: ignoring reply for another transaction", self.config.ifname);
+            return Vec::new();
+        }
+        if msg.chaddr().get(..6) != Some(&self.config.mac[..]) {
+            self.drop_packet(format_args!("reply with our xid but another chaddr"));
+            return Vec::new();
+        }
+        let Some(kind) = msg.opts().msg_type() else {
+            self.drop_packet(format_args!("reply without a message type"));
+            return Vec::new();
+        };
+        match (self.state.clone(), kind) {
+            (State::Selecting { started, .. }, MessageType::Offer) => match parse_lease(&msg) {
+                Ok(offer) => {
+                    log::info!(
+                        "{}: OFFER {}/{} from {}",
+                        self.config.ifname,
+                        offer.address,
+                        offer.prefix,
+                        offer.server
+                    );
+                    let tx = self.request_selecting(xid, started, now, &offer);
+                    let probe = Action::ArpProbe(offer.address);
+                    self.state = State::Requesting {
+                        xid,
+                        started,
+                        attempt: 1,
+                        retry_at: now + self.next_delay(0),
+                        offer,
+                        probed_at: now,
+                        conflict: false,
+                    };
+                    vec![tx, probe]
+                }
+                Err(why) => {
+                    self.drop_packet(format_args!("OFFER: {why}"));
+                    Vec::new()
+                }
+            },
+            (
+                State::Requesting {
+                    offer,
+                    probed_at,
+                    conflict,
+                    ..
+                },
+                MessageType::Ack,
+            ) => match parse_lease(&msg) {
+                Ok(lease) if lease.address != offer.address => {
+                    self.drop_packet(format_args!(
+                        "ACK for {} but {} was offered",
+                        lease.address, offer.address
+                    ));
+                    Vec::new()
+                }
+                Ok(lease) if conflict => self.decline(now, &lease),
+                Ok(lease) => self.bind(now, lease, Some(probed_at + CONFLICT_WINDOW)),
+                Err(why) => {
+                    self.drop_packet(format_args!("ACK: {why}"));
+                    Vec::new()
+                }
+            },
+            (State::InitReboot { requested, .. }, MessageType::Ack) => match parse_lease(&msg) {
+                Ok(lease) if lease.address == requested => {
+                    let mut actions = vec![Action::ArpProbe(lease.address)];
+                    actions.extend(self.bind(now, lease, Some(now + CONFLICT_WINDOW)));
+                    actions
+                }
+                Ok(lease) => {
+                    self.drop_packet(format_args!(
+                        "ACK for {} but {requested} was requested",
+                        lease.address
+                    ));
+                    Vec::new()
+                }
+                Err(why) => {
+                    self.drop_packet(format_args!("ACK: {why}"));
+                    Vec::new()
+                }
+            },
+            (
+                State::Renewing {
+                    lease: old,
+                    ..
+                }
+                | State::Rebinding {
+                    lease: old,
+                    ..
+                },
+                MessageType::Ack,
+            ) => match parse_lease(&msg) {
+                Ok(lease) if lease.address == old.address => {
+                    log::info!(
+                        "{}: lease on {} renewed for {}s by {}",
+                        self.config.ifname,
+                        lease.address,
+                        lease.lease_secs,
+                        lease.server
+                    );
+                    self.state = State::Bound {
+                        lease: lease.clone(),
+                        bound_at: now,
+                        watch_until: None,
+                    };
+                    vec![Action::Event(Event::Renewed(lease))]
+                }
+                Ok(lease) => {
+                    self.drop_packet(format_args!(
+                        "renewal ACK for {} but we hold {}",
+                        lease.address, old.address
+                    ));
+                    Vec::new()
+                }
+                Err(why) => {
+                    self.drop_packet(format_args!("ACK: {why}"));
+                    Vec::new()
+                }
+            },
+            (
+                State::Requesting { started, offer, .. },
+                MessageType::Nak,
+            ) => {
+                if server_id(&msg) != Some(offer.server) {
+                    self.drop_packet(format_args!("NAK from a server we did not ask"));
+                    return Vec::new();
+                }
+                log::warn!(
+                    "{}: NAK from {} ({}); starting over",
+                    self.config.ifname,
+                    offer.server,
+                    nak_text(&msg)
+                );
+                self.restart(now, started)
+            }
+            (State::InitReboot { started, requested, .. }, MessageType::Nak) => {
+                log::warn!(
+                    "{}: NAK for previous address {requested} ({}); starting over with DISCOVER",
+                    self.config.ifname,
+                    nak_text(&msg)
+                );
+                self.restart(now, started)
+            }
+            (State::Renewing { lease, .. } | State::Rebinding { lease, .. }, MessageType::Nak) => {
+                log::warn!(
+                    "{}: NAK while renewing {} ({}); dropping it and starting over",
+                    self.config.ifname,
+                    lease.address,
+                    nak_text(&msg)
+                );
+                let mut actions = vec![Action::Event(Event::Deconfigured(format!(
+                    "server refused to renew {}",
+                    lease.address
+                )))];
+                actions.extend(self.restart(now, now));
+                actions
+            }
+            (_, kind) => {
+                log::debug!(
+                    "{}: ignoring {kind:?} in {}",
+                    self.config.ifname,
+                    self.state_name()
+                );
+                Vec::new()
+            }
+        }
+    }
+
+    fn xid(&self) -> Option<u32> {
+        match self.state {
+            State::Selecting { xid, .. }
+            | State::Requesting { xid, .. }
+            | State::InitReboot { xid, .. }
+            | State::Renewing { xid, .. }
+            | State::Rebinding { xid, .. } => Some(xid),
+            State::Bound { .. } | State::Declined { .. } => None,
+        }
+    }
+
+    fn drop_packet(&self, why: std::fmt::Arguments) {
+        log::info!("{}: dropped a DHCP reply: {why}", self.config.ifname);
+    }
+
+    fn next_delay(&mut self, attempt: u32) -> Duration {
+        let r = self.rng.u32(..);
+        self.backoff.delay(attempt, r)
+    }
+
+    /// Back to INIT; the first DISCOVER goes out at once (the backoff restarts too, since a NAK
+    /// or a silent server is no reason to wait).
+    fn restart(&mut self, now: Instant, _previous_start: Instant) -> Vec<Action> {
+        let xid = self.rng.u32(..);
+        self.state = State::Selecting {
+            xid,
+            started: now,
+            attempt: 1,
+            retry_at: now + self.next_delay(0),
+        };
+        vec![self.discover(xid, now, now)]
+    }
+
+    fn bind(&mut self, now: Instant, lease: Lease, watch_until: Option<Instant>) -> Vec<Action> {
+        self.state = State::Bound {
+            lease: lease.clone(),
+            bound_at: now,
+            watch_until,
+        };
+        vec![Action::Event(Event::Bound(lease))]
+    }
+
+    fn decline(&mut self, now: Instant, lease: &Lease) -> Vec<Action> {
+        let xid = self.rng.u32(..);
+        let mut msg = self.message(xid, MessageType::Decline, None, 0);
+        let opts = msg.opts_mut();
+        opts.insert(DhcpOption::RequestedIpAddress(lease.address));
+        opts.insert(DhcpOption::ServerIdentifier(lease.server));
+        opts.insert(DhcpOption::Message("address in use (ARP)".into()));
+        let was_bound = matches!(self.state, State::Bound { .. });
+        self.state = State::Declined {
+            until: now + DECLINE_WAIT,
+        };
+        let mut actions = vec![self.transmit(msg, Destination::Broadcast, false)];
+        if was_bound {
+            actions.push(Action::Event(Event::Deconfigured(format!(
+                "{} is in use by another host",
+                lease.address
+            ))));
+        }
+        actions
+    }
+
+    /// RENEWING (unicast to the server) until T2, REBINDING (broadcast) until expiry, then INIT.
+    fn renew_or_rebind(
+        &mut self,
+        now: Instant,
+        lease: Lease,
+        bound_at: Instant,
+        renewing: bool,
+    ) -> Vec<Action> {
+        let t2 = bound_at + secs(lease.t2_secs);
+        let expiry = bound_at + secs(lease.lease_secs);
+        if now >= expiry {
+            log::warn!(
+                "{}: lease on {} expired without renewal",
+                self.config.ifname,
+                lease.address
+            );
+            let mut actions = vec![Action::Event(Event::Deconfigured(format!(
+                "lease on {} expired",
+                lease.address
+            )))];
+            actions.extend(self.restart(now, now));
+            return actions;
+        }
+        let renewing = renewing && now < t2;
+        let deadline = if renewing { t2 } else { expiry };
+        // §4.4.5: half the remaining time, at least 60 s, never past the deadline.
+        let retry_at = (now + ((deadline - now) / 2).max(RENEW_MIN_RETRY)).min(deadline);
+        let xid = match &self.state {
+            State::Renewing { xid, .. } | State::Rebinding { xid, .. } => *xid,
+            _ => self.rng.u32(..),
+        };
+        let msg = self.message(xid, MessageType::Request, Some(lease.address), 0);
+        let tx = if renewing {
+            self.transmit(msg, Destination::Unicast(lease.server), true)
+        } else {
+            self.transmit(msg, Destination::Broadcast, true)
+        };
+        if !renewing && !matches!(self.state, State::Rebinding { .. }) {
+            log::info!(
+                "{}: T2 reached without an answer from {}, rebinding by broadcast",
+                self.config.ifname,
+                lease.server
+            );
+        }
+        self.state = if renewing {
+            State::Renewing {
+                lease,
+                bound_at,
+                xid,
+                retry_at,
+            }
+        } else {
+            State::Rebinding {
+                lease,
+                bound_at,
+                xid,
+                retry_at,
+            }
+        };
+        vec![tx]
+    }
+
+    fn discover(&self, xid: u32, started: Instant, now: Instant) -> Action {
+        let msg = self.message(xid, MessageType::Discover, None, elapsed_secs(started, now));
+        self.transmit(msg, Destination::Broadcast, false)
+    }
+
+    fn request_selecting(&self, xid: u32, started: Instant, now: Instant, offer: &Lease) -> Action {
+        let mut msg = self.message(xid, MessageType::Request, None, elapsed_secs(started, now));
+        msg.opts_mut()
+            .insert(DhcpOption::RequestedIpAddress(offer.address));
+        msg.opts_mut()
+            .insert(DhcpOption::ServerIdentifier(offer.server));
+        self.transmit(msg, Destination::Broadcast, false)
+    }
+
+    fn request_init_reboot(
+        &self,
+        xid: u32,
+        started: Instant,
+        now: Instant,
+        requested: Ipv4Addr,
+    ) -> Action {
+        let mut msg = self.message(xid, MessageType::Request, None, elapsed_secs(started, now));
+        msg.opts_mut()
+            .insert(DhcpOption::RequestedIpAddress(requested));
+        self.transmit(msg, Destination::Broadcast, false)
+    }
+
+    fn message(
+        &self,
+        xid: u32,
+        kind: MessageType,
+        ciaddr: Option<Ipv4Addr>,
+        secs: u16,
+    ) -> v4::Message {
+        let zero = Ipv4Addr::UNSPECIFIED;
+        let mut msg = v4::Message::new_with_id(
+            xid,
+            ciaddr.unwrap_or(zero),
+            zero,
+            zero,
+            zero,
+            &self.config.mac,
+        );
+        msg.set_secs(secs);
+        let opts = msg.opts_mut();
+        opts.insert(DhcpOption::MessageType(kind));
+        opts.insert(DhcpOption::ClientIdentifier(self.config.client_id.clone()));
+        if kind != MessageType::Decline {
+            opts.insert(DhcpOption::ClassIdentifier(
+                self.config.vendor_class.as_bytes().to_vec(),
+            ));
+            opts.insert(DhcpOption::MaxMessageSize(MAX_MESSAGE_SIZE));
+            if let Some(h) = &self.config.hostname {
+                opts.insert(DhcpOption::Hostname(h.clone()));
+            }
+            opts.insert(DhcpOption::ParameterRequestList(vec![
+                OptionCode::SubnetMask,
+                OptionCode::ClasslessStaticRoute,
+                OptionCode::Router,
+                OptionCode::DomainNameServer,
+                OptionCode::DomainName,
+                OptionCode::DomainSearch,
+                OptionCode::InterfaceMtu,
+                OptionCode::BroadcastAddr,
+                OptionCode::NtpServers,
+                OptionCode::AddressLeaseTime,
+                OptionCode::Renewal,
+                OptionCode::Rebinding,
+            ]));
+        }
+        msg
+    }
+
+    fn transmit(&self, msg: v4::Message, to: Destination, ciaddr_configured: bool) -> Action {
+        let kind = msg.opts().msg_type().unwrap_or(MessageType::Discover);
+        // Encoding our own well-formed message cannot fail; an empty payload would be dropped
+        // by the driver with a log line rather than crash PID 1.
+        let payload = msg.to_vec().unwrap_or_default();
+        Action::Send(Transmit {
+            payload,
+            to,
+            ciaddr_configured,
+            kind,
+        })
+    }
+}
+
+fn secs(s: u32) -> Duration {
+    Duration::from_secs(u64::from(s))
+}
+
+fn elapsed_secs(started: Instant, now: Instant) -> u16 {
+    now.saturating_duration_since(started)
+        .as_secs()
+        .min(u64::from(u16::MAX)) as u16
+}
+
+fn server_id(msg: &v4::Message) -> Option<Ipv4Addr> {
+    match msg.opts().get(OptionCode::ServerIdentifier) {
+        Some(DhcpOption::ServerIdentifier(ip)) => Some(*ip),
+        _ => None,
+    }
+}
+
+fn nak_text(msg: &v4::Message) -> String {
+    match msg.opts().get(OptionCode::Message) {
+        Some(DhcpOption::Message(m)) => sanitize_text(m),
+        _ => "no reason given".into(),
+    }
+}
+
+/// Server-supplied text goes to the console: printable ASCII only, bounded.
+fn sanitize_text(s: &str) -> String {
+    s.chars()
+        .filter(|c| c.is_ascii_graphic() || *c == ' ')
+        .take(120)
+        .collect()
+}
+
+pub fn fmt_mac(mac: &[u8]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// A unicast address a host could use or talk to.
+pub fn is_usable_unicast(ip: Ipv4Addr) -> bool {
+    !(ip.is_unspecified()
+        || ip.is_broadcast()
+        || ip.is_multicast()
+        || ip.is_loopback()
+        || ip.octets()[0] >= 240)
+}
+
+fn in_subnet(ip: Ipv4Addr, net: Ipv4Addr, prefix: u8) -> bool {
+    mask(prefix) & u32::from(ip) == mask(prefix) & u32::from(net)
+}
+
+fn mask(prefix: u8) -> u32 {
+    if prefix == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(prefix.min(32)))
+    }
+}
+
+/// A DNS name we are willing to write into resolv.conf: LDH labels, no spaces or control
+/// characters that could inject another resolv.conf line.
+pub fn is_valid_domain(name: &str) -> bool {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        })
+}
+
+/// Turns an OFFER or ACK into a [`Lease`], or says why it can't be used.
+pub fn parse_lease(msg: &v4::Message) -> Result<Lease, String> {
+    let opts = msg.opts();
+    let address = msg.yiaddr();
+    if !is_usable_unicast(address) {
+        return Err(format!("unusable address {address}"));
+    }
+    let server = server_id(msg).ok_or("no server identifier (option 54)")?;
+    let netmask = match opts.get(OptionCode::SubnetMask) {
+        Some(DhcpOption::SubnetMask(m)) => *m,
+        _ => return Err("no subnet mask (option 1)".into()),
+    };
+    let m = u32::from(netmask);
+    if m == 0 || m.leading_ones() + m.trailing_zeros() != 32 {
+        return Err(format!("invalid subnet mask {netmask}"));
+    }
+    let prefix = m.leading_ones() as u8;
+    let lease_secs = match opts.get(OptionCode::AddressLeaseTime) {
+        Some(DhcpOption::AddressLeaseTime(0)) => return Err("lease time 0".into()),
+        Some(DhcpOption::AddressLeaseTime(t)) => *t,
+        _ => return Err("no lease time (option 51)".into()),
+    };
+    // RFC 2131 §4.4.5 defaults; a server's T1/T2 are used only when they are ordered sanely.
+    let mut t1 = lease_secs / 2;
+    let mut t2 = (lease_secs as u64 * 7 / 8) as u32;
+    if let (Some(DhcpOption::Renewal(a)), Some(DhcpOption::Rebinding(b))) =
+        (opts.get(OptionCode::Renewal), opts.get(OptionCode::Rebinding))
+    {
+        if 0 < *a && a < b && *b < lease_secs {
+            t1 = *a;
+            t2 = *b;
+        }
+    }
+    if lease_secs == u32::MAX {
+        // Infinite lease: never renew.
+        t1 = u32::MAX;
+        t2 = u32::MAX;
+    }
+
+    let classless_routes: Vec<Route> = match opts.get(OptionCode::ClasslessStaticRoute) {
+        Some(DhcpOption::ClasslessStaticRoute(routes)) => routes
+            .iter()
+            .map(|(net, gw)| Route {
+                destination: net.trunc().addr(),
+                prefix: net.prefix_len(),
+                gateway: *gw,
+            })
+            .filter(|r| {
+                let ok = r.gateway.is_unspecified() || is_usable_unicast(r.gateway);
+                if !ok {
+                    log::info!("ignoring classless route {}/{} via {}", r.destination, r.prefix, r.gateway);
+                }
+                ok
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    let routers = ip_list(opts, OptionCode::Router)
+        .into_iter()
+        .filter(|r| {
+            let ok = in_subnet(*r, address, prefix) && *r != address;
+            if !ok {
+                log::info!("ignoring router {r}: outside {address}/{prefix}");
+            }
+            ok
+        })
+        .collect();
+    let domain = match opts.get(OptionCode::DomainName) {
+        Some(DhcpOption::DomainName(d)) if is_valid_domain(d) => {
+            Some(d.trim_end_matches('.').to_string())
+        }
+        Some(DhcpOption::DomainName(d)) => {
+            log::info!("ignoring invalid domain name {:?}", sanitize_text(d));
+            None
+        }
+        _ => None,
+    };
+    let search = match opts.get(OptionCode::DomainSearch) {
+        Some(DhcpOption::DomainSearch(names)) => names
+            .iter()
+            .map(|n| n.to_string().trim_end_matches('.').to_string())
+            .filter(|n| is_valid_domain(n))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let mtu = match opts.get(OptionCode::InterfaceMtu) {
+        // RFC 791 minimum datagram every host must accept; anything smaller breaks TCP.
+        Some(DhcpOption::InterfaceMtu(m)) if *m >= 576 => Some(*m),
+        Some(DhcpOption::InterfaceMtu(m)) => {
+            log::info!("ignoring MTU {m}: below 576");
+            None
+        }
+        _ => None,
+    };
+    Ok(Lease {
+        address,
+        prefix,
+        server,
+        lease_secs,
+        t1_secs: t1,
+        t2_secs: t2,
+        routers,
+        classless_routes,
+        dns: ip_list(opts, OptionCode::DomainNameServer),
+        domain,
+        search,
+        ntp: ip_list(opts, OptionCode::NtpServers),
+        mtu,
+    })
+}
+
+fn ip_list(opts: &v4::DhcpOptions, code: OptionCode) -> Vec<Ipv4Addr> {
+    let list = match opts.get(code) {
+        Some(DhcpOption::Router(l) | DhcpOption::DomainNameServer(l) | DhcpOption::NtpServers(l)) => {
+            l.clone()
+        }
+        _ => Vec::new(),
+    };
+    list.into_iter().filter(|ip| is_usable_unicast(*ip)).collect()
+}
+
+#[cfg(test)]
+mod tests;

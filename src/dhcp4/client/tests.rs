@@ -1,0 +1,527 @@
+//! Drives the client with a fake clock and hand-built server replies.
+use super::*;
+use std::str::FromStr;
+
+const MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+const SERVER: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 1);
+const OFFERED: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 23);
+
+fn config() -> Config {
+    Config {
+        ifname: "eth0".into(),
+        mac: MAC,
+        client_id: Config::mac_client_id(MAC),
+        hostname: Some("zos-node".into()),
+        vendor_class: "zos".into(),
+    }
+}
+
+fn sent(actions: &[Action]) -> Vec<(v4::Message, Transmit)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Send(t) => Some((
+                v4::Message::decode(&mut Decoder::new(&t.payload)).expect("we send valid packets"),
+                t.clone(),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+fn events(actions: &[Action]) -> Vec<Event> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Event(e) => Some(e.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A server reply to `req`, with the usual options; `edit` changes it before encoding.
+fn reply(req: &v4::Message, kind: MessageType, edit: impl FnOnce(&mut v4::Message)) -> Vec<u8> {
+    let mut m = v4::Message::new_with_id(
+        req.xid(),
+        Ipv4Addr::UNSPECIFIED,
+        OFFERED,
+        SERVER,
+        Ipv4Addr::UNSPECIFIED,
+        &MAC,
+    );
+    m.set_opcode(v4::Opcode::BootReply);
+    let o = m.opts_mut();
+    o.insert(DhcpOption::MessageType(kind));
+    o.insert(DhcpOption::ServerIdentifier(SERVER));
+    o.insert(DhcpOption::SubnetMask(Ipv4Addr::new(255, 255, 255, 0)));
+    o.insert(DhcpOption::AddressLeaseTime(3600));
+    o.insert(DhcpOption::Router(vec![SERVER]));
+    o.insert(DhcpOption::DomainNameServer(vec![SERVER]));
+    o.insert(DhcpOption::DomainName("lab.test".into()));
+    edit(&mut m);
+    m.to_vec().unwrap()
+}
+
+fn nak(req: &v4::Message, server: Ipv4Addr) -> Vec<u8> {
+    let mut m = v4::Message::new_with_id(
+        req.xid(),
+        Ipv4Addr::UNSPECIFIED,
+        Ipv4Addr::UNSPECIFIED,
+        Ipv4Addr::UNSPECIFIED,
+        Ipv4Addr::UNSPECIFIED,
+        &MAC,
+    );
+    m.set_opcode(v4::Opcode::BootReply);
+    m.opts_mut().insert(DhcpOption::MessageType(MessageType::Nak));
+    m.opts_mut().insert(DhcpOption::ServerIdentifier(server));
+    m.opts_mut()
+        .insert(DhcpOption::Message("wrong network".into()));
+    m.to_vec().unwrap()
+}
+
+/// Runs DISCOVER → OFFER → REQUEST and returns the client in REQUESTING with the REQUEST sent.
+fn to_requesting(t0: Instant) -> (Client, v4::Message) {
+    let mut c = Client::new(config(), t0, 7);
+    let (discover, _) = sent(&c.handle_timeout(t0)).remove(0);
+    let actions = c.handle_packet(t0, &reply(&discover, MessageType::Offer, |_| {}));
+    assert!(actions.contains(&Action::ArpProbe(OFFERED)), "{actions:?}");
+    let (request, _) = sent(&actions).remove(0);
+    assert_eq!(c.state_name(), "REQUESTING");
+    (c, request)
+}
+
+fn to_bound(t0: Instant) -> (Client, Lease) {
+    let (mut c, request) = to_requesting(t0);
+    let ev = events(&c.handle_packet(t0, &reply(&request, MessageType::Ack, |_| {})));
+    let Event::Bound(lease) = ev[0].clone() else {
+        panic!("expected Bound, got {ev:?}")
+    };
+    (c, lease)
+}
+
+#[test]
+fn discover_carries_identity_and_asks_for_classless_routes() {
+    let t0 = Instant::now();
+    let mut c = Client::new(config(), t0, 1);
+    let (msg, tx) = sent(&c.handle_timeout(t0)).remove(0);
+    assert_eq!(tx.to, Destination::Broadcast);
+    assert!(!tx.ciaddr_configured);
+    assert_eq!(msg.opts().msg_type(), Some(MessageType::Discover));
+    assert_eq!(&msg.chaddr()[..6], &MAC);
+    assert_eq!(
+        msg.opts().get(OptionCode::ClientIdentifier),
+        Some(&DhcpOption::ClientIdentifier(vec![1, 2, 0, 0, 0, 0, 1]))
+    );
+    assert_eq!(
+        msg.opts().get(OptionCode::ClassIdentifier),
+        Some(&DhcpOption::ClassIdentifier(b"zos".to_vec()))
+    );
+    let Some(DhcpOption::ParameterRequestList(prl)) = msg.opts().get(OptionCode::ParameterRequestList)
+    else {
+        panic!("no PRL")
+    };
+    assert!(prl.contains(&OptionCode::ClasslessStaticRoute));
+    assert!(prl.contains(&OptionCode::InterfaceMtu));
+}
+
+#[test]
+fn discover_is_retransmitted_with_growing_capped_gaps_and_secs() {
+    let t0 = Instant::now();
+    let mut c = Client::new(config(), t0, 3);
+    let mut now = t0;
+    let mut gaps = Vec::new();
+    let mut xids = Vec::new();
+    let mut last_secs = 0;
+    for _ in 0..12 {
+        let sends = sent(&c.handle_timeout(now));
+        assert_eq!(sends.len(), 1);
+        xids.push(sends[0].0.xid());
+        assert!(sends[0].0.secs() >= last_secs);
+        last_secs = sends[0].0.secs();
+        let next = c.poll_at();
+        gaps.push(next - now);
+        // Nothing happens before the deadline.
+        assert!(c.handle_timeout(now + (next - now) / 2).is_empty());
+        now = next;
+    }
+    assert!(gaps[0] <= Duration::from_millis(300), "{gaps:?}");
+    assert!(gaps[1] > gaps[0]);
+    assert!(gaps.iter().all(|g| *g < Duration::from_millis(1900)), "{gaps:?}");
+    assert!(xids.windows(2).all(|w| w[0] == w[1]), "one transaction");
+    assert!(last_secs >= 9, "secs counts from the first DISCOVER: {last_secs}");
+}
+
+#[test]
+fn offer_then_ack_binds_and_confirms_after_conflict_window() {
+    let t0 = Instant::now();
+    let (mut c, request) = to_requesting(t0);
+    assert_eq!(request.opts().msg_type(), Some(MessageType::Request));
+    assert_eq!(
+        request.opts().get(OptionCode::RequestedIpAddress),
+        Some(&DhcpOption::RequestedIpAddress(OFFERED))
+    );
+    assert_eq!(
+        request.opts().get(OptionCode::ServerIdentifier),
+        Some(&DhcpOption::ServerIdentifier(SERVER))
+    );
+    let t1 = t0 + Duration::from_millis(2);
+    let ev = events(&c.handle_packet(t1, &reply(&request, MessageType::Ack, |_| {})));
+    let Event::Bound(lease) = &ev[0] else {
+        panic!("{ev:?}")
+    };
+    assert_eq!(lease.address, OFFERED);
+    assert_eq!(lease.prefix, 24);
+    assert_eq!(lease.lease_secs, 3600);
+    assert_eq!((lease.t1_secs, lease.t2_secs), (1800, 3150));
+    assert_eq!(lease.gateway(), Some(SERVER));
+    assert_eq!(lease.dns, vec![SERVER]);
+    assert_eq!(lease.domain.as_deref(), Some("lab.test"));
+    assert_eq!(c.poll_at(), t0 + CONFLICT_WINDOW);
+    assert_eq!(events(&c.handle_timeout(t0 + CONFLICT_WINDOW)), vec![Event::Confirmed]);
+    assert_eq!(c.poll_at(), t1 + Duration::from_secs(1800), "next wake-up is T1");
+}
+
+#[test]
+fn nak_in_requesting_restarts_discovery() {
+    let t0 = Instant::now();
+    let (mut c, request) = to_requesting(t0);
+    let actions = c.handle_packet(t0, &nak(&request, SERVER));
+    let (msg, _) = sent(&actions).remove(0);
+    assert_eq!(msg.opts().msg_type(), Some(MessageType::Discover));
+    assert_ne!(msg.xid(), request.xid(), "a new transaction");
+    assert_eq!(c.state_name(), "SELECTING");
+}
+
+#[test]
+fn nak_from_another_server_is_ignored() {
+    let t0 = Instant::now();
+    let (mut c, request) = to_requesting(t0);
+    assert!(c.handle_packet(t0, &nak(&request, Ipv4Addr::new(10, 1, 0, 99))).is_empty());
+    assert_eq!(c.state_name(), "REQUESTING");
+}
+
+#[test]
+fn replies_for_other_transactions_or_hardware_are_dropped() {
+    let t0 = Instant::now();
+    let mut c = Client::new(config(), t0, 5);
+    let (discover, _) = sent(&c.handle_timeout(t0)).remove(0);
+    let other_xid = reply(&discover, MessageType::Offer, |m| {
+        m.set_xid(discover.xid().wrapping_add(1));
+    });
+    assert!(c.handle_packet(t0, &other_xid).is_empty());
+    let other_mac = reply(&discover, MessageType::Offer, |m| {
+        m.set_chaddr(&[2, 0, 0, 0, 0, 9]);
+    });
+    assert!(c.handle_packet(t0, &other_mac).is_empty());
+    let request_op = reply(&discover, MessageType::Offer, |m| {
+        m.set_opcode(v4::Opcode::BootRequest);
+    });
+    assert!(c.handle_packet(t0, &request_op).is_empty());
+    assert!(c.handle_packet(t0, &[1, 2, 3]).is_empty(), "garbage");
+    assert!(c.handle_packet(t0, &[]).is_empty(), "empty");
+    assert_eq!(c.state_name(), "SELECTING");
+}
+
+#[test]
+fn offers_with_insane_options_are_dropped() {
+    let t0 = Instant::now();
+    let bad: Vec<(&str, Box<dyn Fn(&mut v4::Message)>)> = vec![
+        ("zero netmask", Box::new(|m| {
+            m.opts_mut().insert(DhcpOption::SubnetMask(Ipv4Addr::UNSPECIFIED));
+        })),
+        ("non-contiguous netmask", Box::new(|m| {
+            m.opts_mut().insert(DhcpOption::SubnetMask(Ipv4Addr::new(255, 0, 255, 0)));
+        })),
+        ("lease 0", Box::new(|m| {
+            m.opts_mut().insert(DhcpOption::AddressLeaseTime(0));
+        })),
+        ("no lease time", Box::new(|m| {
+            m.opts_mut().remove(OptionCode::AddressLeaseTime);
+        })),
+        ("no server id", Box::new(|m| {
+            m.opts_mut().remove(OptionCode::ServerIdentifier);
+        })),
+        ("broadcast yiaddr", Box::new(|m| {
+            m.set_yiaddr(Ipv4Addr::BROADCAST);
+        })),
+        ("zero yiaddr", Box::new(|m| {
+            m.set_yiaddr(Ipv4Addr::UNSPECIFIED);
+        })),
+    ];
+    for (what, edit) in bad {
+        let mut c = Client::new(config(), t0, 9);
+        let (discover, _) = sent(&c.handle_timeout(t0)).remove(0);
+        let actions = c.handle_packet(t0, &reply(&discover, MessageType::Offer, |m| edit(m)));
+        assert!(actions.is_empty(), "{what}: {actions:?}");
+        assert_eq!(c.state_name(), "SELECTING", "{what}");
+    }
+}
+
+#[test]
+fn router_outside_subnet_is_not_used_as_gateway() {
+    let t0 = Instant::now();
+    let (mut c, request) = to_requesting(t0);
+    let ev = events(&c.handle_packet(
+        t0,
+        &reply(&request, MessageType::Ack, |m| {
+            m.opts_mut()
+                .insert(DhcpOption::Router(vec![Ipv4Addr::new(192, 168, 9, 1), SERVER]));
+        }),
+    ));
+    let Event::Bound(lease) = &ev[0] else {
+        panic!("{ev:?}")
+    };
+    assert_eq!(lease.routers, vec![SERVER]);
+    assert_eq!(lease.gateway(), Some(SERVER));
+}
+
+#[test]
+fn classless_routes_override_the_router_option() {
+    let t0 = Instant::now();
+    let (mut c, request) = to_requesting(t0);
+    let r1 = Ipv4Addr::new(10, 1, 0, 254);
+    let ev = events(&c.handle_packet(
+        t0,
+        &reply(&request, MessageType::Ack, |m| {
+            m.opts_mut().insert(DhcpOption::ClasslessStaticRoute(vec![
+                (ipnet::Ipv4Net::from_str("192.0.2.77/24").unwrap(), r1),
+                (ipnet::Ipv4Net::from_str("0.0.0.0/0").unwrap(), r1),
+                (ipnet::Ipv4Net::from_str("10.9.0.0/16").unwrap(), Ipv4Addr::UNSPECIFIED),
+            ]));
+        }),
+    ));
+    let Event::Bound(lease) = &ev[0] else {
+        panic!("{ev:?}")
+    };
+    let routes = lease.routes();
+    assert_eq!(routes.len(), 3);
+    assert_eq!(
+        routes[0],
+        Route {
+            destination: Ipv4Addr::new(192, 0, 2, 0),
+            prefix: 24,
+            gateway: r1
+        },
+        "host bits cleared"
+    );
+    assert_eq!(lease.gateway(), Some(r1), "option 3 ({SERVER}) ignored");
+    assert!(routes[2].gateway.is_unspecified(), "on-link route kept");
+}
+
+#[test]
+fn dns_and_domain_values_that_could_inject_resolv_conf_lines_are_refused() {
+    let t0 = Instant::now();
+    let (mut c, request) = to_requesting(t0);
+    let ev = events(&c.handle_packet(
+        t0,
+        &reply(&request, MessageType::Ack, |m| {
+            m.opts_mut()
+                .insert(DhcpOption::DomainName("lab.test\nnameserver 6.6.6.6".into()));
+            m.opts_mut().insert(DhcpOption::DomainNameServer(vec![
+                Ipv4Addr::UNSPECIFIED,
+                Ipv4Addr::new(224, 0, 0, 1),
+                SERVER,
+            ]));
+            m.opts_mut().insert(DhcpOption::InterfaceMtu(100));
+        }),
+    ));
+    let Event::Bound(lease) = &ev[0] else {
+        panic!("{ev:?}")
+    };
+    assert_eq!(lease.domain, None);
+    assert_eq!(lease.dns, vec![SERVER]);
+    assert_eq!(lease.mtu, None);
+    assert!(is_valid_domain("grid.tf"));
+    assert!(!is_valid_domain("a b"));
+    assert!(!is_valid_domain(""));
+    assert!(!is_valid_domain("-bad.tf"));
+}
+
+#[test]
+fn arp_reply_during_request_declines_the_ack() {
+    let t0 = Instant::now();
+    let (mut c, request) = to_requesting(t0);
+    let other = [2, 0, 0, 0, 0, 0x42];
+    assert!(c
+        .handle_arp(t0, OFFERED, other, Ipv4Addr::UNSPECIFIED, false)
+        .is_empty());
+    let actions = c.handle_packet(t0, &reply(&request, MessageType::Ack, |_| {}));
+    let (msg, _) = sent(&actions).remove(0);
+    assert_eq!(msg.opts().msg_type(), Some(MessageType::Decline));
+    assert_eq!(
+        msg.opts().get(OptionCode::RequestedIpAddress),
+        Some(&DhcpOption::RequestedIpAddress(OFFERED))
+    );
+    assert!(events(&actions).is_empty(), "nothing was configured");
+    assert_eq!(c.state_name(), "DECLINED");
+    // RFC 2131 §3.1.5: quiet for 10 s, then DISCOVER again.
+    assert!(c.handle_timeout(t0 + Duration::from_secs(9)).is_empty());
+    let (msg, _) = sent(&c.handle_timeout(t0 + Duration::from_secs(10))).remove(0);
+    assert_eq!(msg.opts().msg_type(), Some(MessageType::Discover));
+}
+
+#[test]
+fn arp_conflict_just_after_binding_deconfigures_and_declines() {
+    let t0 = Instant::now();
+    let (mut c, _) = to_bound(t0);
+    let actions = c.handle_arp(
+        t0 + Duration::from_millis(50),
+        OFFERED,
+        [2, 0, 0, 0, 0, 0x42],
+        OFFERED,
+        false,
+    );
+    assert_eq!(sent(&actions)[0].0.opts().msg_type(), Some(MessageType::Decline));
+    assert!(matches!(events(&actions)[0], Event::Deconfigured(_)));
+}
+
+#[test]
+fn arp_after_the_window_or_from_ourselves_is_not_a_conflict() {
+    let t0 = Instant::now();
+    let (mut c, _) = to_bound(t0);
+    assert!(c.handle_arp(t0, OFFERED, MAC, OFFERED, false).is_empty());
+    let later = t0 + CONFLICT_WINDOW + Duration::from_millis(1);
+    assert!(c
+        .handle_arp(later, OFFERED, [2, 0, 0, 0, 0, 0x42], OFFERED, false)
+        .is_empty());
+    assert_eq!(c.state_name(), "BOUND");
+}
+
+#[test]
+fn renews_by_unicast_at_t1_and_rebinds_by_broadcast_at_t2() {
+    let t0 = Instant::now();
+    let (mut c, lease) = to_bound(t0);
+    let _ = c.handle_timeout(t0 + CONFLICT_WINDOW);
+    let t1 = t0 + Duration::from_secs(lease.t1_secs as u64);
+    assert_eq!(c.poll_at(), t1);
+    let (renew, tx) = sent(&c.handle_timeout(t1)).remove(0);
+    assert_eq!(c.state_name(), "RENEWING");
+    assert_eq!(tx.to, Destination::Unicast(SERVER));
+    assert!(tx.ciaddr_configured);
+    assert_eq!(renew.ciaddr(), OFFERED);
+    assert!(renew.opts().get(OptionCode::ServerIdentifier).is_none(), "RFC 2131 table 5");
+    assert!(renew.opts().get(OptionCode::RequestedIpAddress).is_none());
+    // Retransmission halves the remaining time to T2 (1350 s → 675 s).
+    assert_eq!(c.poll_at(), t1 + Duration::from_secs(675));
+    let t2 = t0 + Duration::from_secs(lease.t2_secs as u64);
+    let mut now = c.poll_at();
+    while now < t2 {
+        let _ = c.handle_timeout(now);
+        now = c.poll_at();
+    }
+    let (rebind, tx) = sent(&c.handle_timeout(t2)).remove(0);
+    assert_eq!(c.state_name(), "REBINDING");
+    assert_eq!(tx.to, Destination::Broadcast);
+    assert_eq!(rebind.ciaddr(), OFFERED);
+    // The server answers the rebind: same address, new timers.
+    let t = t2 + Duration::from_secs(1);
+    let ev = events(&c.handle_packet(t, &reply(&rebind, MessageType::Ack, |_| {})));
+    assert!(matches!(&ev[0], Event::Renewed(l) if l.address == OFFERED), "{ev:?}");
+    assert_eq!(c.state_name(), "BOUND");
+    assert_eq!(c.poll_at(), t + Duration::from_secs(1800));
+}
+
+#[test]
+fn renewal_ack_refreshes_the_lease() {
+    let t0 = Instant::now();
+    let (mut c, lease) = to_bound(t0);
+    let _ = c.handle_timeout(t0 + CONFLICT_WINDOW);
+    let t1 = t0 + Duration::from_secs(lease.t1_secs as u64);
+    let (renew, _) = sent(&c.handle_timeout(t1)).remove(0);
+    let ev = events(&c.handle_packet(
+        t1,
+        &reply(&renew, MessageType::Ack, |m| {
+            m.opts_mut().insert(DhcpOption::AddressLeaseTime(7200));
+        }),
+    ));
+    assert!(matches!(&ev[0], Event::Renewed(l) if l.lease_secs == 7200), "{ev:?}");
+}
+
+#[test]
+fn lease_expiry_without_answer_deconfigures_and_rediscovers() {
+    let t0 = Instant::now();
+    let (mut c, _) = to_bound(t0);
+    let mut now = t0;
+    let mut deconfigured = false;
+    for _ in 0..100 {
+        now = c.poll_at();
+        let actions = c.handle_timeout(now);
+        if events(&actions).iter().any(|e| matches!(e, Event::Deconfigured(_))) {
+            deconfigured = true;
+            let (msg, _) = sent(&actions).remove(0);
+            assert_eq!(msg.opts().msg_type(), Some(MessageType::Discover));
+            break;
+        }
+    }
+    assert!(deconfigured);
+    assert_eq!(now, t0 + Duration::from_secs(3600));
+    assert_eq!(c.state_name(), "SELECTING");
+}
+
+#[test]
+fn nak_while_renewing_deconfigures() {
+    let t0 = Instant::now();
+    let (mut c, lease) = to_bound(t0);
+    let _ = c.handle_timeout(t0 + CONFLICT_WINDOW);
+    let t1 = t0 + Duration::from_secs(lease.t1_secs as u64);
+    let (renew, _) = sent(&c.handle_timeout(t1)).remove(0);
+    let actions = c.handle_packet(t1, &nak(&renew, SERVER));
+    assert!(matches!(events(&actions)[0], Event::Deconfigured(_)));
+    assert_eq!(sent(&actions)[0].0.opts().msg_type(), Some(MessageType::Discover));
+}
+
+#[test]
+fn init_reboot_asks_for_the_previous_address_then_falls_back_on_nak() {
+    let t0 = Instant::now();
+    let prev = Ipv4Addr::new(10, 99, 0, 5);
+    let mut c = Client::reboot(config(), prev, t0, 11);
+    let (req, _) = sent(&c.handle_timeout(t0)).remove(0);
+    assert_eq!(req.opts().msg_type(), Some(MessageType::Request));
+    assert_eq!(
+        req.opts().get(OptionCode::RequestedIpAddress),
+        Some(&DhcpOption::RequestedIpAddress(prev))
+    );
+    assert!(req.opts().get(OptionCode::ServerIdentifier).is_none());
+    let actions = c.handle_packet(t0, &nak(&req, SERVER));
+    assert_eq!(sent(&actions)[0].0.opts().msg_type(), Some(MessageType::Discover));
+    assert_eq!(c.state_name(), "SELECTING");
+}
+
+#[test]
+fn init_reboot_ack_binds_the_same_address() {
+    let t0 = Instant::now();
+    let mut c = Client::reboot(config(), OFFERED, t0, 11);
+    let (req, _) = sent(&c.handle_timeout(t0)).remove(0);
+    let actions = c.handle_packet(t0, &reply(&req, MessageType::Ack, |_| {}));
+    assert!(actions.contains(&Action::ArpProbe(OFFERED)));
+    assert!(matches!(&events(&actions)[0], Event::Bound(l) if l.address == OFFERED));
+}
+
+#[test]
+fn silent_init_reboot_gives_up_and_discovers() {
+    let t0 = Instant::now();
+    let mut c = Client::reboot(config(), OFFERED, t0, 11);
+    let mut kinds = Vec::new();
+    for _ in 0..6 {
+        let now = c.poll_at();
+        for (m, _) in sent(&c.handle_timeout(now)) {
+            kinds.push(m.opts().msg_type().unwrap());
+        }
+    }
+    assert_eq!(&kinds[..REQUEST_TRIES as usize], &[MessageType::Request; REQUEST_TRIES as usize]);
+    assert_eq!(kinds[REQUEST_TRIES as usize], MessageType::Discover);
+}
+
+#[test]
+fn server_t1_t2_used_only_when_ordered() {
+    let t0 = Instant::now();
+    let (mut c, request) = to_requesting(t0);
+    let ev = events(&c.handle_packet(
+        t0,
+        &reply(&request, MessageType::Ack, |m| {
+            m.opts_mut().insert(DhcpOption::Renewal(4000));
+            m.opts_mut().insert(DhcpOption::Rebinding(100));
+        }),
+    ));
+    assert!(matches!(&ev[0], Event::Bound(l) if (l.t1_secs, l.t2_secs) == (1800, 3150)));
+}
