@@ -1,4 +1,8 @@
 //! zos-netboot: gets a 0-OS node onto the network from its initramfs.
+//!
+//! The source reads like the boot: `cmdline` (settings) → `links` (NICs, carrier) → `dhcp4`
+//! (lease) → `net` (the stage that ties them) → `state`/`report` (what the next stage and the
+//! farmer see).
 mod cmdline;
 mod dhcp4;
 mod links;
@@ -7,6 +11,234 @@ mod report;
 mod retry;
 mod state;
 
-fn main() {
-    std::process::exit(0);
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use report::Console;
+
+const USAGE: &str = "\
+usage:
+  zos-netboot net   [--iface IF]... [--cmdline STR|@FILE] [--state PATH] [--timeout SECS]
+                    [--resolv PATH] [--allow-host]
+  zos-netboot dhcp4 IF [--cmdline STR|@FILE] [--state PATH] [--timeout SECS] [--resolv PATH]
+                    [--allow-host]
+  zos-netboot version
+
+net    brings up every physical NIC (or the --iface ones), runs DHCPv4 on all of them at once;
+       the first bound is the OOB NIC. Exit 0 once online, 1 if not within the timeout.
+dhcp4  runs DHCPv4 on IF only and exits 0 once bound.
+
+Settings come from the kernel command line (/proc/cmdline, or --cmdline); see README.md for
+the zos.* keys. Outside PID 1 and in the host's own network namespace, nothing is touched
+unless --allow-host is given.";
+
+/// Exit code for usage errors and for refusing to touch the host's network.
+const EXIT_USAGE: u8 = 2;
+
+#[derive(Debug)]
+enum Command {
+    Net { ifaces: Vec<String> },
+    Dhcp4 { iface: String },
+    Version,
+    Help,
+}
+
+#[derive(Debug)]
+struct Cli {
+    command: Command,
+    cmdline: Option<String>,
+    state: PathBuf,
+    timeout: Option<u64>,
+    resolv: PathBuf,
+    allow_host: bool,
+}
+
+fn parse_args() -> Result<Cli, lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut parser = lexopt::Parser::from_env();
+    let mut sub: Option<String> = None;
+    let mut positional = Vec::new();
+    let mut ifaces = Vec::new();
+    let mut cli = Cli {
+        command: Command::Help,
+        cmdline: None,
+        state: PathBuf::from(state::DEFAULT_PATH),
+        timeout: None,
+        resolv: PathBuf::from("/etc/resolv.conf"),
+        allow_host: false,
+    };
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("iface") => ifaces.push(parser.value()?.string()?),
+            Long("cmdline") => cli.cmdline = Some(parser.value()?.string()?),
+            Long("state") => cli.state = parser.value()?.into(),
+            Long("timeout") => cli.timeout = Some(parser.value()?.parse()?),
+            Long("resolv") => cli.resolv = parser.value()?.into(),
+            Long("allow-host") => cli.allow_host = true,
+            Short('h') | Long("help") => sub = Some("help".into()),
+            Value(v) if sub.is_none() => sub = Some(v.string()?),
+            Value(v) => positional.push(v.string()?),
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    cli.command = match sub.as_deref() {
+        Some("net") if positional.is_empty() => Command::Net { ifaces },
+        Some("dhcp4") if positional.len() == 1 && ifaces.is_empty() => Command::Dhcp4 {
+            iface: positional.remove(0),
+        },
+        Some("dhcp4") => return Err("dhcp4 takes exactly one interface name".into()),
+        Some("version") => Command::Version,
+        Some("help") | None => Command::Help,
+        Some(other) => return Err(format!("unknown command {other:?}").into()),
+    };
+    Ok(cli)
+}
+
+/// Why this process must not reconfigure the network it sees, if it must not: it is not PID 1
+/// and its network namespace is the machine's own (PID 1's, or the kernel's initial one), or
+/// it can't tell. Inside a namespace made by `ip netns` (tests, the lab) it may.
+fn host_network_guard() -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    /// Kernels since 6.x give the initial network namespace this fixed inode (PROC_NET_INIT_INO).
+    const INIT_NET_INO: u64 = 0xEFFF_FFF9;
+    if std::process::id() == 1 {
+        return Ok(());
+    }
+    let me = std::fs::metadata("/proc/self/ns/net")
+        .map_err(|e| format!("cannot read /proc/self/ns/net ({e})"))?;
+    let same = |m: &std::fs::Metadata| m.ino() == me.ino() && m.dev() == me.dev();
+    if let Ok(pid1) = std::fs::metadata("/proc/1/ns/net") {
+        if same(&pid1) {
+            return Err("this is PID 1's network namespace".into());
+        }
+        if me.ino() != INIT_NET_INO {
+            return Ok(());
+        }
+    }
+    let named = std::fs::read_dir("/run/netns")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| std::fs::metadata(e.path()).is_ok_and(|m| same(&m)));
+    if named {
+        Ok(())
+    } else if me.ino() == INIT_NET_INO {
+        Err("this is the kernel's initial network namespace".into())
+    } else {
+        Err("cannot tell whether this is the machine's own network namespace".into())
+    }
+}
+
+fn read_cmdline(arg: Option<&str>) -> Result<String, String> {
+    match arg {
+        Some(file) if file.starts_with('@') => std::fs::read_to_string(&file[1..])
+            .map_err(|e| format!("cannot read {}: {e}", &file[1..])),
+        Some(text) => Ok(text.to_string()),
+        None => Ok(std::fs::read_to_string("/proc/cmdline").unwrap_or_default()),
+    }
+}
+
+fn init_logging(start: Instant, debug: bool) {
+    use std::io::Write;
+    let default = if debug { "debug" } else { "info" };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default))
+        .format(move |buf, record| {
+            let t = start.elapsed();
+            writeln!(
+                buf,
+                "[{:4}.{:03}] {:<5} {}",
+                t.as_secs(),
+                t.subsec_millis(),
+                record.level(),
+                record.args()
+            )
+        })
+        .init();
+}
+
+fn main() -> ExitCode {
+    let start = Instant::now();
+    let cli = match parse_args() {
+        Ok(cli) => cli,
+        Err(e) => {
+            eprintln!("zos-netboot: {e}\n\n{USAGE}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let (ifaces, oob_override) = match &cli.command {
+        Command::Help => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Command::Version => {
+            println!("zos-netboot {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Command::Net { ifaces } => (ifaces.clone(), None),
+        Command::Dhcp4 { iface } => (vec![iface.clone()], Some(iface.clone())),
+    };
+    let text = match read_cmdline(cli.cmdline.as_deref()) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("zos-netboot: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let (settings, ignored) = cmdline::parse(&text);
+    init_logging(start, settings.debug);
+    if let (Err(why), false) = (host_network_guard(), cli.allow_host) {
+        eprintln!(
+            "zos-netboot: refusing to touch this machine's own network: not PID 1, and {why}. \
+             Run it inside a network namespace (ip netns exec NS ...) or pass --allow-host if \
+             you really mean it."
+        );
+        return ExitCode::from(EXIT_USAGE);
+    }
+    let console = Console::new(start);
+    for i in &ignored {
+        console.line(format_args!(
+            "kernel command line: ignoring {:?}: {}",
+            i.word, i.why
+        ));
+    }
+
+    let cfg = net::NetConfig {
+        ifaces: if ifaces.is_empty() {
+            settings.ifaces.clone()
+        } else {
+            ifaces
+        },
+        oob: oob_override.or(settings.oob.clone()),
+        timeout: Duration::from_secs(cli.timeout.or(settings.timeout_secs).unwrap_or(60)),
+        state_path: cli.state.clone(),
+        resolv_path: cli.resolv.clone(),
+        hostname: settings.hostname.clone(),
+        client_id: settings.client_id.clone(),
+    };
+    let result = smol::block_on(net::run(&cfg, &console));
+    let state = match result {
+        Ok(state) => state,
+        Err(e) => {
+            console.line(format_args!("network: {e}"));
+            return ExitCode::FAILURE;
+        }
+    };
+    console.block(&report::summary(&state));
+    if let Err(e) = state.write(&cli.state) {
+        console.line(format_args!("could not write {}: {e}", cli.state.display()));
+    }
+    if state.online {
+        console.line(format_args!(
+            "online: IPv4 on the OOB NIC in {} ms",
+            state.timings_ms.total.unwrap_or(0)
+        ));
+        ExitCode::SUCCESS
+    } else {
+        console.line(format_args!(
+            "NOT online: {}",
+            state.error.as_deref().unwrap_or("unknown reason")
+        ));
+        ExitCode::FAILURE
+    }
 }

@@ -1,1 +1,92 @@
-//! TODO
+//! The boot console: one timestamped line per event, then a summary a farmer can read.
+use std::io::Write;
+use std::time::Instant;
+
+use crate::state::{Role, State};
+
+/// Writes console lines, stamped with seconds since the process started (like dmesg).
+pub struct Console {
+    start: Instant,
+}
+
+impl Console {
+    pub fn new(start: Instant) -> Self {
+        Console { start }
+    }
+
+    pub fn start(&self) -> Instant {
+        self.start
+    }
+
+    pub fn line(&self, text: impl std::fmt::Display) {
+        let t = self.start.elapsed();
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "[{:4}.{:03}] {text}", t.as_secs(), t.subsec_millis());
+        let _ = out.flush();
+    }
+
+    pub fn block(&self, text: &str) {
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(text.as_bytes());
+        let _ = out.flush();
+    }
+}
+
+/// "1h", "30m", "45s": lease times as a farmer reads them.
+pub fn human_secs(s: u32) -> String {
+    match s {
+        u32::MAX => "infinite".into(),
+        s if s % 86400 == 0 => format!("{}d", s / 86400),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+/// The summary table printed once the network stage ends.
+pub fn summary(state: &State) -> String {
+    let mut s = String::new();
+    s.push_str("  NIC          ROLE    CARRIER  IPv4                 DHCPv4\n");
+    for i in &state.interfaces {
+        let role = match i.role {
+            Role::Oob => "oob",
+            Role::Public => "public",
+            Role::Unused => "unused",
+        };
+        let v4 = i
+            .ipv4
+            .first()
+            .map(|a| format!("{}/{}", a.address, a.prefix))
+            .unwrap_or_else(|| "-".into());
+        s.push_str(&format!(
+            "  {:<12} {:<7} {:<8} {:<20} {}\n",
+            i.name,
+            role,
+            if i.carrier { "yes" } else { "no" },
+            v4,
+            i.dhcp4
+        ));
+    }
+    if let Some(gw) = state.ipv4.gateway {
+        s.push_str(&format!("  IPv4 gateway {gw}\n"));
+    }
+    if !state.dns.is_empty() {
+        let dns: Vec<String> = state.dns.iter().map(|d| d.to_string()).collect();
+        s.push_str(&format!("  DNS          {}\n", dns.join(", ")));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lease_times_read_naturally() {
+        assert_eq!(human_secs(3600), "1h");
+        assert_eq!(human_secs(86400), "1d");
+        assert_eq!(human_secs(120), "2m");
+        assert_eq!(human_secs(90), "90s");
+        assert_eq!(human_secs(u32::MAX), "infinite");
+    }
+}

@@ -57,7 +57,10 @@ mod tests {
         assert_eq!(no_jitter(40), Duration::from_millis(1500));
         for r in [0u32, 1, 7, 299, 300, 301, 12345, u32::MAX] {
             let d = b.delay(30, r);
-            assert!(d >= Duration::from_millis(1200) && d <= Duration::from_millis(1800), "{d:?}");
+            assert!(
+                d >= Duration::from_millis(1200) && d <= Duration::from_millis(1800),
+                "{d:?}"
+            );
         }
     }
 
@@ -67,6 +70,8 @@ mod tests {
         let ds: Vec<_> = (0..600u32).map(|r| b.delay(0, r)).collect();
         assert!(ds.iter().any(|d| *d < Duration::from_millis(250)));
         assert!(ds.iter().any(|d| *d > Duration::from_millis(250)));
-        assert!(ds.iter().all(|d| *d >= Duration::from_millis(200) && *d <= Duration::from_millis(300)));
+        assert!(ds
+            .iter()
+            .all(|d| *d >= Duration::from_millis(200) && *d <= Duration::from_millis(300)));
     }
 }

@@ -1,1 +1,184 @@
-//! TODO
+//! The state file: what the boot found, for the full OS, the tests and a farmer's support ticket.
+//! A serialisation of the stages' typed results, never a second source of truth.
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::dhcp4::client::Lease;
+
+pub const DEFAULT_PATH: &str = "/run/zos-netboot/state.json";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Oob,
+    Public,
+    Unused,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ipv4Entry {
+    pub address: Ipv4Addr,
+    pub prefix: u8,
+    pub source: String,
+    pub lease_secs: u32,
+    pub server: Ipv4Addr,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ipv6Entry {
+    pub address: std::net::Ipv6Addr,
+    pub prefix: u8,
+    pub source: String,
+}
+
+/// The lease as handed over, with what the full OS needs to resume it (RENEWING at T1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseRecord {
+    pub client_id: String,
+    #[serde(flatten)]
+    pub lease: Lease,
+    pub gateway: Option<Ipv4Addr>,
+    /// Unix time of the ACK, so T1/T2/expiry can be computed after a handoff.
+    pub obtained_unix: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Interface {
+    pub name: String,
+    pub mac: String,
+    pub role: Role,
+    pub carrier: bool,
+    pub mtu: u32,
+    pub ipv4: Vec<Ipv4Entry>,
+    pub ipv6: Vec<Ipv6Entry>,
+    /// Where DHCPv4 stood when the state was written, e.g. BOUND or SELECTING.
+    pub dhcp4: String,
+    pub lease: Option<LeaseRecord>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ipv4Summary {
+    pub gateway: Option<Ipv4Addr>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timings {
+    /// First DISCOVER to BOUND on the OOB NIC.
+    pub dhcp4: Option<u64>,
+    /// Process start to online.
+    pub total: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    pub version: String,
+    pub online: bool,
+    /// Why the node is not online, in words for the console.
+    pub error: Option<String>,
+    pub interfaces: Vec<Interface>,
+    pub ipv4: Ipv4Summary,
+    pub dns: Vec<Ipv4Addr>,
+    pub search: Vec<String>,
+    pub ntp: Vec<Ipv4Addr>,
+    pub timings_ms: Timings,
+}
+
+impl State {
+    pub fn write(&self, path: &Path) -> std::io::Result<()> {
+        let mut json = serde_json::to_vec_pretty(self)?;
+        json.push(b'\n');
+        crate::dhcp4::apply::write_file_atomic(path, &json)
+    }
+
+    /// The address this NIC had in a previous state file, for INIT-REBOOT.
+    pub fn previous_address(path: &Path, mac: &str) -> Option<Ipv4Addr> {
+        let text = std::fs::read_to_string(path).ok()?;
+        let state: State = serde_json::from_str(&text)
+            .map_err(|e| log::info!("{}: not reusing it: {e}", path.display()))
+            .ok()?;
+        state
+            .interfaces
+            .iter()
+            .find(|i| i.mac == mac)
+            .and_then(|i| i.lease.as_ref())
+            .map(|l| l.lease.address)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_round_trips_and_has_the_contract_keys() {
+        let lease = Lease {
+            address: Ipv4Addr::new(10, 1, 0, 23),
+            prefix: 24,
+            server: Ipv4Addr::new(10, 1, 0, 1),
+            lease_secs: 3600,
+            t1_secs: 1800,
+            t2_secs: 3150,
+            routers: vec![Ipv4Addr::new(10, 1, 0, 1)],
+            classless_routes: vec![],
+            dns: vec![],
+            domain: None,
+            search: vec![],
+            ntp: vec![],
+            mtu: None,
+        };
+        let state = State {
+            version: "0.1.0".into(),
+            online: true,
+            error: None,
+            interfaces: vec![Interface {
+                name: "eth0".into(),
+                mac: "02:00:00:00:00:01".into(),
+                role: Role::Oob,
+                carrier: true,
+                mtu: 1500,
+                ipv4: vec![Ipv4Entry {
+                    address: lease.address,
+                    prefix: 24,
+                    source: "dhcp".into(),
+                    lease_secs: 3600,
+                    server: lease.server,
+                }],
+                ipv6: vec![],
+                dhcp4: "BOUND".into(),
+                lease: Some(LeaseRecord {
+                    client_id: "01:02:00:00:00:00:01".into(),
+                    lease,
+                    gateway: Some(Ipv4Addr::new(10, 1, 0, 1)),
+                    obtained_unix: 1,
+                }),
+            }],
+            ipv4: Ipv4Summary {
+                gateway: Some(Ipv4Addr::new(10, 1, 0, 1)),
+            },
+            dns: vec![],
+            search: vec![],
+            ntp: vec![],
+            timings_ms: Timings {
+                dhcp4: Some(12),
+                total: Some(40),
+            },
+        };
+        let v: serde_json::Value = serde_json::to_value(&state).unwrap();
+        assert_eq!(v["interfaces"][0]["role"], "oob");
+        assert_eq!(v["interfaces"][0]["ipv4"][0]["address"], "10.1.0.23");
+        assert_eq!(v["interfaces"][0]["lease"]["address"], "10.1.0.23");
+        assert_eq!(v["ipv4"]["gateway"], "10.1.0.1");
+        assert_eq!(v["timings_ms"]["dhcp4"], 12);
+        let dir = std::env::temp_dir().join(format!("zos-state-{}", std::process::id()));
+        let path = dir.join("state.json");
+        state.write(&path).unwrap();
+        assert_eq!(
+            State::previous_address(&path, "02:00:00:00:00:01"),
+            Some(Ipv4Addr::new(10, 1, 0, 23))
+        );
+        assert_eq!(State::previous_address(&path, "02:00:00:00:00:02"), None);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -241,15 +241,6 @@ impl Client {
         }
     }
 
-    pub fn lease(&self) -> Option<&Lease> {
-        match &self.state {
-            State::Bound { lease, .. }
-            | State::Renewing { lease, .. }
-            | State::Rebinding { lease, .. } => Some(lease),
-            _ => None,
-        }
-    }
-
     /// When the driver must call [`Client::handle_timeout`] next.
     pub fn poll_at(&self) -> Instant {
         match &self.state {
@@ -393,9 +384,13 @@ impl Client {
             return Vec::new();
         }
         // RFC 5227 §2.1.1: a reply from the address, or another host probing for it.
-        let claims = |ip: Ipv4Addr| sender_ip == ip || (is_probe && sender_ip.is_unspecified() && target_ip == ip);
+        let claims = |ip: Ipv4Addr| {
+            sender_ip == ip || (is_probe && sender_ip.is_unspecified() && target_ip == ip)
+        };
         match &mut self.state {
-            State::Requesting { offer, conflict, .. } if claims(offer.address) => {
+            State::Requesting {
+                offer, conflict, ..
+            } if claims(offer.address) => {
                 log::warn!(
                     "{}: {} is already used by {}; will DECLINE it",
                     self.config.ifname,
@@ -439,7 +434,10 @@ impl Client {
             return Vec::new(); // another client's request, seen on a broadcast segment
         }
         if msg.xid() != xid {
-            log::trace!("{}: ignoring reply for another transaction", self.config.ifname);
+            log::trace!(
+                "{}: ignoring reply for another transaction",
+                self.config.ifname
+            );
             return Vec::new();
         }
         if msg.chaddr().get(..6) != Some(&self.config.mac[..]) {
@@ -520,14 +518,7 @@ impl Client {
                 }
             },
             (
-                State::Renewing {
-                    lease: old,
-                    ..
-                }
-                | State::Rebinding {
-                    lease: old,
-                    ..
-                },
+                State::Renewing { lease: old, .. } | State::Rebinding { lease: old, .. },
                 MessageType::Ack,
             ) => match parse_lease(&msg) {
                 Ok(lease) if lease.address == old.address => {
@@ -557,10 +548,7 @@ impl Client {
                     Vec::new()
                 }
             },
-            (
-                State::Requesting { started, offer, .. },
-                MessageType::Nak,
-            ) => {
+            (State::Requesting { started, offer, .. }, MessageType::Nak) => {
                 if server_id(&msg) != Some(offer.server) {
                     self.drop_packet(format_args!("NAK from a server we did not ask"));
                     return Vec::new();
@@ -573,7 +561,12 @@ impl Client {
                 );
                 self.restart(now, started)
             }
-            (State::InitReboot { started, requested, .. }, MessageType::Nak) => {
+            (
+                State::InitReboot {
+                    started, requested, ..
+                },
+                MessageType::Nak,
+            ) => {
                 log::warn!(
                     "{}: NAK for previous address {requested} ({}); starting over with DISCOVER",
                     self.config.ifname,
@@ -887,7 +880,8 @@ pub fn is_valid_domain(name: &str) -> bool {
         && name.split('.').all(|l| {
             !l.is_empty()
                 && l.len() <= 63
-                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
                 && !l.starts_with('-')
                 && !l.ends_with('-')
         })
@@ -918,9 +912,10 @@ pub fn parse_lease(msg: &v4::Message) -> Result<Lease, String> {
     // RFC 2131 §4.4.5 defaults; a server's T1/T2 are used only when they are ordered sanely.
     let mut t1 = lease_secs / 2;
     let mut t2 = (lease_secs as u64 * 7 / 8) as u32;
-    if let (Some(DhcpOption::Renewal(a)), Some(DhcpOption::Rebinding(b))) =
-        (opts.get(OptionCode::Renewal), opts.get(OptionCode::Rebinding))
-    {
+    if let (Some(DhcpOption::Renewal(a)), Some(DhcpOption::Rebinding(b))) = (
+        opts.get(OptionCode::Renewal),
+        opts.get(OptionCode::Rebinding),
+    ) {
         if 0 < *a && a < b && *b < lease_secs {
             t1 = *a;
             t2 = *b;
@@ -943,7 +938,12 @@ pub fn parse_lease(msg: &v4::Message) -> Result<Lease, String> {
             .filter(|r| {
                 let ok = r.gateway.is_unspecified() || is_usable_unicast(r.gateway);
                 if !ok {
-                    log::info!("ignoring classless route {}/{} via {}", r.destination, r.prefix, r.gateway);
+                    log::info!(
+                        "ignoring classless route {}/{} via {}",
+                        r.destination,
+                        r.prefix,
+                        r.gateway
+                    );
                 }
                 ok
             })
@@ -1006,12 +1006,14 @@ pub fn parse_lease(msg: &v4::Message) -> Result<Lease, String> {
 
 fn ip_list(opts: &v4::DhcpOptions, code: OptionCode) -> Vec<Ipv4Addr> {
     let list = match opts.get(code) {
-        Some(DhcpOption::Router(l) | DhcpOption::DomainNameServer(l) | DhcpOption::NtpServers(l)) => {
-            l.clone()
-        }
+        Some(
+            DhcpOption::Router(l) | DhcpOption::DomainNameServer(l) | DhcpOption::NtpServers(l),
+        ) => l.clone(),
         _ => Vec::new(),
     };
-    list.into_iter().filter(|ip| is_usable_unicast(*ip)).collect()
+    list.into_iter()
+        .filter(|ip| is_usable_unicast(*ip))
+        .collect()
 }
 
 #[cfg(test)]

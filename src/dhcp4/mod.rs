@@ -2,4 +2,5 @@
 //! lease to the kernel (`apply`).
 pub mod apply;
 pub mod client;
+pub mod driver;
 pub mod socket;

@@ -72,7 +72,8 @@ fn nak(req: &v4::Message, server: Ipv4Addr) -> Vec<u8> {
         &MAC,
     );
     m.set_opcode(v4::Opcode::BootReply);
-    m.opts_mut().insert(DhcpOption::MessageType(MessageType::Nak));
+    m.opts_mut()
+        .insert(DhcpOption::MessageType(MessageType::Nak));
     m.opts_mut().insert(DhcpOption::ServerIdentifier(server));
     m.opts_mut()
         .insert(DhcpOption::Message("wrong network".into()));
@@ -116,7 +117,8 @@ fn discover_carries_identity_and_asks_for_classless_routes() {
         msg.opts().get(OptionCode::ClassIdentifier),
         Some(&DhcpOption::ClassIdentifier(b"zos".to_vec()))
     );
-    let Some(DhcpOption::ParameterRequestList(prl)) = msg.opts().get(OptionCode::ParameterRequestList)
+    let Some(DhcpOption::ParameterRequestList(prl)) =
+        msg.opts().get(OptionCode::ParameterRequestList)
     else {
         panic!("no PRL")
     };
@@ -146,9 +148,15 @@ fn discover_is_retransmitted_with_growing_capped_gaps_and_secs() {
     }
     assert!(gaps[0] <= Duration::from_millis(300), "{gaps:?}");
     assert!(gaps[1] > gaps[0]);
-    assert!(gaps.iter().all(|g| *g < Duration::from_millis(1900)), "{gaps:?}");
+    assert!(
+        gaps.iter().all(|g| *g < Duration::from_millis(1900)),
+        "{gaps:?}"
+    );
     assert!(xids.windows(2).all(|w| w[0] == w[1]), "one transaction");
-    assert!(last_secs >= 9, "secs counts from the first DISCOVER: {last_secs}");
+    assert!(
+        last_secs >= 9,
+        "secs counts from the first DISCOVER: {last_secs}"
+    );
 }
 
 #[test]
@@ -177,8 +185,15 @@ fn offer_then_ack_binds_and_confirms_after_conflict_window() {
     assert_eq!(lease.dns, vec![SERVER]);
     assert_eq!(lease.domain.as_deref(), Some("lab.test"));
     assert_eq!(c.poll_at(), t0 + CONFLICT_WINDOW);
-    assert_eq!(events(&c.handle_timeout(t0 + CONFLICT_WINDOW)), vec![Event::Confirmed]);
-    assert_eq!(c.poll_at(), t1 + Duration::from_secs(1800), "next wake-up is T1");
+    assert_eq!(
+        events(&c.handle_timeout(t0 + CONFLICT_WINDOW)),
+        vec![Event::Confirmed]
+    );
+    assert_eq!(
+        c.poll_at(),
+        t1 + Duration::from_secs(1800),
+        "next wake-up is T1"
+    );
 }
 
 #[test]
@@ -196,7 +211,9 @@ fn nak_in_requesting_restarts_discovery() {
 fn nak_from_another_server_is_ignored() {
     let t0 = Instant::now();
     let (mut c, request) = to_requesting(t0);
-    assert!(c.handle_packet(t0, &nak(&request, Ipv4Addr::new(10, 1, 0, 99))).is_empty());
+    assert!(c
+        .handle_packet(t0, &nak(&request, Ipv4Addr::new(10, 1, 0, 99)))
+        .is_empty());
     assert_eq!(c.state_name(), "REQUESTING");
 }
 
@@ -225,28 +242,52 @@ fn replies_for_other_transactions_or_hardware_are_dropped() {
 #[test]
 fn offers_with_insane_options_are_dropped() {
     let t0 = Instant::now();
-    let bad: Vec<(&str, Box<dyn Fn(&mut v4::Message)>)> = vec![
-        ("zero netmask", Box::new(|m| {
-            m.opts_mut().insert(DhcpOption::SubnetMask(Ipv4Addr::UNSPECIFIED));
-        })),
-        ("non-contiguous netmask", Box::new(|m| {
-            m.opts_mut().insert(DhcpOption::SubnetMask(Ipv4Addr::new(255, 0, 255, 0)));
-        })),
-        ("lease 0", Box::new(|m| {
-            m.opts_mut().insert(DhcpOption::AddressLeaseTime(0));
-        })),
-        ("no lease time", Box::new(|m| {
-            m.opts_mut().remove(OptionCode::AddressLeaseTime);
-        })),
-        ("no server id", Box::new(|m| {
-            m.opts_mut().remove(OptionCode::ServerIdentifier);
-        })),
-        ("broadcast yiaddr", Box::new(|m| {
-            m.set_yiaddr(Ipv4Addr::BROADCAST);
-        })),
-        ("zero yiaddr", Box::new(|m| {
-            m.set_yiaddr(Ipv4Addr::UNSPECIFIED);
-        })),
+    type Edit = Box<dyn Fn(&mut v4::Message)>;
+    let bad: Vec<(&str, Edit)> = vec![
+        (
+            "zero netmask",
+            Box::new(|m| {
+                m.opts_mut()
+                    .insert(DhcpOption::SubnetMask(Ipv4Addr::UNSPECIFIED));
+            }),
+        ),
+        (
+            "non-contiguous netmask",
+            Box::new(|m| {
+                m.opts_mut()
+                    .insert(DhcpOption::SubnetMask(Ipv4Addr::new(255, 0, 255, 0)));
+            }),
+        ),
+        (
+            "lease 0",
+            Box::new(|m| {
+                m.opts_mut().insert(DhcpOption::AddressLeaseTime(0));
+            }),
+        ),
+        (
+            "no lease time",
+            Box::new(|m| {
+                m.opts_mut().remove(OptionCode::AddressLeaseTime);
+            }),
+        ),
+        (
+            "no server id",
+            Box::new(|m| {
+                m.opts_mut().remove(OptionCode::ServerIdentifier);
+            }),
+        ),
+        (
+            "broadcast yiaddr",
+            Box::new(|m| {
+                m.set_yiaddr(Ipv4Addr::BROADCAST);
+            }),
+        ),
+        (
+            "zero yiaddr",
+            Box::new(|m| {
+                m.set_yiaddr(Ipv4Addr::UNSPECIFIED);
+            }),
+        ),
     ];
     for (what, edit) in bad {
         let mut c = Client::new(config(), t0, 9);
@@ -264,8 +305,10 @@ fn router_outside_subnet_is_not_used_as_gateway() {
     let ev = events(&c.handle_packet(
         t0,
         &reply(&request, MessageType::Ack, |m| {
-            m.opts_mut()
-                .insert(DhcpOption::Router(vec![Ipv4Addr::new(192, 168, 9, 1), SERVER]));
+            m.opts_mut().insert(DhcpOption::Router(vec![
+                Ipv4Addr::new(192, 168, 9, 1),
+                SERVER,
+            ]));
         }),
     ));
     let Event::Bound(lease) = &ev[0] else {
@@ -286,7 +329,10 @@ fn classless_routes_override_the_router_option() {
             m.opts_mut().insert(DhcpOption::ClasslessStaticRoute(vec![
                 (ipnet::Ipv4Net::from_str("192.0.2.77/24").unwrap(), r1),
                 (ipnet::Ipv4Net::from_str("0.0.0.0/0").unwrap(), r1),
-                (ipnet::Ipv4Net::from_str("10.9.0.0/16").unwrap(), Ipv4Addr::UNSPECIFIED),
+                (
+                    ipnet::Ipv4Net::from_str("10.9.0.0/16").unwrap(),
+                    Ipv4Addr::UNSPECIFIED,
+                ),
             ]));
         }),
     ));
@@ -315,8 +361,9 @@ fn dns_and_domain_values_that_could_inject_resolv_conf_lines_are_refused() {
     let ev = events(&c.handle_packet(
         t0,
         &reply(&request, MessageType::Ack, |m| {
-            m.opts_mut()
-                .insert(DhcpOption::DomainName("lab.test\nnameserver 6.6.6.6".into()));
+            m.opts_mut().insert(DhcpOption::DomainName(
+                "lab.test\nnameserver 6.6.6.6".into(),
+            ));
             m.opts_mut().insert(DhcpOption::DomainNameServer(vec![
                 Ipv4Addr::UNSPECIFIED,
                 Ipv4Addr::new(224, 0, 0, 1),
@@ -371,7 +418,10 @@ fn arp_conflict_just_after_binding_deconfigures_and_declines() {
         OFFERED,
         false,
     );
-    assert_eq!(sent(&actions)[0].0.opts().msg_type(), Some(MessageType::Decline));
+    assert_eq!(
+        sent(&actions)[0].0.opts().msg_type(),
+        Some(MessageType::Decline)
+    );
     assert!(matches!(events(&actions)[0], Event::Deconfigured(_)));
 }
 
@@ -399,7 +449,10 @@ fn renews_by_unicast_at_t1_and_rebinds_by_broadcast_at_t2() {
     assert_eq!(tx.to, Destination::Unicast(SERVER));
     assert!(tx.ciaddr_configured);
     assert_eq!(renew.ciaddr(), OFFERED);
-    assert!(renew.opts().get(OptionCode::ServerIdentifier).is_none(), "RFC 2131 table 5");
+    assert!(
+        renew.opts().get(OptionCode::ServerIdentifier).is_none(),
+        "RFC 2131 table 5"
+    );
     assert!(renew.opts().get(OptionCode::RequestedIpAddress).is_none());
     // Retransmission halves the remaining time to T2 (1350 s → 675 s).
     assert_eq!(c.poll_at(), t1 + Duration::from_secs(675));
@@ -416,7 +469,10 @@ fn renews_by_unicast_at_t1_and_rebinds_by_broadcast_at_t2() {
     // The server answers the rebind: same address, new timers.
     let t = t2 + Duration::from_secs(1);
     let ev = events(&c.handle_packet(t, &reply(&rebind, MessageType::Ack, |_| {})));
-    assert!(matches!(&ev[0], Event::Renewed(l) if l.address == OFFERED), "{ev:?}");
+    assert!(
+        matches!(&ev[0], Event::Renewed(l) if l.address == OFFERED),
+        "{ev:?}"
+    );
     assert_eq!(c.state_name(), "BOUND");
     assert_eq!(c.poll_at(), t + Duration::from_secs(1800));
 }
@@ -434,7 +490,10 @@ fn renewal_ack_refreshes_the_lease() {
             m.opts_mut().insert(DhcpOption::AddressLeaseTime(7200));
         }),
     ));
-    assert!(matches!(&ev[0], Event::Renewed(l) if l.lease_secs == 7200), "{ev:?}");
+    assert!(
+        matches!(&ev[0], Event::Renewed(l) if l.lease_secs == 7200),
+        "{ev:?}"
+    );
 }
 
 #[test]
@@ -446,7 +505,10 @@ fn lease_expiry_without_answer_deconfigures_and_rediscovers() {
     for _ in 0..100 {
         now = c.poll_at();
         let actions = c.handle_timeout(now);
-        if events(&actions).iter().any(|e| matches!(e, Event::Deconfigured(_))) {
+        if events(&actions)
+            .iter()
+            .any(|e| matches!(e, Event::Deconfigured(_)))
+        {
             deconfigured = true;
             let (msg, _) = sent(&actions).remove(0);
             assert_eq!(msg.opts().msg_type(), Some(MessageType::Discover));
@@ -467,7 +529,10 @@ fn nak_while_renewing_deconfigures() {
     let (renew, _) = sent(&c.handle_timeout(t1)).remove(0);
     let actions = c.handle_packet(t1, &nak(&renew, SERVER));
     assert!(matches!(events(&actions)[0], Event::Deconfigured(_)));
-    assert_eq!(sent(&actions)[0].0.opts().msg_type(), Some(MessageType::Discover));
+    assert_eq!(
+        sent(&actions)[0].0.opts().msg_type(),
+        Some(MessageType::Discover)
+    );
 }
 
 #[test]
@@ -483,7 +548,10 @@ fn init_reboot_asks_for_the_previous_address_then_falls_back_on_nak() {
     );
     assert!(req.opts().get(OptionCode::ServerIdentifier).is_none());
     let actions = c.handle_packet(t0, &nak(&req, SERVER));
-    assert_eq!(sent(&actions)[0].0.opts().msg_type(), Some(MessageType::Discover));
+    assert_eq!(
+        sent(&actions)[0].0.opts().msg_type(),
+        Some(MessageType::Discover)
+    );
     assert_eq!(c.state_name(), "SELECTING");
 }
 
@@ -508,7 +576,10 @@ fn silent_init_reboot_gives_up_and_discovers() {
             kinds.push(m.opts().msg_type().unwrap());
         }
     }
-    assert_eq!(&kinds[..REQUEST_TRIES as usize], &[MessageType::Request; REQUEST_TRIES as usize]);
+    assert_eq!(
+        &kinds[..REQUEST_TRIES as usize],
+        &[MessageType::Request; REQUEST_TRIES as usize]
+    );
     assert_eq!(kinds[REQUEST_TRIES as usize], MessageType::Discover);
 }
 

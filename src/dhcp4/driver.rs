@@ -1,0 +1,121 @@
+//! Runs one [`Client`] on one interface: sockets in, timers, actions out. No protocol decisions
+//! are made here; they are all in `client`.
+use std::io;
+use std::time::{Duration, Instant};
+
+use futures_lite::future;
+use smol::channel::Sender;
+
+use super::client::{Action, Client, Destination, Event};
+use super::socket::{ArpSeen, ArpSocket, RawDhcpSocket, UdpDhcpSocket};
+
+/// What the driver reports to whoever configures the system.
+#[derive(Debug)]
+pub struct Update {
+    pub ifindex: u32,
+    pub event: Event,
+    /// Time from the first packet sent to this event.
+    pub since_first_send: Duration,
+    /// Packets sent so far (for "no answer after N DISCOVERs").
+    pub sent: u32,
+}
+
+enum Input {
+    Timer,
+    Dhcp(io::Result<Vec<u8>>),
+    Arp(io::Result<ArpSeen>),
+}
+
+/// Drives `client` on `ifindex` until the receiver of `updates` goes away.
+pub async fn run(
+    mut client: Client,
+    ifindex: u32,
+    ifname: String,
+    mac: [u8; 6],
+    updates: Sender<Update>,
+) -> io::Result<()> {
+    let raw = RawDhcpSocket::open(ifindex)?;
+    let arp = ArpSocket::open(ifindex, mac)?;
+    let mut udp: Option<UdpDhcpSocket> = None;
+    let mut first_send: Option<Instant> = None;
+    let mut sent = 0u32;
+    loop {
+        let deadline = client.poll_at();
+        let input = future::or(
+            async {
+                smol::Timer::at(deadline).await;
+                Input::Timer
+            },
+            future::or(
+                async { Input::Dhcp(raw.recv().await.map(|(_, p)| p)) },
+                future::or(
+                    async {
+                        match &udp {
+                            Some(u) => Input::Dhcp(u.recv().await.map(|(_, p)| p)),
+                            None => future::pending().await,
+                        }
+                    },
+                    async { Input::Arp(arp.recv().await) },
+                ),
+            ),
+        )
+        .await;
+        let now = Instant::now();
+        let actions = match input {
+            Input::Timer => client.handle_timeout(now),
+            Input::Dhcp(Ok(p)) => client.handle_packet(now, &p),
+            Input::Arp(Ok(a)) => {
+                client.handle_arp(now, a.sender_ip, a.sender_mac, a.target_ip, a.is_request)
+            }
+            Input::Dhcp(Err(e)) | Input::Arp(Err(e)) => {
+                // A transient socket error (ENETDOWN while the link flaps) must not end DHCP.
+                log::debug!("{ifname}: receive failed: {e}");
+                smol::Timer::after(Duration::from_millis(100)).await;
+                Vec::new()
+            }
+        };
+        for action in actions {
+            match action {
+                Action::Send(tx) => {
+                    let result = if tx.ciaddr_configured {
+                        if udp.is_none() {
+                            udp = Some(UdpDhcpSocket::open(&ifname)?);
+                        }
+                        let sock = udp.as_ref().expect("opened above");
+                        let dst = match tx.to {
+                            Destination::Unicast(ip) => ip,
+                            Destination::Broadcast => std::net::Ipv4Addr::BROADCAST,
+                        };
+                        sock.send_to(&tx.payload, dst).await
+                    } else {
+                        raw.send_broadcast(&tx.payload).await
+                    };
+                    match result {
+                        Ok(()) => {
+                            sent += 1;
+                            first_send.get_or_insert(now);
+                            log::debug!("{ifname}: sent {:?} ({})", tx.kind, client.state_name());
+                        }
+                        Err(e) => log::warn!("{ifname}: could not send {:?}: {e}", tx.kind),
+                    }
+                }
+                Action::ArpProbe(ip) => {
+                    if let Err(e) = arp.probe(ip).await {
+                        log::warn!("{ifname}: could not send ARP probe for {ip}: {e}");
+                    }
+                }
+                Action::Event(event) => {
+                    let update = Update {
+                        ifindex,
+                        event,
+                        since_first_send: first_send.map(|t| now - t).unwrap_or_default(),
+                        sent,
+                    };
+                    if updates.send(update).await.is_err() {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+}
