@@ -190,7 +190,7 @@ mod tests {
     #[test]
     fn bad_values_and_unknown_zos_keys_are_reported_not_applied() {
         let (s, ignored) = parse(
-            "runmode=staging farmer_id=abc zos.oob=this-name-is-too-long zos.hostname=a\u{20}b \
+            "runmode=staging farmer_id=abc zos.oob=this-name-is-too-long zos.hostname=-bad- \
              zos.clientid=zz zos.frobnicate=1",
         );
         assert_eq!(s, Settings::default());
@@ -201,7 +201,7 @@ mod tests {
                 "runmode=staging",
                 "farmer_id=abc",
                 "zos.oob=this-name-is-too-long",
-                "zos.hostname=a",
+                "zos.hostname=-bad-",
                 "zos.clientid=zz",
                 "zos.frobnicate=1"
             ]

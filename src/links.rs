@@ -8,7 +8,7 @@ use std::io;
 use futures_lite::StreamExt;
 use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload};
 use rtnetlink::packet_route::link::{
-    InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkLayerType, LinkMessage,
+    InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkLayerType, LinkMessage, State,
 };
 use rtnetlink::packet_route::RouteNetlinkMessage;
 use rtnetlink::sys::SocketAddr;
@@ -51,13 +51,20 @@ impl Nic {
             index: msg.header.index,
             name: String::new(),
             mac: [0; 6],
-            carrier: msg.header.flags.contains(LinkFlags::LowerUp),
+            carrier: false,
             admin_up: msg.header.flags.contains(LinkFlags::Up),
             mtu: 0,
             kind: None,
         };
+        // IFF_LOWER_UP is set the moment the driver reports carrier, but until the kernel's
+        // link watcher has run, the queue is not active and a packet sent then is dropped
+        // silently. The operational state turns UP only after that, so carrier waits for it
+        // (UNKNOWN is what drivers without operstate support report).
+        let lower_up = msg.header.flags.contains(LinkFlags::LowerUp);
+        let mut oper_ok = false;
         for attr in &msg.attributes {
             match attr {
+                LinkAttribute::OperState(st) => oper_ok = matches!(st, State::Up | State::Unknown),
                 LinkAttribute::IfName(n) => nic.name = n.clone(),
                 LinkAttribute::Address(a) if a.len() == 6 => nic.mac.copy_from_slice(a),
                 LinkAttribute::Mtu(m) => nic.mtu = *m,
@@ -71,6 +78,7 @@ impl Nic {
                 _ => {}
             }
         }
+        nic.carrier = lower_up && oper_ok;
         Some(nic)
     }
 

@@ -451,14 +451,12 @@ fn build_state(
                     .collect(),
                 ipv6: Vec::new(),
                 dhcp4: run.dhcp_state.to_string(),
-                lease: run.lease.as_ref().map(|l| LeaseRecord {
-                    client_id: client::fmt_mac(&run.client_id),
-                    lease: l.clone(),
-                    gateway: l.gateway(),
-                    obtained_unix: run
+                lease: run.lease.as_ref().map(|l| {
+                    let obtained = run
                         .obtained
                         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-                        .map_or(0, |d| d.as_secs()),
+                        .map_or(0, |d| d.as_secs());
+                    LeaseRecord::new(client::fmt_mac(&run.client_id), l.clone(), obtained)
                 }),
             }
         })

@@ -40,8 +40,35 @@ pub struct LeaseRecord {
     #[serde(flatten)]
     pub lease: Lease,
     pub gateway: Option<Ipv4Addr>,
+    /// The routes installed (option 121, or a default via option 3), "a.b.c.d/len" form.
+    pub routes: Vec<RouteRecord>,
     /// Unix time of the ACK, so T1/T2/expiry can be computed after a handoff.
     pub obtained_unix: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteRecord {
+    pub destination: String,
+    pub gateway: Ipv4Addr,
+}
+
+impl LeaseRecord {
+    pub fn new(client_id: String, lease: Lease, obtained_unix: u64) -> Self {
+        LeaseRecord {
+            client_id,
+            gateway: lease.gateway(),
+            routes: lease
+                .routes()
+                .iter()
+                .map(|r| RouteRecord {
+                    destination: format!("{}/{}", r.destination, r.prefix),
+                    gateway: r.gateway,
+                })
+                .collect(),
+            lease,
+            obtained_unix,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,18 +119,22 @@ impl State {
         crate::dhcp4::apply::write_file_atomic(path, &json)
     }
 
-    /// The address this NIC had in a previous state file, for INIT-REBOOT.
+    /// The address this NIC had in a previous state file, for INIT-REBOOT. Reads only the
+    /// two fields it needs, so a state file from another version (or written by hand) works.
     pub fn previous_address(path: &Path, mac: &str) -> Option<Ipv4Addr> {
         let text = std::fs::read_to_string(path).ok()?;
-        let state: State = serde_json::from_str(&text)
+        let v: serde_json::Value = serde_json::from_str(&text)
             .map_err(|e| log::info!("{}: not reusing it: {e}", path.display()))
             .ok()?;
-        state
-            .interfaces
+        v.get("interfaces")?
+            .as_array()?
             .iter()
-            .find(|i| i.mac == mac)
-            .and_then(|i| i.lease.as_ref())
-            .map(|l| l.lease.address)
+            .find(|i| i.get("mac").and_then(|m| m.as_str()) == Some(mac))?
+            .get("lease")?
+            .get("address")?
+            .as_str()?
+            .parse()
+            .ok()
     }
 }
 
@@ -147,12 +178,7 @@ mod tests {
                 }],
                 ipv6: vec![],
                 dhcp4: "BOUND".into(),
-                lease: Some(LeaseRecord {
-                    client_id: "01:02:00:00:00:00:01".into(),
-                    lease,
-                    gateway: Some(Ipv4Addr::new(10, 1, 0, 1)),
-                    obtained_unix: 1,
-                }),
+                lease: Some(LeaseRecord::new("01:02:00:00:00:00:01".into(), lease, 1)),
             }],
             ipv4: Ipv4Summary {
                 gateway: Some(Ipv4Addr::new(10, 1, 0, 1)),
@@ -169,6 +195,14 @@ mod tests {
         assert_eq!(v["interfaces"][0]["role"], "oob");
         assert_eq!(v["interfaces"][0]["ipv4"][0]["address"], "10.1.0.23");
         assert_eq!(v["interfaces"][0]["lease"]["address"], "10.1.0.23");
+        assert_eq!(
+            v["interfaces"][0]["lease"]["routes"][0]["destination"],
+            "0.0.0.0/0"
+        );
+        assert_eq!(
+            v["interfaces"][0]["lease"]["routes"][0]["gateway"],
+            "10.1.0.1"
+        );
         assert_eq!(v["ipv4"]["gateway"], "10.1.0.1");
         assert_eq!(v["timings_ms"]["dhcp4"], 12);
         let dir = std::env::temp_dir().join(format!("zos-state-{}", std::process::id()));
@@ -179,6 +213,16 @@ mod tests {
             Some(Ipv4Addr::new(10, 1, 0, 23))
         );
         assert_eq!(State::previous_address(&path, "02:00:00:00:00:02"), None);
+        // A minimal hand-written file is enough.
+        std::fs::write(
+            &path,
+            r#"{"interfaces":[{"mac":"02:00:00:00:00:03","lease":{"address":"10.9.0.5"}}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            State::previous_address(&path, "02:00:00:00:00:03"),
+            Some(Ipv4Addr::new(10, 9, 0, 5))
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Installs what building zos-netboot and its namespace lab need on a fresh Debian machine (as
+# root): the DHCP servers/clients the lab and the benchmark use, nftables, musl-tools and the
+# x86_64 musl Rust target. Idempotent and quiet: it prints only when it installs something, and
+# fails loudly (with apt's/rustup's output) when that fails.
+set -euo pipefail
+
+packages=(
+  dnsmasq-base radvd busybox-static isc-dhcp-client dhcpcd-base
+  iproute2 nftables musl-tools jq procps
+)
+target=x86_64-unknown-linux-musl
+
+die() { printf 'setup.sh: %s\n' "$*" >&2; exit 1; }
+
+missing=()
+for p in "${packages[@]}"; do
+  status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+  [ "$status" = "install ok installed" ] || missing+=("$p")
+done
+
+if [ "${#missing[@]}" -gt 0 ]; then
+  [ "$(id -u)" -eq 0 ] || die "missing packages (${missing[*]}); run as root: apt-get install ${missing[*]}"
+  command -v apt-get >/dev/null || die "missing packages (${missing[*]}) and no apt-get"
+  echo "setup.sh: installing ${missing[*]}"
+  log=$(mktemp)
+  trap 'rm -f "$log"' EXIT
+  export DEBIAN_FRONTEND=noninteractive
+  if ! {
+    apt-get -o DPkg::Lock::Timeout=300 update -q &&
+      apt-get -o DPkg::Lock::Timeout=300 install -y -q --no-install-recommends "${missing[@]}"
+  } >"$log" 2>&1; then
+    cat "$log" >&2
+    die "apt-get failed installing ${missing[*]}"
+  fi
+fi
+
+if command -v rustup >/dev/null; then
+  if ! rustup target list --installed 2>/dev/null | grep -x -- "$target" >/dev/null; then
+    echo "setup.sh: adding Rust target $target"
+    out=$(rustup target add "$target" 2>&1) || { printf '%s\n' "$out" >&2; die "rustup target add $target failed"; }
+  fi
+else
+  sysroot=$(rustc --print sysroot 2>/dev/null || true)
+  if [ -z "$sysroot" ] || [ ! -d "$sysroot/lib/rustlib/$target" ]; then
+    die "no rustup to add the $target target, and rustc does not have it"
+  fi
+fi
