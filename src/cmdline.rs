@@ -46,6 +46,33 @@ pub struct Settings {
     pub client_id: Option<Vec<u8>>,
     /// `zos.timeout=SECS`: how long `net` waits for the network.
     pub timeout_secs: Option<u64>,
+    /// `zos.probe=URL` (repeatable): reachability targets; `zos.probe=none` disables probing.
+    /// Empty: the grid hub of the run mode.
+    pub probes: Vec<String>,
+    pub probes_disabled: bool,
+}
+
+impl Settings {
+    /// The hub a run mode talks to (ZOS's hubs; `zos.probe=` overrides for probing).
+    pub fn hub_url(&self) -> &'static str {
+        match self.runmode {
+            RunMode::Prod => "https://hub.grid.tf/",
+            RunMode::Dev => "https://hub.dev.grid.tf/",
+            RunMode::Test => "https://hub.test.grid.tf/",
+            RunMode::Qa => "https://hub.qa.grid.tf/",
+        }
+    }
+
+    /// What `net` probes: the `zos.probe=` URLs, else the hub; nothing when disabled.
+    pub fn probe_urls(&self) -> Vec<String> {
+        if self.probes_disabled {
+            Vec::new()
+        } else if self.probes.is_empty() {
+            vec![self.hub_url().to_string()]
+        } else {
+            self.probes.clone()
+        }
+    }
 }
 
 /// Something on the command line we could not use, with the reason.
@@ -146,6 +173,11 @@ pub fn parse(cmdline: &str) -> (Settings, Vec<Ignored>) {
                 Ok(t) => s.timeout_secs = Some(t),
                 Err(_) => bad("expects seconds"),
             },
+            ("zos.probe", Some("none")) => s.probes_disabled = true,
+            ("zos.probe", Some(v)) if v.starts_with("http://") || v.starts_with("https://") => {
+                s.probes.push(v.to_string())
+            }
+            ("zos.probe", _) => bad("expects an http:// or https:// URL, or none"),
             (k, _) if k.starts_with("zos.") => bad("unknown zos.* key"),
             _ => {}
         }
@@ -162,7 +194,8 @@ mod tests {
         let (s, ignored) = parse(
             "BOOT_IMAGE=/vmlinuz console=ttyS0 runmode=test farmer_id=42 version=v3 zos-debug \
              zos.oob=eth1 zos.iface=eth0 zos.iface=eth1 zos.hostname=node-7 \
-             zos.clientid=ff:00:11:22:33:44:55 zos.timeout=90\n",
+             zos.clientid=ff:00:11:22:33:44:55 zos.timeout=90 zos.probe=http://hub.lab.test/ \
+             zos.probe=https://[2001:db8::1]/x\n",
         );
         assert!(ignored.is_empty(), "{ignored:?}");
         assert_eq!(s.runmode, RunMode::Test);
@@ -177,6 +210,21 @@ mod tests {
             Some(vec![0xff, 0, 0x11, 0x22, 0x33, 0x44, 0x55])
         );
         assert_eq!(s.timeout_secs, Some(90));
+        assert_eq!(
+            s.probe_urls(),
+            vec!["http://hub.lab.test/", "https://[2001:db8::1]/x"]
+        );
+    }
+
+    #[test]
+    fn probes_default_to_the_runmode_hub_and_can_be_disabled() {
+        assert_eq!(parse("").0.probe_urls(), vec!["https://hub.grid.tf/"]);
+        assert_eq!(
+            parse("runmode=dev").0.probe_urls(),
+            vec!["https://hub.dev.grid.tf/"]
+        );
+        assert!(parse("zos.probe=none").0.probe_urls().is_empty());
+        assert_eq!(parse("zos.probe=ftp://x").1.len(), 1);
     }
 
     #[test]

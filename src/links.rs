@@ -19,11 +19,15 @@ pub type Notifications = std::pin::Pin<
     Box<dyn futures_lite::Stream<Item = (NetlinkMessage<RouteNetlinkMessage>, SocketAddr)> + Send>,
 >;
 
-/// Opens the netlink connection (subscribed to link notifications) and runs it on smol.
+/// Opens the netlink connection (subscribed to link, IPv6 address and IPv6 route
+/// notifications) and runs it on smol.
 pub fn connect() -> io::Result<(Handle, Notifications)> {
-    let (conn, handle, messages) = rtnetlink::new_multicast_connection_with_socket::<
-        rtnetlink::sys::SmolSocket,
-    >(&[MulticastGroup::Link])?;
+    let (conn, handle, messages) =
+        rtnetlink::new_multicast_connection_with_socket::<rtnetlink::sys::SmolSocket>(&[
+            MulticastGroup::Link,
+            MulticastGroup::Ipv6Ifaddr,
+            MulticastGroup::Ipv6Route,
+        ])?;
     smol::spawn(conn).detach();
     Ok((handle, Box::pin(messages)))
 }
@@ -35,6 +39,9 @@ pub struct Nic {
     pub name: String,
     pub mac: [u8; 6],
     pub carrier: bool,
+    /// Operational state UP: the kernel's link watcher has activated the queue. Until then a
+    /// packet sent with carrier already up can be dropped silently.
+    pub oper_up: bool,
     pub admin_up: bool,
     pub mtu: u32,
     /// `None` for a real NIC, else the rtnetlink kind (veth in the lab).
@@ -52,15 +59,15 @@ impl Nic {
             name: String::new(),
             mac: [0; 6],
             carrier: false,
+            oper_up: false,
             admin_up: msg.header.flags.contains(LinkFlags::Up),
             mtu: 0,
             kind: None,
         };
-        // IFF_LOWER_UP is set the moment the driver reports carrier, but until the kernel's
-        // link watcher has run, the queue is not active and a packet sent then is dropped
-        // silently. The operational state turns UP only after that, so carrier waits for it
-        // (UNKNOWN is what drivers without operstate support report).
-        let lower_up = msg.header.flags.contains(LinkFlags::LowerUp);
+        // IFF_LOWER_UP is set the moment the driver reports carrier; the operational state
+        // turns UP once the kernel's link watcher has run (sometimes most of a second later;
+        // UNKNOWN is what drivers without operstate support report).
+        nic.carrier = msg.header.flags.contains(LinkFlags::LowerUp);
         let mut oper_ok = false;
         for attr in &msg.attributes {
             match attr {
@@ -78,7 +85,7 @@ impl Nic {
                 _ => {}
             }
         }
-        nic.carrier = lower_up && oper_ok;
+        nic.oper_up = nic.carrier && oper_ok;
         Some(nic)
     }
 
@@ -136,11 +143,39 @@ pub fn link_update(msg: &NetlinkMessage<RouteNetlinkMessage>) -> Option<Nic> {
     }
 }
 
-/// Waits for the next link notification.
-pub async fn next_link_update(notifications: &mut Notifications) -> Option<Nic> {
-    while let Some((msg, _)) = notifications.next().await {
-        if let Some(nic) = link_update(&msg) {
-            return Some(nic);
+/// Waits for the next notification; `None` when the connection is gone.
+pub async fn next_notification(
+    notifications: &mut Notifications,
+) -> Option<NetlinkMessage<RouteNetlinkMessage>> {
+    notifications.next().await.map(|(msg, _)| msg)
+}
+
+/// The link-layer address the kernel has for `ip` (e.g. the IPv4 gateway, once something has
+/// talked to it). Used to tell a home router (one box doing NAT and IPv6 RAs) from a datacentre.
+pub async fn neighbour_mac(handle: &Handle, ip: std::net::IpAddr) -> Option<[u8; 6]> {
+    use rtnetlink::packet_route::neighbour::{NeighbourAddress, NeighbourAttribute};
+    let mut neighbours = handle.neighbours().get().execute();
+    while let Ok(Some(n)) = neighbours.try_next().await {
+        let mut dest = None;
+        let mut mac = None;
+        for attr in &n.attributes {
+            match attr {
+                NeighbourAttribute::Destination(NeighbourAddress::Inet(a)) => {
+                    dest = Some(std::net::IpAddr::V4(*a))
+                }
+                NeighbourAttribute::Destination(NeighbourAddress::Inet6(a)) => {
+                    dest = Some(std::net::IpAddr::V6(*a))
+                }
+                NeighbourAttribute::LinkLayerAddress(l) if l.len() == 6 => {
+                    let mut m = [0; 6];
+                    m.copy_from_slice(l);
+                    mac = Some(m);
+                }
+                _ => {}
+            }
+        }
+        if dest == Some(ip) && mac.is_some() {
+            return mac;
         }
     }
     None

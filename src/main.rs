@@ -3,12 +3,15 @@
 //! The source reads like the boot: `cmdline` (settings) → `links` (NICs, carrier) → `dhcp4`
 //! (lease) → `net` (the stage that ties them) → `state`/`report` (what the next stage and the
 //! farmer see).
+mod classify;
 mod cmdline;
 mod dhcp4;
 mod links;
 mod net;
+mod probe;
 mod report;
 mod retry;
+mod slaac;
 mod state;
 
 use std::path::PathBuf;
@@ -20,13 +23,15 @@ use report::Console;
 const USAGE: &str = "\
 usage:
   zos-netboot net   [--iface IF]... [--cmdline STR|@FILE] [--state PATH] [--timeout SECS]
-                    [--resolv PATH] [--allow-host]
+                    [--wait-ipv6 SECS] [--resolv PATH] [--allow-host]
   zos-netboot dhcp4 IF [--cmdline STR|@FILE] [--state PATH] [--timeout SECS] [--resolv PATH]
                     [--allow-host]
   zos-netboot version
 
-net    brings up every physical NIC (or the --iface ones), runs DHCPv4 on all of them at once;
-       the first bound is the OOB NIC. Exit 0 once online, 1 if not within the timeout.
+net    brings up every physical NIC (or the --iface ones), runs DHCPv4 on all of them at once
+       (the first bound is the OOB NIC), waits for IPv6 SLAAC (--wait-ipv6, default 3 s per
+       NIC), probes the hub over IPv4 and IPv6, classifies the node and says what to fix.
+       Exit 0 when IPv4 is bound on the OOB NIC and a probe answered, else 1.
 dhcp4  runs DHCPv4 on IF only and exits 0 once bound.
 
 Settings come from the kernel command line (/proc/cmdline, or --cmdline); see README.md for
@@ -50,6 +55,7 @@ struct Cli {
     cmdline: Option<String>,
     state: PathBuf,
     timeout: Option<u64>,
+    wait_ipv6: Option<f64>,
     resolv: PathBuf,
     allow_host: bool,
 }
@@ -65,6 +71,7 @@ fn parse_args() -> Result<Cli, lexopt::Error> {
         cmdline: None,
         state: PathBuf::from(state::DEFAULT_PATH),
         timeout: None,
+        wait_ipv6: None,
         resolv: PathBuf::from("/etc/resolv.conf"),
         allow_host: false,
     };
@@ -74,6 +81,7 @@ fn parse_args() -> Result<Cli, lexopt::Error> {
             Long("cmdline") => cli.cmdline = Some(parser.value()?.string()?),
             Long("state") => cli.state = parser.value()?.into(),
             Long("timeout") => cli.timeout = Some(parser.value()?.parse()?),
+            Long("wait-ipv6") => cli.wait_ipv6 = Some(parser.value()?.parse()?),
             Long("resolv") => cli.resolv = parser.value()?.into(),
             Long("allow-host") => cli.allow_host = true,
             Short('h') | Long("help") => sub = Some("help".into()),
@@ -166,7 +174,7 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let (ifaces, oob_override) = match &cli.command {
+    let (ifaces, oob_override, full) = match &cli.command {
         Command::Help => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -175,8 +183,8 @@ fn main() -> ExitCode {
             println!("zos-netboot {}", env!("CARGO_PKG_VERSION"));
             return ExitCode::SUCCESS;
         }
-        Command::Net { ifaces } => (ifaces.clone(), None),
-        Command::Dhcp4 { iface } => (vec![iface.clone()], Some(iface.clone())),
+        Command::Net { ifaces } => (ifaces.clone(), None, true),
+        Command::Dhcp4 { iface } => (vec![iface.clone()], Some(iface.clone()), false),
     };
     let text = match read_cmdline(cli.cmdline.as_deref()) {
         Ok(t) => t,
@@ -215,6 +223,14 @@ fn main() -> ExitCode {
         resolv_path: cli.resolv.clone(),
         hostname: settings.hostname.clone(),
         client_id: settings.client_id.clone(),
+        ipv6_wait: full
+            .then(|| Duration::from_secs_f64(cli.wait_ipv6.unwrap_or(3.0).clamp(0.0, 3600.0))),
+        probes: if full {
+            settings.probe_urls()
+        } else {
+            Vec::new()
+        },
+        sysctl_root: PathBuf::from("/proc/sys/net/ipv6"),
     };
     let result = smol::block_on(net::run(&cfg, &console));
     let state = match result {
@@ -225,12 +241,15 @@ fn main() -> ExitCode {
         }
     };
     console.block(&report::summary(&state));
+    if let Some(c) = &state.classification {
+        console.block(&c.report());
+    }
     if let Err(e) = state.write(&cli.state) {
         console.line(format_args!("could not write {}: {e}", cli.state.display()));
     }
     if state.online {
         console.line(format_args!(
-            "online: IPv4 on the OOB NIC in {} ms",
+            "online in {} ms",
             state.timings_ms.total.unwrap_or(0)
         ));
         ExitCode::SUCCESS

@@ -1,24 +1,38 @@
 //! The network stage: links up, carrier by netlink events, DHCPv4 on every candidate NIC at
-//! once, the first NIC bound becomes the OOB NIC. Returns the [`State`] the next stage takes.
+//! once (the first bound becomes the OOB NIC), SLAAC watched on every NIC with carrier, then
+//! reachability probes per family and the classification. Returns the [`State`] the next
+//! stage takes.
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_lite::future;
-use rtnetlink::Handle;
+use rtnetlink::packet_core::NetlinkMessage;
+use rtnetlink::packet_route::RouteNetlinkMessage;
 use smol::channel::{self, Receiver, Sender};
 
+use crate::classify::{self, Classification, NicFacts, RaFacts, Reach};
 use crate::dhcp4::apply;
 use crate::dhcp4::client::{self, Client, Config, Event, Lease};
 use crate::dhcp4::driver::{self, Update};
 use crate::links::{self, Nic, Notifications};
+use crate::probe::{self, Family, ProbeConfig, ProbeResult};
 use crate::report::{self, Console};
-use crate::state::{Interface, Ipv4Entry, Ipv4Summary, LeaseRecord, Role, State, Timings};
+use crate::slaac;
+use crate::slaac::ra::{NdUserOpt, NdUserOptSocket, RaSocket, RouterAdvert};
+use crate::slaac::watch::{self, Change, SlaacState, Watch};
+use crate::state::{
+    Interface, Ipv4Entry, Ipv4Summary, Ipv6Entry, Ipv6Summary, LeaseRecord, Role, SlaacRecord,
+    State, Timings,
+};
 
 /// Route metric of the OOB NIC's routes; other NICs' routes come after it.
 const OOB_METRIC: u32 = 100;
 const OTHER_METRIC: u32 = 200;
+/// One DNS try, one TCP connect, one HTTP exchange: each bounded by this.
+const PROBE_STEP_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What `net` (and `dhcp4`) are asked to do.
 #[derive(Debug, Clone)]
@@ -32,6 +46,12 @@ pub struct NetConfig {
     pub resolv_path: PathBuf,
     pub hostname: Option<String>,
     pub client_id: Option<Vec<u8>>,
+    /// How long to wait for SLAAC per NIC after its carrier comes up; `None`: IPv4 only.
+    pub ipv6_wait: Option<Duration>,
+    /// Reachability targets; empty: no probes (online = IPv4 bound on the OOB NIC).
+    pub probes: Vec<String>,
+    /// Where the IPv6 sysctls live (/proc/sys/net/ipv6).
+    pub sysctl_root: PathBuf,
 }
 
 /// Why the network stage could not even start, in words for the console.
@@ -45,16 +65,21 @@ impl std::fmt::Display for NetError {
 }
 
 enum Msg {
-    Link(Option<Nic>),
+    Netlink(Option<NetlinkMessage<RouteNetlinkMessage>>),
     Dhcp(Update),
     DhcpFailed(u32, String),
-    Timeout,
+    Advert(u32, RouterAdvert),
+    NdOpt(NdUserOpt),
+    Tick,
 }
 
 /// Per-NIC bookkeeping while the stage runs.
 struct NicRun {
     nic: Nic,
     dhcp: Option<smol::Task<()>>,
+    dhcp_kick: Option<Sender<()>>,
+    ra_task: Option<smol::Task<()>>,
+    ra_socket: Option<Arc<RaSocket>>,
     client_id: Vec<u8>,
     lease: Option<Lease>,
     obtained: Option<SystemTime>,
@@ -62,6 +87,8 @@ struct NicRun {
     dhcp_state: &'static str,
     sent: u32,
     failure: Option<String>,
+    /// Carrier came up at least once, so SLAAC is being watched.
+    watched: bool,
 }
 
 pub async fn run(cfg: &NetConfig, console: &Console) -> Result<State, NetError> {
@@ -74,6 +101,8 @@ pub async fn run(cfg: &NetConfig, console: &Console) -> Result<State, NetError> 
 
     let (tx, rx) = channel::unbounded::<Msg>();
     let mut nics: BTreeMap<u32, NicRun> = BTreeMap::new();
+    let mut watch = Watch::new();
+    let _nduseropt = cfg.ipv6_wait.and_then(|_| spawn_nduseropt(&tx));
     for nic in chosen {
         console.line(format_args!(
             "{}: found NIC {} ({}), carrier {}",
@@ -82,6 +111,28 @@ pub async fn run(cfg: &NetConfig, console: &Console) -> Result<State, NetError> 
             nic.kind.as_deref().unwrap_or("hardware"),
             if nic.carrier { "up" } else { "down" }
         ));
+        let mut ra_task = None;
+        let mut ra_socket = None;
+        if cfg.ipv6_wait.is_some() {
+            // Before the link comes up, so the first RS and DAD already use these settings.
+            match slaac::prepare(&cfg.sysctl_root, &nic.name) {
+                Ok(skipped) if !skipped.is_empty() => {
+                    log::info!(
+                        "{}: sysctls not on this kernel: {}",
+                        nic.name,
+                        skipped.join(", ")
+                    )
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    console.line(format_args!("{}: IPv6 settings not applied: {e}", nic.name))
+                }
+            }
+            if let Some((sock, task)) = spawn_ra_listener(&nic, &tx) {
+                ra_socket = Some(sock);
+                ra_task = Some(task);
+            }
+        }
         if !nic.admin_up {
             links::set_up(&handle, nic.index)
                 .await
@@ -96,6 +147,9 @@ pub async fn run(cfg: &NetConfig, console: &Console) -> Result<State, NetError> 
             NicRun {
                 nic,
                 dhcp: None,
+                dhcp_kick: None,
+                ra_task,
+                ra_socket,
                 client_id,
                 lease: None,
                 obtained: None,
@@ -103,44 +157,79 @@ pub async fn run(cfg: &NetConfig, console: &Console) -> Result<State, NetError> 
                 dhcp_state: "waiting for carrier",
                 sent: 0,
                 failure: None,
+                watched: false,
             },
         );
     }
     // Links brought up just now report carrier by notification; ones already up may not, so
     // the ones that have it now start at once.
+    let now = Instant::now();
     for run in nics.values_mut() {
         if run.nic.carrier {
-            start_dhcp(run, cfg, &tx);
+            carrier_up(run, cfg, &tx, &mut watch, now);
         }
     }
 
     let deadline = Instant::now() + cfg.timeout;
     let mut oob: Option<u32> = None;
     let mut dhcp4_ms = None;
-    let mut online = false;
+    let mut online_v4 = false;
     let mut error = None;
-    while !online {
-        match next_msg(&mut notifications, &rx, deadline).await {
-            Msg::Link(None) => {
+    loop {
+        let now = Instant::now();
+        let v6_settled = cfg.ipv6_wait.is_none_or(|w| watch.settled(now, w));
+        if online_v4 && v6_settled {
+            break;
+        }
+        let wake = match (online_v4, cfg.ipv6_wait.and_then(|w| watch.deadline(w))) {
+            (true, Some(w)) => w.min(deadline),
+            _ => deadline,
+        };
+        match next_msg(&mut notifications, &rx, wake).await {
+            Msg::Netlink(None) => {
                 error = Some("the netlink connection closed".to_string());
                 break;
             }
-            Msg::Link(Some(update)) => {
-                let Some(run) = nics.get_mut(&update.index) else {
-                    continue;
+            Msg::Netlink(Some(msg)) => {
+                if let Some(update) = links::link_update(&msg) {
+                    let Some(run) = nics.get_mut(&update.index) else {
+                        continue;
+                    };
+                    if update.carrier != run.nic.carrier {
+                        console.line(format_args!(
+                            "{}: carrier {}",
+                            run.nic.name,
+                            if update.carrier { "up" } else { "down" }
+                        ));
+                    }
+                    if update.oper_up && !run.nic.oper_up {
+                        if let Some(kick) = &run.dhcp_kick {
+                            let _ = kick.try_send(());
+                        }
+                    }
+                    run.nic.carrier = update.carrier;
+                    run.nic.oper_up = update.oper_up;
+                    run.nic.mtu = update.mtu;
+                    if update.carrier {
+                        carrier_up(run, cfg, &tx, &mut watch, Instant::now());
+                    }
+                } else if let Some(input) = slaac::from_netlink(&msg) {
+                    let changes = watch.handle(Instant::now(), input);
+                    report_slaac(console, &nics, &changes);
+                }
+            }
+            Msg::Advert(index, ra) => {
+                let changes =
+                    watch.handle(Instant::now(), watch::Input::Advert { ifindex: index, ra });
+                report_slaac(console, &nics, &changes);
+            }
+            Msg::NdOpt(opt) => {
+                let input = watch::Input::Dns {
+                    ifindex: opt.ifindex,
+                    servers: opt.rdnss,
+                    search: opt.dnssl,
                 };
-                if update.carrier != run.nic.carrier {
-                    console.line(format_args!(
-                        "{}: carrier {}",
-                        run.nic.name,
-                        if update.carrier { "up" } else { "down" }
-                    ));
-                }
-                run.nic.carrier = update.carrier;
-                run.nic.mtu = update.mtu;
-                if update.carrier {
-                    start_dhcp(run, cfg, &tx);
-                }
+                watch.handle(Instant::now(), input);
             }
             Msg::DhcpFailed(index, why) => {
                 if let Some(run) = nics.get_mut(&index) {
@@ -183,7 +272,6 @@ pub async fn run(cfg: &NetConfig, console: &Console) -> Result<State, NetError> 
                                 if is_oob {
                                     oob = Some(run.nic.index);
                                     dhcp4_ms = Some(u.since_first_send.as_millis() as u64);
-                                    write_resolv_conf(cfg, console, &run.nic.name, &lease);
                                 }
                                 run.lease = Some(lease);
                                 run.obtained = Some(SystemTime::now());
@@ -199,7 +287,7 @@ pub async fn run(cfg: &NetConfig, console: &Console) -> Result<State, NetError> 
                     Event::Confirmed => {
                         run.confirmed = true;
                         if oob == Some(u.ifindex) {
-                            online = true;
+                            online_v4 = true;
                         }
                     }
                     Event::Renewed(lease) => {
@@ -234,24 +322,111 @@ pub async fn run(cfg: &NetConfig, console: &Console) -> Result<State, NetError> 
                         run.dhcp_state = "SELECTING";
                         if oob == Some(u.ifindex) {
                             oob = None;
+                            online_v4 = false;
                         }
                     }
                 }
             }
-            Msg::Timeout => {
-                error = Some(why_offline(&nics, cfg.timeout));
-                break;
+            Msg::Tick => {
+                if Instant::now() >= deadline {
+                    error = Some(why_offline(&nics, cfg.timeout));
+                    break;
+                }
+            }
+        }
+    }
+    // Stop listening; the addresses stay with their lifetimes and the full OS resumes the lease.
+    for run in nics.values_mut() {
+        run.dhcp.take();
+        run.ra_task.take();
+    }
+
+    let slaac: BTreeMap<u32, SlaacState> = nics
+        .keys()
+        .filter(|i| nics[*i].watched)
+        .map(|i| (*i, watch.state(*i)))
+        .collect();
+    if cfg.ipv6_wait.is_some() {
+        for (index, run) in &nics {
+            if run.watched {
+                if let Some(d) = watch.diagnosis(*index, cfg.ipv6_wait.unwrap_or_default()) {
+                    console.line(d);
+                }
             }
         }
     }
 
-    let state = build_state(&nics, oob, online, error, dhcp4_ms, console.start());
-    // Stop the DHCP drivers: the addresses stay with their lease lifetimes; the full OS
-    // resumes the lease from the state file.
-    for run in nics.values_mut() {
-        run.dhcp.take();
+    let oob_lease = oob.and_then(|i| nics[&i].lease.clone());
+    let dns = resolvers(oob_lease.as_ref(), &slaac);
+    let search = search_domains(oob_lease.as_ref(), &slaac);
+    if !dns.is_empty() {
+        let origin = oob
+            .map(|i| nics[&i].nic.name.clone())
+            .unwrap_or_else(|| "router advertisements".into());
+        let text = apply::resolv_conf_text(&dns, &search, &origin);
+        if let Err(e) = apply::write_file_atomic(&cfg.resolv_path, text.as_bytes()) {
+            console.line(format_args!(
+                "could not write {}: {e}",
+                cfg.resolv_path.display()
+            ));
+        }
+    } else if oob.is_some() {
+        console.line("no DNS server from DHCP or router advertisements; resolv.conf left as is");
     }
-    Ok(state)
+
+    // Probes: each family that has a way out.
+    let mut families = Vec::new();
+    if slaac
+        .values()
+        .any(|s| s.router.is_some() && !s.addresses.is_empty())
+    {
+        families.push(Family::Ipv6);
+    }
+    if oob_lease.is_some() {
+        families.push(Family::Ipv4);
+    }
+    let probe_started = Instant::now();
+    let (probes, preferred_family) = run_probes(cfg, console, &families, &dns).await;
+    let probes_ms = (!probes.is_empty()).then(|| probe_started.elapsed().as_millis() as u64);
+    let reach = |f: Family| -> Option<bool> {
+        let mine: Vec<&ProbeResult> = probes.iter().filter(|p| p.family == f).collect();
+        (!mine.is_empty()).then(|| mine.iter().any(|p| p.ok))
+    };
+    let reach = Reach {
+        ipv4: reach(Family::Ipv4),
+        ipv6: reach(Family::Ipv6),
+    };
+
+    let gateway_mac = match oob_lease.as_ref().and_then(Lease::gateway) {
+        Some(gw) => links::neighbour_mac(&handle, IpAddr::V4(gw)).await,
+        None => None,
+    };
+    let classification = cfg
+        .ipv6_wait
+        .map(|_| classify::classify(&facts(&nics, oob, &slaac, gateway_mac), reach));
+    let online = online_v4
+        && (cfg.probes.is_empty() || reach.ipv4 == Some(true) || reach.ipv6 == Some(true));
+    if online_v4 && !online && error.is_none() {
+        error = Some("IPv4 is configured but no probe target answered over IPv4 or IPv6".into());
+    }
+    Ok(build_state(Built {
+        nics: &nics,
+        oob,
+        online,
+        error,
+        slaac: &slaac,
+        classification,
+        dns,
+        probes,
+        preferred_family,
+        reach,
+        timings: Timings {
+            dhcp4: dhcp4_ms,
+            slaac: slaac.values().filter_map(|s| s.ready_after_ms).min(),
+            probes: probes_ms,
+            total: online.then(|| console.start().elapsed().as_millis() as u64),
+        },
+    }))
 }
 
 fn choose(all: &[Nic], wanted: &[String]) -> Result<Vec<Nic>, NetError> {
@@ -282,6 +457,31 @@ fn choose(all: &[Nic], wanted: &[String]) -> Result<Vec<Nic>, NetError> {
         .collect()
 }
 
+fn carrier_up(
+    run: &mut NicRun,
+    cfg: &NetConfig,
+    tx: &Sender<Msg>,
+    watch: &mut Watch,
+    now: Instant,
+) {
+    if cfg.ipv6_wait.is_some() && !run.watched {
+        watch.add(run.nic.index, &run.nic.name, now);
+        run.watched = true;
+        // The kernel solicits too, but only once its link-local address has passed DAD; one
+        // from the unspecified address now (RFC 4861 §6.3.7 allows it) saves that wait.
+        if let Some(sock) = run.ra_socket.clone() {
+            let (index, name) = (run.nic.index, run.nic.name.clone());
+            smol::spawn(async move {
+                if let Err(e) = sock.solicit(index, None).await {
+                    log::debug!("{name}: router solicitation not sent: {e}");
+                }
+            })
+            .detach();
+        }
+    }
+    start_dhcp(run, cfg, tx);
+}
+
 fn start_dhcp(run: &mut NicRun, cfg: &NetConfig, tx: &Sender<Msg>) {
     if run.dhcp.is_some() || run.failure.is_some() {
         return;
@@ -302,7 +502,7 @@ fn start_dhcp(run: &mut NicRun, cfg: &NetConfig, tx: &Sender<Msg>) {
     let now = Instant::now();
     let seed = fastrand::u64(..)
         ^ u64::from_be_bytes([0, 0, mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]]);
-    let client = match crate::state::State::previous_address(&cfg.state_path, &mac_text) {
+    let client = match State::previous_address(&cfg.state_path, &mac_text) {
         Some(prev) => {
             log::info!(
                 "{}: asking for the previous address {prev} first",
@@ -313,6 +513,8 @@ fn start_dhcp(run: &mut NicRun, cfg: &NetConfig, tx: &Sender<Msg>) {
         None => Client::new(config, now, seed),
     };
     let (index, name, tx) = (run.nic.index, run.nic.name.clone(), tx.clone());
+    let (kick, kicks) = channel::bounded(1);
+    run.dhcp_kick = (!run.nic.oper_up).then_some(kick);
     run.dhcp_state = "SELECTING";
     run.dhcp = Some(smol::spawn(async move {
         let (updates, incoming) = channel::unbounded::<Update>();
@@ -326,7 +528,7 @@ fn start_dhcp(run: &mut NicRun, cfg: &NetConfig, tx: &Sender<Msg>) {
                 }
             }
         };
-        let drive = driver::run(client, index, name, mac, updates);
+        let drive = driver::run(client, index, name, mac, updates, kicks);
         let (result, ()) = future::zip(drive, forward).await;
         if let Err(e) = result {
             let _ = tx.send(Msg::DhcpFailed(index, e.to_string())).await;
@@ -334,9 +536,231 @@ fn start_dhcp(run: &mut NicRun, cfg: &NetConfig, tx: &Sender<Msg>) {
     }));
 }
 
-async fn next_msg(notifications: &mut Notifications, rx: &Receiver<Msg>, deadline: Instant) -> Msg {
+/// Reads router advertisements on one NIC (the kernel acts on them too; we read them for what
+/// it does not tell: flags, prefixes it ignored, the router's MAC).
+fn spawn_ra_listener(nic: &Nic, tx: &Sender<Msg>) -> Option<(Arc<RaSocket>, smol::Task<()>)> {
+    let sock = match RaSocket::open(&nic.name) {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            log::warn!("{}: cannot listen for router advertisements: {e}", nic.name);
+            return None;
+        }
+    };
+    let (index, tx, reader) = (nic.index, tx.clone(), sock.clone());
+    let task = smol::spawn(async move {
+        while let Ok(ra) = reader.recv().await {
+            if tx.send(Msg::Advert(index, ra)).await.is_err() {
+                break;
+            }
+        }
+    });
+    Some((sock, task))
+}
+
+fn spawn_nduseropt(tx: &Sender<Msg>) -> Option<smol::Task<()>> {
+    let sock = match NdUserOptSocket::open() {
+        Ok(s) => s,
+        Err(e) => {
+            log::warn!("cannot listen for RDNSS/DNSSL notifications: {e}");
+            return None;
+        }
+    };
+    let tx = tx.clone();
+    Some(smol::spawn(async move {
+        while let Ok(opt) = sock.recv().await {
+            if tx.send(Msg::NdOpt(opt)).await.is_err() {
+                break;
+            }
+        }
+    }))
+}
+
+fn report_slaac(console: &Console, nics: &BTreeMap<u32, NicRun>, changes: &[Change]) {
+    let name = |i: &u32| nics.get(i).map_or("?", |r| r.nic.name.as_str()).to_string();
+    for c in changes {
+        match c {
+            Change::FirstAdvert { ifindex, router } => console.line(format_args!(
+                "{}: router advertisement from {router}",
+                name(ifindex)
+            )),
+            Change::Ready {
+                ifindex,
+                address,
+                prefix,
+                after,
+            } => console.line(format_args!(
+                "{}: SLAAC {address}/{prefix} ready in {:.2}s",
+                name(ifindex),
+                after.as_secs_f32()
+            )),
+            Change::DadFailed { ifindex, address } => console.line(format_args!(
+                "{}: duplicate address detection failed for {address}: another host uses it",
+                name(ifindex)
+            )),
+            Change::Lost { ifindex } => console.line(format_args!(
+                "{}: IPv6 lost its address or default route",
+                name(ifindex)
+            )),
+        }
+    }
+}
+
+async fn run_probes(
+    cfg: &NetConfig,
+    console: &Console,
+    families: &[Family],
+    dns: &[IpAddr],
+) -> (Vec<ProbeResult>, Option<Family>) {
+    if cfg.probes.is_empty() || families.is_empty() {
+        return (Vec::new(), None);
+    }
+    let mut targets = Vec::new();
+    for url in &cfg.probes {
+        match probe::parse_url(url) {
+            Ok(t) => targets.push(t),
+            Err(e) => console.line(format_args!("probe {url}: {e}")),
+        }
+    }
+    let pcfg = ProbeConfig {
+        dns_servers: dns.to_vec(),
+        timeout: PROBE_STEP_TIMEOUT,
+        attempts: 2,
+    };
+    let results = probe::probe_all(&targets, families, &pcfg).await;
+    for r in &results {
+        let fam = match r.family {
+            Family::Ipv4 => "IPv4",
+            Family::Ipv6 => "IPv6",
+        };
+        if r.ok {
+            console.line(format_args!(
+                "probe {} over {fam}: ok in {} ms{}{}",
+                r.url,
+                r.ms,
+                r.address.map(|a| format!(" ({a})")).unwrap_or_default(),
+                r.status.map(|s| format!(", HTTP {s}")).unwrap_or_default()
+            ));
+        } else {
+            console.line(format_args!(
+                "probe {} over {fam}: FAILED at {}: {}",
+                r.url,
+                r.stage,
+                r.error.as_deref().unwrap_or("unknown error")
+            ));
+        }
+    }
+    // Which family to use for the downloads that follow: race the addresses that answered,
+    // RFC 8305 style (IPv6 first, IPv4 250 ms later), as a real connection would.
+    let preferred = match targets.first() {
+        Some(t) => {
+            let addrs: Vec<IpAddr> = results
+                .iter()
+                .filter(|r| r.ok && r.url == t.url)
+                .filter_map(|r| r.address)
+                .collect();
+            match probe::connect_happy(&addrs, t.port, PROBE_STEP_TIMEOUT).await {
+                Ok((_, ip)) if addrs.len() > 1 => {
+                    let f = Family::of(&ip);
+                    console.line(format_args!(
+                        "both families reach {}; {f} wins the race",
+                        t.host
+                    ));
+                    Some(f)
+                }
+                Ok((_, ip)) => Some(Family::of(&ip)),
+                Err(_) => None,
+            }
+        }
+        None => None,
+    };
+    (results, preferred)
+}
+
+fn resolvers(lease: Option<&Lease>, slaac: &BTreeMap<u32, SlaacState>) -> Vec<IpAddr> {
+    let mut dns: Vec<IpAddr> = lease
+        .map(|l| l.dns.iter().map(|d| IpAddr::V4(*d)).collect())
+        .unwrap_or_default();
+    for s in slaac.values() {
+        for d in &s.dns {
+            if !dns.contains(&IpAddr::V6(*d)) {
+                dns.push(IpAddr::V6(*d));
+            }
+        }
+    }
+    dns
+}
+
+fn search_domains(lease: Option<&Lease>, slaac: &BTreeMap<u32, SlaacState>) -> Vec<String> {
+    let mut out: Vec<String> = match lease {
+        Some(l) if !l.search.is_empty() => l.search.clone(),
+        Some(l) => l.domain.iter().cloned().collect(),
+        None => Vec::new(),
+    };
+    for s in slaac.values() {
+        for d in &s.search {
+            if !out.contains(d) {
+                out.push(d.clone());
+            }
+        }
+    }
+    out
+}
+
+fn facts(
+    nics: &BTreeMap<u32, NicRun>,
+    oob: Option<u32>,
+    slaac: &BTreeMap<u32, SlaacState>,
+    gateway_mac: Option<[u8; 6]>,
+) -> Vec<NicFacts> {
+    nics.values()
+        .map(|run| {
+            let s = slaac.get(&run.nic.index);
+            let is_oob = oob == Some(run.nic.index);
+            NicFacts {
+                name: run.nic.name.clone(),
+                mac: run.nic.mac,
+                carrier: run.nic.carrier || run.lease.is_some(),
+                is_oob,
+                ipv4: run.lease.as_ref().map(|l| (l.address, l.prefix)),
+                ipv4_gateway_mac: if is_oob { gateway_mac } else { None },
+                ipv6: s
+                    .map(|s| {
+                        s.addresses
+                            .iter()
+                            .chain(&s.local_addresses)
+                            .copied()
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                ipv6_dad_failed: s.map(|s| s.dad_failed.clone()).unwrap_or_default(),
+                ra: s.and_then(|s| s.last_advert.as_ref()).map(|ra| RaFacts {
+                    router_mac: ra.source_mac,
+                    managed: ra.managed,
+                    other: ra.other,
+                    router_lifetime_secs: ra.router_lifetime_secs,
+                    autonomous_prefixes: ra
+                        .prefixes
+                        .iter()
+                        .filter(|p| p.autonomous)
+                        .map(|p| (p.prefix, p.len))
+                        .collect(),
+                    non_autonomous_prefixes: ra
+                        .prefixes
+                        .iter()
+                        .filter(|p| !p.autonomous)
+                        .map(|p| (p.prefix, p.len))
+                        .collect(),
+                    rdnss: ra.rdnss.clone(),
+                }),
+                dhcp4_tried: run.dhcp.is_some() || run.sent > 0,
+            }
+        })
+        .collect()
+}
+
+async fn next_msg(notifications: &mut Notifications, rx: &Receiver<Msg>, wake: Instant) -> Msg {
     future::or(
-        async { Msg::Link(links::next_link_update(notifications).await) },
+        async { Msg::Netlink(links::next_notification(notifications).await) },
         future::or(
             async {
                 match rx.recv().await {
@@ -345,28 +769,12 @@ async fn next_msg(notifications: &mut Notifications, rx: &Receiver<Msg>, deadlin
                 }
             },
             async {
-                smol::Timer::at(deadline).await;
-                Msg::Timeout
+                smol::Timer::at(wake).await;
+                Msg::Tick
             },
         ),
     )
     .await
-}
-
-fn write_resolv_conf(cfg: &NetConfig, console: &Console, ifname: &str, lease: &Lease) {
-    if lease.dns.is_empty() {
-        console.line(format_args!(
-            "{ifname}: the DHCP server gave no DNS server; resolv.conf left as is"
-        ));
-        return;
-    }
-    let text = apply::resolv_conf_text(lease, ifname);
-    if let Err(e) = apply::write_file_atomic(&cfg.resolv_path, text.as_bytes()) {
-        console.line(format_args!(
-            "could not write {}: {e}",
-            cfg.resolv_path.display()
-        ));
-    }
 }
 
 /// The reason `net` gives up, NIC by NIC, with what to check.
@@ -400,38 +808,43 @@ fn why_offline(nics: &BTreeMap<u32, NicRun>, timeout: Duration) -> String {
     lines.join("\n  ")
 }
 
-fn build_state(
-    nics: &BTreeMap<u32, NicRun>,
+struct Built<'a> {
+    nics: &'a BTreeMap<u32, NicRun>,
     oob: Option<u32>,
     online: bool,
     error: Option<String>,
-    dhcp4_ms: Option<u64>,
-    start: Instant,
-) -> State {
+    slaac: &'a BTreeMap<u32, SlaacState>,
+    classification: Option<Classification>,
+    dns: Vec<IpAddr>,
+    probes: Vec<ProbeResult>,
+    preferred_family: Option<Family>,
+    reach: Reach,
+    timings: Timings,
+}
+
+fn build_state(b: Built) -> State {
+    let public_nic = b.classification.as_ref().and_then(|c| c.public_nic.clone());
     let mut gateway: Option<Ipv4Addr> = None;
-    let mut dns = Vec::new();
-    let mut search = Vec::new();
-    let mut ntp = Vec::new();
-    let interfaces = nics
+    let interfaces = b
+        .nics
         .values()
         .map(|run| {
-            let is_oob = oob == Some(run.nic.index);
+            let is_oob = b.oob == Some(run.nic.index);
             if is_oob {
-                if let Some(l) = &run.lease {
-                    gateway = l.gateway();
-                    dns = l.dns.clone();
-                    search = if l.search.is_empty() {
-                        l.domain.iter().cloned().collect()
-                    } else {
-                        l.search.clone()
-                    };
-                    ntp = l.ntp.clone();
-                }
+                gateway = run.lease.as_ref().and_then(Lease::gateway);
             }
+            let mut roles = Vec::new();
+            if is_oob {
+                roles.push(Role::Oob);
+            }
+            if public_nic.as_deref() == Some(run.nic.name.as_str()) {
+                roles.push(Role::Public);
+            }
+            let s = b.slaac.get(&run.nic.index);
             Interface {
                 name: run.nic.name.clone(),
                 mac: client::fmt_mac(&run.nic.mac),
-                role: if is_oob { Role::Oob } else { Role::Unused },
+                role: roles.first().copied().unwrap_or(Role::Unused),
                 carrier: run.nic.carrier,
                 mtu: run
                     .lease
@@ -449,7 +862,19 @@ fn build_state(
                         server: l.server,
                     })
                     .collect(),
-                ipv6: Vec::new(),
+                ipv6: s
+                    .map(|s| {
+                        s.addresses
+                            .iter()
+                            .chain(&s.local_addresses)
+                            .map(|(a, p)| Ipv6Entry {
+                                address: *a,
+                                prefix: *p,
+                                source: "slaac".into(),
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
                 dhcp4: run.dhcp_state.to_string(),
                 lease: run.lease.as_ref().map(|l| {
                     let obtained = run
@@ -458,25 +883,45 @@ fn build_state(
                         .map_or(0, |d| d.as_secs());
                     LeaseRecord::new(client::fmt_mac(&run.client_id), l.clone(), obtained)
                 }),
+                roles,
+                slaac: s.map(|s| SlaacRecord {
+                    ready_after_ms: s.ready_after_ms,
+                    router: s.router,
+                    dns: s.dns.clone(),
+                    search: s.search.clone(),
+                    diagnosis: None,
+                    ra: s.last_advert.clone(),
+                }),
             }
         })
-        .collect();
+        .collect::<Vec<_>>();
+    let router = b
+        .slaac
+        .values()
+        .find_map(|s| s.router.filter(|_| !s.addresses.is_empty()));
     State {
         version: env!("CARGO_PKG_VERSION").to_string(),
-        online,
-        error,
+        online: b.online,
+        error: b.error,
+        classification: b.classification,
         interfaces,
-        ipv4: Ipv4Summary { gateway },
-        dns,
-        search,
-        ntp,
-        timings_ms: Timings {
-            dhcp4: dhcp4_ms,
-            total: online.then(|| start.elapsed().as_millis() as u64),
+        ipv4: Ipv4Summary {
+            gateway,
+            reachable: b.reach.ipv4,
         },
+        ipv6: Ipv6Summary {
+            router,
+            reachable: b.reach.ipv6,
+        },
+        dns: b.dns,
+        probes: b.probes,
+        preferred_family: b.preferred_family,
+        search: Vec::new(),
+        ntp: b
+            .oob
+            .and_then(|i| b.nics[&i].lease.as_ref())
+            .map(|l| l.ntp.clone())
+            .unwrap_or_default(),
+        timings_ms: b.timings,
     }
 }
-
-/// Keeps `Handle` in the public signature of helpers that need it later (VLAN, bonds).
-#[allow(dead_code)]
-pub type NetlinkHandle = Handle;

@@ -1,11 +1,14 @@
 //! The state file: what the boot found, for the full OS, the tests and a farmer's support ticket.
 //! A serialisation of the stages' typed results, never a second source of truth.
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::classify::Classification;
 use crate::dhcp4::client::Lease;
+use crate::probe::{Family, ProbeResult};
+use crate::slaac::ra::RouterAdvert;
 
 pub const DEFAULT_PATH: &str = "/run/zos-netboot/state.json";
 
@@ -71,7 +74,7 @@ impl LeaseRecord {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Interface {
     pub name: String,
     pub mac: String,
@@ -83,30 +86,67 @@ pub struct Interface {
     /// Where DHCPv4 stood when the state was written, e.g. BOUND or SELECTING.
     pub dhcp4: String,
     pub lease: Option<LeaseRecord>,
+    /// Every role this NIC carries; `role` is the first. A single-NIC node is oob and public.
+    pub roles: Vec<Role>,
+    /// What SLAAC found on this NIC; absent when IPv6 was not waited for (`dhcp4` command).
+    pub slaac: Option<SlaacRecord>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SlaacRecord {
+    /// Carrier up → global address usable (DAD done) with a default route.
+    pub ready_after_ms: Option<u64>,
+    pub router: Option<Ipv6Addr>,
+    pub dns: Vec<Ipv6Addr>,
+    pub search: Vec<String>,
+    /// Why there is no usable IPv6 here, in words; null when ready.
+    pub diagnosis: Option<String>,
+    /// The last router advertisement seen.
+    pub ra: Option<RouterAdvert>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ipv4Summary {
     pub gateway: Option<Ipv4Addr>,
+    /// Whether a probe target answered over IPv4; null when not probed.
+    pub reachable: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ipv6Summary {
+    pub router: Option<Ipv6Addr>,
+    pub reachable: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Timings {
     /// First DISCOVER to BOUND on the OOB NIC.
     pub dhcp4: Option<u64>,
+    /// Carrier up → the first NIC's SLAAC ready.
+    pub slaac: Option<u64>,
+    /// The probes, all families at once.
+    pub probes: Option<u64>,
     /// Process start to online.
     pub total: Option<u64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct State {
     pub version: String,
     pub online: bool,
     /// Why the node is not online, in words for the console.
     pub error: Option<String>,
+    /// class, topology, case, headline, advice, warnings (absent for `dhcp4`).
+    #[serde(flatten)]
+    pub classification: Option<Classification>,
     pub interfaces: Vec<Interface>,
     pub ipv4: Ipv4Summary,
-    pub dns: Vec<Ipv4Addr>,
+    pub ipv6: Ipv6Summary,
+    /// Resolvers: the OOB lease's, then the RAs' RDNSS.
+    pub dns: Vec<IpAddr>,
+    pub probes: Vec<ProbeResult>,
+    /// The family that won a Happy Eyeballs race to the first probe target; downloads use it.
+    pub preferred_family: Option<Family>,
     pub search: Vec<String>,
     pub ntp: Vec<Ipv4Addr>,
     pub timings_ms: Timings,
@@ -179,16 +219,24 @@ mod tests {
                 ipv6: vec![],
                 dhcp4: "BOUND".into(),
                 lease: Some(LeaseRecord::new("01:02:00:00:00:00:01".into(), lease, 1)),
+                roles: vec![Role::Oob],
+                slaac: None,
             }],
+            classification: None,
             ipv4: Ipv4Summary {
                 gateway: Some(Ipv4Addr::new(10, 1, 0, 1)),
+                reachable: Some(true),
             },
+            ipv6: Ipv6Summary::default(),
             dns: vec![],
+            probes: vec![],
+            preferred_family: None,
             search: vec![],
             ntp: vec![],
             timings_ms: Timings {
                 dhcp4: Some(12),
                 total: Some(40),
+                ..Timings::default()
             },
         };
         let v: serde_json::Value = serde_json::to_value(&state).unwrap();

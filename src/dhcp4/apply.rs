@@ -125,22 +125,15 @@ fn broadcast(addr: Ipv4Addr, prefix: u8) -> Ipv4Addr {
     Ipv4Addr::from(u32::from(addr) | (u32::MAX >> prefix))
 }
 
-/// The resolv.conf text for a lease. Everything in it was validated by the client
-/// (addresses are addresses, names are LDH names), so no line can be injected.
-pub fn resolv_conf_text(lease: &Lease, ifname: &str) -> String {
-    let mut s = format!(
-        "# written by zos-netboot from the DHCPv4 lease on {ifname} (server {})\n",
-        lease.server
-    );
-    let mut search: Vec<&str> = lease.search.iter().map(String::as_str).collect();
-    if search.is_empty() {
-        search.extend(lease.domain.as_deref());
-    }
+/// The resolv.conf text. Everything in it was validated where it was parsed (addresses are
+/// addresses, names are LDH names), so no line can be injected.
+pub fn resolv_conf_text(servers: &[IpAddr], search: &[String], origin: &str) -> String {
+    let mut s = format!("# written by zos-netboot from {origin}\n");
     if !search.is_empty() {
         s.push_str(&format!("search {}\n", search.join(" ")));
     }
     // glibc and musl read at most three nameservers.
-    for ns in lease.dns.iter().take(3) {
+    for ns in servers.iter().take(3) {
         s.push_str(&format!("nameserver {ns}\n"));
     }
     s
@@ -207,13 +200,14 @@ mod tests {
 
     #[test]
     fn resolv_conf_has_search_and_at_most_three_nameservers() {
-        let text = resolv_conf_text(&lease(), "eth0");
-        assert!(text.contains("search lab.test\n"));
+        let l = lease();
+        let mut servers: Vec<IpAddr> = l.dns.iter().map(|d| IpAddr::V4(*d)).collect();
+        servers.insert(1, "2001:db8::53".parse().unwrap());
+        let text = resolv_conf_text(&servers, &["lab.test".into(), "b.test".into()], "eth0");
+        assert!(text.contains("search lab.test b.test\n"));
         assert_eq!(text.matches("nameserver ").count(), 3);
-        assert!(text.contains("nameserver 10.1.0.1\n"));
-        let mut l = lease();
-        l.search = vec!["a.test".into(), "b.test".into()];
-        assert!(resolv_conf_text(&l, "eth0").contains("search a.test b.test\n"));
+        assert!(text.contains("nameserver 10.1.0.1\nnameserver 2001:db8::53\n"));
+        assert!(!resolv_conf_text(&servers, &[], "eth0").contains("search"));
     }
 
     #[test]

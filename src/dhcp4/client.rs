@@ -260,6 +260,28 @@ impl Client {
         }
     }
 
+    /// The link just became able to transmit (its queue was activated after carrier came up):
+    /// what was sent before may have been dropped by the kernel, so retransmit now instead of
+    /// waiting for the backoff. Counts as no extra attempt.
+    pub fn kick(&mut self, now: Instant) -> Vec<Action> {
+        match &mut self.state {
+            State::Selecting {
+                retry_at, attempt, ..
+            }
+            | State::Requesting {
+                retry_at, attempt, ..
+            }
+            | State::InitReboot {
+                retry_at, attempt, ..
+            } if *attempt > 0 => {
+                *retry_at = now;
+                *attempt -= 1;
+                self.handle_timeout(now)
+            }
+            _ => Vec::new(),
+        }
+    }
+
     /// Time passed: retransmit, move to RENEWING/REBINDING, expire, or end the conflict watch.
     pub fn handle_timeout(&mut self, now: Instant) -> Vec<Action> {
         if now < self.poll_at() {

@@ -4,7 +4,7 @@ use std::io;
 use std::time::{Duration, Instant};
 
 use futures_lite::future;
-use smol::channel::Sender;
+use smol::channel::{Receiver, Sender};
 
 use super::client::{Action, Client, Destination, Event};
 use super::socket::{ArpSeen, ArpSocket, RawDhcpSocket, UdpDhcpSocket};
@@ -22,17 +22,20 @@ pub struct Update {
 
 enum Input {
     Timer,
+    Kick,
     Dhcp(io::Result<Vec<u8>>),
     Arp(io::Result<ArpSeen>),
 }
 
-/// Drives `client` on `ifindex` until the receiver of `updates` goes away.
+/// Drives `client` on `ifindex` until the receiver of `updates` goes away. A message on
+/// `kicks` means the link can transmit now (see [`Client::kick`]).
 pub async fn run(
     mut client: Client,
     ifindex: u32,
     ifname: String,
     mac: [u8; 6],
     updates: Sender<Update>,
+    kicks: Receiver<()>,
 ) -> io::Result<()> {
     let raw = RawDhcpSocket::open(ifindex)?;
     let arp = ArpSocket::open(ifindex, mac)?;
@@ -55,7 +58,12 @@ pub async fn run(
                             None => future::pending().await,
                         }
                     },
-                    async { Input::Arp(arp.recv().await) },
+                    future::or(async { Input::Arp(arp.recv().await) }, async {
+                        match kicks.recv().await {
+                            Ok(()) => Input::Kick,
+                            Err(_) => future::pending().await,
+                        }
+                    }),
                 ),
             ),
         )
@@ -63,6 +71,7 @@ pub async fn run(
         let now = Instant::now();
         let actions = match input {
             Input::Timer => client.handle_timeout(now),
+            Input::Kick => client.kick(now),
             Input::Dhcp(Ok(p)) => client.handle_packet(now, &p),
             Input::Arp(Ok(a)) => {
                 client.handle_arp(now, a.sender_ip, a.sender_mac, a.target_ip, a.is_request)

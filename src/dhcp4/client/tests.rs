@@ -596,3 +596,23 @@ fn server_t1_t2_used_only_when_ordered() {
     ));
     assert!(matches!(&ev[0], Event::Bound(l) if (l.t1_secs, l.t2_secs) == (1800, 3150)));
 }
+
+#[test]
+fn kick_retransmits_at_once_without_growing_the_backoff() {
+    let t0 = Instant::now();
+    let mut c = Client::new(config(), t0, 3);
+    let (first, _) = sent(&c.handle_timeout(t0)).remove(0);
+    let gap = c.poll_at() - t0;
+    let t = t0 + Duration::from_millis(5);
+    let (again, _) = sent(&c.kick(t)).remove(0);
+    assert_eq!(again.xid(), first.xid());
+    assert_eq!(again.opts().msg_type(), Some(MessageType::Discover));
+    let next_gap = c.poll_at() - t;
+    assert!(
+        next_gap <= gap + gap / 2,
+        "backoff not advanced: {gap:?} then {next_gap:?}"
+    );
+    // Once bound there is nothing to resend.
+    let (mut c, _) = to_bound(t0);
+    assert!(c.kick(t0).is_empty());
+}
