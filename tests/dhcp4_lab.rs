@@ -205,6 +205,11 @@ fn net_applies_lease_route_and_resolv_conf() {
     let run = lab.run_node(
         &[
             "net",
+            // DHCPv4 behaviour only: no probes, no IPv6 wait (tests/slaac_lab.rs covers those).
+            "--cmdline",
+            "zos.probe=none",
+            "--wait-ipv6",
+            "0",
             "--state",
             &state_path.to_string_lossy(),
             "--timeout",
@@ -327,6 +332,11 @@ fn classless_routes_override_router_option() {
     let run = lab.run_node(
         &[
             "net",
+            // DHCPv4 behaviour only: no probes, no IPv6 wait (tests/slaac_lab.rs covers those).
+            "--cmdline",
+            "zos.probe=none",
+            "--wait-ipv6",
+            "0",
             "--iface",
             "eth0",
             "--state",
@@ -436,6 +446,11 @@ fn nak_restarts_discovery() {
     let run = lab.run_node(
         &[
             "net",
+            // DHCPv4 behaviour only: no probes, no IPv6 wait (tests/slaac_lab.rs covers those).
+            "--cmdline",
+            "zos.probe=none",
+            "--wait-ipv6",
+            "0",
             "--iface",
             "eth0",
             "--state",
@@ -512,6 +527,11 @@ fn nak_restarts_discovery_from_own_state() {
     let state_path = lab.state_path();
     let args = [
         "net",
+        // DHCPv4 behaviour only: no probes, no IPv6 wait (tests/slaac_lab.rs covers those).
+        "--cmdline",
+        "zos.probe=none",
+        "--wait-ipv6",
+        "0",
         "--iface",
         "eth0",
         "--state",
@@ -594,6 +614,11 @@ fn late_server_bound_within_two_seconds() {
     let mut proc = lab.spawn_node(
         &[
             "net",
+            // DHCPv4 behaviour only: no probes, no IPv6 wait (tests/slaac_lab.rs covers those).
+            "--cmdline",
+            "zos.probe=none",
+            "--wait-ipv6",
+            "0",
             "--timeout",
             "60",
             "--state",
@@ -653,6 +678,11 @@ fn lease_survives_30_percent_loss() {
     let run = lab.run_node(
         &[
             "net",
+            // DHCPv4 behaviour only: no probes, no IPv6 wait (tests/slaac_lab.rs covers those).
+            "--cmdline",
+            "zos.probe=none",
+            "--wait-ipv6",
+            "0",
             "--iface",
             "eth0",
             "--state",
@@ -696,6 +726,11 @@ fn only_nic_with_dhcp_is_used() {
     let run = lab.run_node(
         &[
             "net",
+            // DHCPv4 behaviour only: no probes, no IPv6 wait (tests/slaac_lab.rs covers those).
+            "--cmdline",
+            "zos.probe=none",
+            "--wait-ipv6",
+            "0",
             "--state",
             &state_path.to_string_lossy(),
             "--timeout",
@@ -776,6 +811,11 @@ fn refuses_host_network_without_allow_host() {
 
     let args = [
         "net",
+        // DHCPv4 behaviour only: no probes, no IPv6 wait (tests/slaac_lab.rs covers those).
+        "--cmdline",
+        "zos.probe=none",
+        "--wait-ipv6",
+        "0",
         "--iface",
         "zz-no-such-if0",
         "--state",
