@@ -50,6 +50,116 @@ pub struct Settings {
     /// Empty: the grid hub of the run mode.
     pub probes: Vec<String>,
     pub probes_disabled: bool,
+    /// `zos.root=DIR`: the next root to switch into (default `/next-root`).
+    pub next_root: Option<String>,
+    /// `zos.init=PATH`: the init to exec in the next root (default `/sbin/init`).
+    pub next_init: Option<String>,
+    /// `ip=` (kernel/dracut syntax): a static IPv4 configuration, or an explicit DHCP request.
+    pub ip: Option<IpSetting>,
+}
+
+/// The kernel's `ip=` setting, as far as a node needs it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub enum IpSetting {
+    /// `ip=dhcp` / `ip=IF:dhcp`: what we do anyway; `device` restricts it.
+    Dhcp { device: Option<String> },
+    /// `ip=<client>:<server>:<gw>:<netmask>:<hostname>:<device>:none[:<dns0>:<dns1>]`.
+    Static(StaticIpv4),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StaticIpv4 {
+    pub address: std::net::Ipv4Addr,
+    pub prefix: u8,
+    pub gateway: Option<std::net::Ipv4Addr>,
+    pub hostname: Option<String>,
+    /// Empty: the first NIC with carrier.
+    pub device: Option<String>,
+    pub dns: Vec<std::net::Ipv4Addr>,
+}
+
+/// Parses the value of `ip=`. Accepts the kernel's nfsroot form and dracut's `IF:dhcp`.
+pub fn parse_ip(value: &str) -> Result<IpSetting, String> {
+    use std::net::Ipv4Addr;
+    match value {
+        "dhcp" | "on" | "any" => return Ok(IpSetting::Dhcp { device: None }),
+        "off" | "none" => {
+            return Err(
+                "ip=off/none: no network configuration at all is not supported; \
+                                      zos-netboot always configures the network"
+                    .into(),
+            )
+        }
+        _ => {}
+    }
+    let f: Vec<&str> = value.split(':').collect();
+    if f.len() == 2 && matches!(f[1], "dhcp" | "on" | "any") && valid_ifname(f[0]) {
+        return Ok(IpSetting::Dhcp {
+            device: Some(f[0].to_string()),
+        });
+    }
+    if f.len() < 7 {
+        return Err(format!(
+            "expected ip=<client>:<server>:<gateway>:<netmask>:<hostname>:<device>:none, got {} fields",
+            f.len()
+        ));
+    }
+    match f[6] {
+        "none" | "off" | "static" => {}
+        "dhcp" | "on" | "any" => {
+            let device = Some(f[5]).filter(|d| !d.is_empty()).map(str::to_string);
+            return Ok(IpSetting::Dhcp { device });
+        }
+        other => {
+            return Err(format!(
+                "autoconf method {other:?} is not supported (use none or dhcp)"
+            ))
+        }
+    }
+    let ip = |s: &str, what: &str| -> Result<Option<Ipv4Addr>, String> {
+        if s.is_empty() {
+            Ok(None)
+        } else {
+            s.parse()
+                .map(Some)
+                .map_err(|_| format!("{what} {s:?} is not an IPv4 address"))
+        }
+    };
+    let address = ip(f[0], "client address")?.ok_or("a static ip= needs the client address")?;
+    let netmask = ip(f[3], "netmask")?.ok_or("a static ip= needs the netmask")?;
+    let m = u32::from(netmask);
+    if m == 0 || m.leading_ones() + m.trailing_zeros() != 32 {
+        return Err(format!("netmask {netmask} is not a valid mask"));
+    }
+    let gateway = ip(f[2], "gateway")?;
+    let device = Some(f[5]).filter(|d| !d.is_empty()).map(str::to_string);
+    if let Some(d) = &device {
+        if !valid_ifname(d) {
+            return Err(format!("{d:?} is not an interface name"));
+        }
+    }
+    let hostname = Some(f[4])
+        .filter(|h| !h.is_empty())
+        .map(|h| {
+            if crate::dhcp4::client::is_valid_domain(h) {
+                Ok(h.to_string())
+            } else {
+                Err(format!("hostname {h:?} is not a valid host name"))
+            }
+        })
+        .transpose()?;
+    let mut dns = Vec::new();
+    for s in f.iter().skip(7).take(2) {
+        dns.extend(ip(s, "DNS server")?);
+    }
+    Ok(IpSetting::Static(StaticIpv4 {
+        address,
+        prefix: m.leading_ones() as u8,
+        gateway,
+        hostname,
+        device,
+        dns,
+    }))
 }
 
 impl Settings {
@@ -173,6 +283,13 @@ pub fn parse(cmdline: &str) -> (Settings, Vec<Ignored>) {
                 Ok(t) => s.timeout_secs = Some(t),
                 Err(_) => bad("expects seconds"),
             },
+            ("zos.root", Some(v)) if v.starts_with('/') => s.next_root = Some(v.to_string()),
+            ("zos.init", Some(v)) if v.starts_with('/') => s.next_init = Some(v.to_string()),
+            ("zos.root" | "zos.init", _) => bad("expects an absolute path"),
+            ("ip", Some(v)) => match parse_ip(v) {
+                Ok(ip) => s.ip = Some(ip),
+                Err(e) => bad(&e),
+            },
             ("zos.probe", Some("none")) => s.probes_disabled = true,
             ("zos.probe", Some(v)) if v.starts_with("http://") || v.starts_with("https://") => {
                 s.probes.push(v.to_string())
@@ -255,6 +372,73 @@ mod tests {
             ]
         );
         assert!(ignored[0].why.contains("prod"));
+    }
+
+    #[test]
+    fn static_ip_in_kernel_syntax_is_understood() {
+        let (s, ignored) =
+            parse("ip=192.0.2.10::192.0.2.1:255.255.255.0:node1:eth0:none:192.0.2.53");
+        assert!(ignored.is_empty(), "{ignored:?}");
+        assert_eq!(
+            s.ip,
+            Some(IpSetting::Static(StaticIpv4 {
+                address: "192.0.2.10".parse().unwrap(),
+                prefix: 24,
+                gateway: Some("192.0.2.1".parse().unwrap()),
+                hostname: Some("node1".into()),
+                device: Some("eth0".into()),
+                dns: vec!["192.0.2.53".parse().unwrap()],
+            }))
+        );
+        let (s, _) = parse("ip=10.0.0.5:::255.255.0.0:::none");
+        let Some(IpSetting::Static(st)) = s.ip else {
+            panic!("{:?}", s.ip)
+        };
+        assert_eq!((st.prefix, st.gateway, st.device), (16, None, None));
+    }
+
+    #[test]
+    fn ip_dhcp_forms_are_understood() {
+        assert_eq!(parse_ip("dhcp"), Ok(IpSetting::Dhcp { device: None }));
+        assert_eq!(
+            parse_ip("eth1:dhcp"),
+            Ok(IpSetting::Dhcp {
+                device: Some("eth1".into())
+            })
+        );
+        assert_eq!(
+            parse_ip(":::::eth2:dhcp"),
+            Ok(IpSetting::Dhcp {
+                device: Some("eth2".into())
+            })
+        );
+    }
+
+    #[test]
+    fn bad_ip_settings_say_what_is_wrong() {
+        for (value, phrase) in [
+            (
+                "10.0.0.5::10.0.0.1:255.0.255.0:h:eth0:none",
+                "not a valid mask",
+            ),
+            (
+                "10.0.0.999::10.0.0.1:255.255.255.0:h:eth0:none",
+                "client address",
+            ),
+            ("10.0.0.5::10.0.0.1", "fields"),
+            (
+                "10.0.0.5::10.0.0.1:255.255.255.0:h:eth0:bootp",
+                "not supported",
+            ),
+            ("off", "not supported"),
+            (":::255.255.255.0::eth0:none", "needs the client address"),
+        ] {
+            let e = parse_ip(value).unwrap_err();
+            assert!(e.contains(phrase), "{value}: {e}");
+        }
+        let (s, ignored) = parse("ip=nonsense");
+        assert_eq!(s.ip, None);
+        assert_eq!(ignored[0].word, "ip=nonsense");
     }
 
     #[test]

@@ -3,9 +3,13 @@
 //! The source reads like the boot: `cmdline` (settings) → `links` (NICs, carrier) → `dhcp4`
 //! (lease) → `net` (the stage that ties them) → `state`/`report` (what the next stage and the
 //! farmer see).
+mod boot;
 mod classify;
 mod cmdline;
 mod dhcp4;
+mod drivers;
+mod early;
+mod handoff;
 mod links;
 mod net;
 mod probe;
@@ -26,6 +30,7 @@ usage:
                     [--wait-ipv6 SECS] [--resolv PATH] [--allow-host]
   zos-netboot dhcp4 IF [--cmdline STR|@FILE] [--state PATH] [--timeout SECS] [--resolv PATH]
                     [--allow-host]
+  zos-netboot boot  [--no-handoff] [same options as net]
   zos-netboot version
 
 net    brings up every physical NIC (or the --iface ones), runs DHCPv4 on all of them at once
@@ -33,6 +38,9 @@ net    brings up every physical NIC (or the --iface ones), runs DHCPv4 on all of
        NIC), probes the hub over IPv4 and IPv6, classifies the node and says what to fix.
        Exit 0 when IPv4 is bound on the OOB NIC and a probe answered, else 1.
 dhcp4  runs DHCPv4 on IF only and exits 0 once bound.
+boot   the whole pipeline (what PID 1 runs with any arguments): as PID 1 it mounts /proc /sys
+       /dev /run, loads NIC drivers, brings the network up (retrying forever), writes the state
+       under /run/zos-netboot and switches into the next root (zos.root=, zos.init=).
 
 Settings come from the kernel command line (/proc/cmdline, or --cmdline); see README.md for
 the zos.* keys. Outside PID 1 and in the host's own network namespace, nothing is touched
@@ -43,6 +51,7 @@ const EXIT_USAGE: u8 = 2;
 
 #[derive(Debug)]
 enum Command {
+    Boot { handoff: bool },
     Net { ifaces: Vec<String> },
     Dhcp4 { iface: String },
     Version,
@@ -66,6 +75,7 @@ fn parse_args() -> Result<Cli, lexopt::Error> {
     let mut sub: Option<String> = None;
     let mut positional = Vec::new();
     let mut ifaces = Vec::new();
+    let mut handoff = true;
     let mut cli = Cli {
         command: Command::Help,
         cmdline: None,
@@ -84,6 +94,7 @@ fn parse_args() -> Result<Cli, lexopt::Error> {
             Long("wait-ipv6") => cli.wait_ipv6 = Some(parser.value()?.parse()?),
             Long("resolv") => cli.resolv = parser.value()?.into(),
             Long("allow-host") => cli.allow_host = true,
+            Long("no-handoff") => handoff = false,
             Short('h') | Long("help") => sub = Some("help".into()),
             Value(v) if sub.is_none() => sub = Some(v.string()?),
             Value(v) => positional.push(v.string()?),
@@ -92,6 +103,7 @@ fn parse_args() -> Result<Cli, lexopt::Error> {
     }
     cli.command = match sub.as_deref() {
         Some("net") if positional.is_empty() => Command::Net { ifaces },
+        Some("boot") if positional.is_empty() && ifaces.is_empty() => Command::Boot { handoff },
         Some("dhcp4") if positional.len() == 1 && ifaces.is_empty() => Command::Dhcp4 {
             iface: positional.remove(0),
         },
@@ -167,11 +179,38 @@ fn init_logging(start: Instant, debug: bool) {
 
 fn main() -> ExitCode {
     let start = Instant::now();
-    let cli = match parse_args() {
-        Ok(cli) => cli,
-        Err(e) => {
-            eprintln!("zos-netboot: {e}\n\n{USAGE}");
-            return ExitCode::from(EXIT_USAGE);
+    let pid1 = std::process::id() == 1;
+    let mut early_problems = Vec::new();
+    if pid1 {
+        // Before anything can fail: a panic restarts us instead of panicking the kernel.
+        early::install_panic_restart();
+        early_problems = early::mount_pseudo_filesystems();
+        if let Err(e) = early::attach_console() {
+            early_problems.push(format!("/dev/console: {e}"));
+        }
+        if let Err(e) = early::start_reaper() {
+            early_problems.push(format!("child reaper: {e}"));
+        }
+    }
+    // As PID 1 the kernel hands us the command line words it did not understand as arguments:
+    // they are not ours to parse, the boot is what PID 1 does.
+    let cli = if pid1 {
+        Cli {
+            command: Command::Boot { handoff: true },
+            cmdline: None,
+            state: PathBuf::from(state::DEFAULT_PATH),
+            timeout: None,
+            wait_ipv6: None,
+            resolv: PathBuf::from("/etc/resolv.conf"),
+            allow_host: false,
+        }
+    } else {
+        match parse_args() {
+            Ok(cli) => cli,
+            Err(e) => {
+                eprintln!("zos-netboot: {e}\n\n{USAGE}");
+                return ExitCode::from(EXIT_USAGE);
+            }
         }
     };
     let (ifaces, oob_override, full) = match &cli.command {
@@ -184,6 +223,7 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Command::Net { ifaces } => (ifaces.clone(), None, true),
+        Command::Boot { .. } => (Vec::new(), None, true),
         Command::Dhcp4 { iface } => (vec![iface.clone()], Some(iface.clone()), false),
     };
     let text = match read_cmdline(cli.cmdline.as_deref()) {
@@ -203,7 +243,25 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(EXIT_USAGE);
     }
-    let console = Console::new(start);
+    let console = if pid1 {
+        Console::with_kmsg(start)
+    } else {
+        Console::new(start)
+    };
+    if matches!(cli.command, Command::Boot { .. }) {
+        console.line(format_args!(
+            "zos-netboot {}: farmer_id={} runmode={} version={}",
+            env!("CARGO_PKG_VERSION"),
+            settings
+                .farmer_id
+                .map_or("(none)".to_string(), |f| f.to_string()),
+            settings.runmode,
+            settings.version.as_deref().unwrap_or("(default)")
+        ));
+    }
+    for p in &early_problems {
+        console.line(format_args!("early: {p}"));
+    }
     for i in &ignored {
         console.line(format_args!(
             "kernel command line: ignoring {:?}: {}",
@@ -211,12 +269,22 @@ fn main() -> ExitCode {
         ));
     }
 
+    let static_ipv4 = match &settings.ip {
+        Some(cmdline::IpSetting::Static(s)) => Some(s.clone()),
+        _ => None,
+    };
+    let mut ifaces = if ifaces.is_empty() {
+        settings.ifaces.clone()
+    } else {
+        ifaces
+    };
+    if let Some(cmdline::IpSetting::Dhcp { device: Some(d) }) = &settings.ip {
+        if ifaces.is_empty() {
+            ifaces.push(d.clone());
+        }
+    }
     let cfg = net::NetConfig {
-        ifaces: if ifaces.is_empty() {
-            settings.ifaces.clone()
-        } else {
-            ifaces
-        },
+        ifaces,
         oob: oob_override.or(settings.oob.clone()),
         timeout: Duration::from_secs(cli.timeout.or(settings.timeout_secs).unwrap_or(60)),
         state_path: cli.state.clone(),
@@ -231,7 +299,30 @@ fn main() -> ExitCode {
             Vec::new()
         },
         sysctl_root: PathBuf::from("/proc/sys/net/ipv6"),
+        static_ipv4,
     };
+
+    if let Command::Boot { handoff } = cli.command {
+        let release = nix::sys::utsname::uname()
+            .map(|u| u.release().to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let opts = boot::BootOptions {
+            pid1,
+            handoff,
+            state_dir: cli
+                .state
+                .parent()
+                .map_or_else(|| PathBuf::from(handoff::STATE_DIR), PathBuf::from),
+            net: cfg,
+            modules_dir: PathBuf::from("/lib/modules").join(release),
+        };
+        return if boot::run(&console, &settings, opts) {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        };
+    }
+
     let result = smol::block_on(net::run(&cfg, &console));
     let state = match result {
         Ok(state) => state,

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -14,6 +15,7 @@ use rtnetlink::packet_route::RouteNetlinkMessage;
 use smol::channel::{self, Receiver, Sender};
 
 use crate::classify::{self, Classification, NicFacts, RaFacts, Reach};
+use crate::cmdline::StaticIpv4;
 use crate::dhcp4::apply;
 use crate::dhcp4::client::{self, Client, Config, Event, Lease};
 use crate::dhcp4::driver::{self, Update};
@@ -52,6 +54,28 @@ pub struct NetConfig {
     pub probes: Vec<String>,
     /// Where the IPv6 sysctls live (/proc/sys/net/ipv6).
     pub sysctl_root: PathBuf,
+    /// `ip=` static configuration: applied instead of DHCP on its NIC, which becomes the OOB.
+    pub static_ipv4: Option<StaticIpv4>,
+}
+
+/// A static `ip=` configuration as a lease that never expires, so everything after this stage
+/// (routes, resolv.conf, state, hand-off) treats both the same way.
+fn static_lease(s: &StaticIpv4) -> Lease {
+    Lease {
+        address: s.address,
+        prefix: s.prefix,
+        server: Ipv4Addr::UNSPECIFIED,
+        lease_secs: u32::MAX,
+        t1_secs: u32::MAX,
+        t2_secs: u32::MAX,
+        routers: s.gateway.into_iter().collect(),
+        classless_routes: Vec::new(),
+        dns: s.dns.clone(),
+        domain: None,
+        search: Vec::new(),
+        ntp: Vec::new(),
+        mtu: None,
+    }
 }
 
 /// Why the network stage could not even start, in words for the console.
@@ -85,7 +109,7 @@ struct NicRun {
     obtained: Option<SystemTime>,
     confirmed: bool,
     dhcp_state: &'static str,
-    sent: u32,
+    sent: Arc<AtomicU32>,
     failure: Option<String>,
     /// Carrier came up at least once, so SLAAC is being watched.
     watched: bool,
@@ -155,7 +179,7 @@ pub async fn run(cfg: &NetConfig, console: &Console) -> Result<State, NetError> 
                 obtained: None,
                 confirmed: false,
                 dhcp_state: "waiting for carrier",
-                sent: 0,
+                sent: Arc::default(),
                 failure: None,
                 watched: false,
             },
@@ -164,16 +188,21 @@ pub async fn run(cfg: &NetConfig, console: &Console) -> Result<State, NetError> 
     // Links brought up just now report carrier by notification; ones already up may not, so
     // the ones that have it now start at once.
     let now = Instant::now();
+    let mut oob: Option<u32> = None;
+    let mut online_v4 = false;
+    let mut static_done = false;
     for run in nics.values_mut() {
         if run.nic.carrier {
+            if apply_static(&handle, console, cfg, run, &mut static_done).await {
+                oob = Some(run.nic.index);
+                online_v4 = true;
+            }
             carrier_up(run, cfg, &tx, &mut watch, now);
         }
     }
 
     let deadline = Instant::now() + cfg.timeout;
-    let mut oob: Option<u32> = None;
     let mut dhcp4_ms = None;
-    let mut online_v4 = false;
     let mut error = None;
     loop {
         let now = Instant::now();
@@ -211,6 +240,10 @@ pub async fn run(cfg: &NetConfig, console: &Console) -> Result<State, NetError> 
                     run.nic.oper_up = update.oper_up;
                     run.nic.mtu = update.mtu;
                     if update.carrier {
+                        if apply_static(&handle, console, cfg, run, &mut static_done).await {
+                            oob = Some(run.nic.index);
+                            online_v4 = true;
+                        }
                         carrier_up(run, cfg, &tx, &mut watch, Instant::now());
                     }
                 } else if let Some(input) = slaac::from_netlink(&msg) {
@@ -242,7 +275,6 @@ pub async fn run(cfg: &NetConfig, console: &Console) -> Result<State, NetError> 
                 let Some(run) = nics.get_mut(&u.ifindex) else {
                     continue;
                 };
-                run.sent = u.sent;
                 match u.event {
                     Event::Bound(lease) => {
                         let is_oob =
@@ -346,15 +378,14 @@ pub async fn run(cfg: &NetConfig, console: &Console) -> Result<State, NetError> 
         .filter(|i| nics[*i].watched)
         .map(|i| (*i, watch.state(*i)))
         .collect();
-    if cfg.ipv6_wait.is_some() {
-        for (index, run) in &nics {
-            if run.watched {
-                if let Some(d) = watch.diagnosis(*index, cfg.ipv6_wait.unwrap_or_default()) {
-                    console.line(d);
-                }
-            }
-        }
-    }
+    let diagnoses: BTreeMap<u32, String> = slaac
+        .keys()
+        .filter_map(|i| {
+            let d = watch.diagnosis(*i, cfg.ipv6_wait.unwrap_or_default())?;
+            console.line(&d);
+            Some((*i, d))
+        })
+        .collect();
 
     let oob_lease = oob.and_then(|i| nics[&i].lease.clone());
     let dns = resolvers(oob_lease.as_ref(), &slaac);
@@ -415,6 +446,7 @@ pub async fn run(cfg: &NetConfig, console: &Console) -> Result<State, NetError> 
         online,
         error,
         slaac: &slaac,
+        diagnoses,
         classification,
         dns,
         probes,
@@ -457,6 +489,51 @@ fn choose(all: &[Nic], wanted: &[String]) -> Result<Vec<Nic>, NetError> {
         .collect()
 }
 
+/// Applies the static `ip=` configuration if it is meant for this NIC (its device, or the first
+/// NIC with carrier when it names none). Returns true when it did.
+async fn apply_static(
+    handle: &rtnetlink::Handle,
+    console: &Console,
+    cfg: &NetConfig,
+    run: &mut NicRun,
+    done: &mut bool,
+) -> bool {
+    let Some(st) = &cfg.static_ipv4 else {
+        return false;
+    };
+    if *done || st.device.as_deref().is_some_and(|d| d != run.nic.name) {
+        return false;
+    }
+    *done = true;
+    let lease = static_lease(st);
+    match apply::apply(handle, run.nic.index, &run.nic.name, &lease, OOB_METRIC).await {
+        Ok(()) => {
+            console.line(format_args!(
+                "{}: static IPv4 {}/{}{} (ip= on the kernel command line)",
+                run.nic.name,
+                lease.address,
+                lease.prefix,
+                lease
+                    .gateway()
+                    .map(|g| format!(" via {g}"))
+                    .unwrap_or_default()
+            ));
+            run.lease = Some(lease);
+            run.obtained = Some(SystemTime::now());
+            run.confirmed = true;
+            run.dhcp_state = "STATIC";
+            true
+        }
+        Err(e) => {
+            console.line(format_args!(
+                "{}: static IPv4 not applied: {e}",
+                run.nic.name
+            ));
+            false
+        }
+    }
+}
+
 fn carrier_up(
     run: &mut NicRun,
     cfg: &NetConfig,
@@ -483,7 +560,14 @@ fn carrier_up(
 }
 
 fn start_dhcp(run: &mut NicRun, cfg: &NetConfig, tx: &Sender<Msg>) {
-    if run.dhcp.is_some() || run.failure.is_some() {
+    if run.dhcp.is_some() || run.failure.is_some() || run.dhcp_state == "STATIC" {
+        return;
+    }
+    let static_here = cfg
+        .static_ipv4
+        .as_ref()
+        .is_some_and(|s| s.device.as_deref() == Some(run.nic.name.as_str()));
+    if static_here {
         return;
     }
     let mac = run.nic.mac;
@@ -514,6 +598,7 @@ fn start_dhcp(run: &mut NicRun, cfg: &NetConfig, tx: &Sender<Msg>) {
     };
     let (index, name, tx) = (run.nic.index, run.nic.name.clone(), tx.clone());
     let (kick, kicks) = channel::bounded(1);
+    let sent = run.sent.clone();
     run.dhcp_kick = (!run.nic.oper_up).then_some(kick);
     run.dhcp_state = "SELECTING";
     run.dhcp = Some(smol::spawn(async move {
@@ -528,7 +613,7 @@ fn start_dhcp(run: &mut NicRun, cfg: &NetConfig, tx: &Sender<Msg>) {
                 }
             }
         };
-        let drive = driver::run(client, index, name, mac, updates, kicks);
+        let drive = driver::run(client, index, name, mac, updates, kicks, sent);
         let (result, ()) = future::zip(drive, forward).await;
         if let Err(e) = result {
             let _ = tx.send(Msg::DhcpFailed(index, e.to_string())).await;
@@ -752,7 +837,7 @@ fn facts(
                         .collect(),
                     rdnss: ra.rdnss.clone(),
                 }),
-                dhcp4_tried: run.dhcp.is_some() || run.sent > 0,
+                dhcp4_tried: run.sent.load(Ordering::Relaxed) > 0,
             }
         })
         .collect()
@@ -800,7 +885,8 @@ fn why_offline(nics: &BTreeMap<u32, NicRun>, timeout: Duration) -> String {
             format!(
                 "{}: carrier up, {} DHCP requests sent, no usable answer — is a DHCP server \
                  serving this segment (and this MAC)?",
-                run.nic.name, run.sent
+                run.nic.name,
+                run.sent.load(Ordering::Relaxed)
             )
         };
         lines.push(line);
@@ -814,6 +900,7 @@ struct Built<'a> {
     online: bool,
     error: Option<String>,
     slaac: &'a BTreeMap<u32, SlaacState>,
+    diagnoses: BTreeMap<u32, String>,
     classification: Option<Classification>,
     dns: Vec<IpAddr>,
     probes: Vec<ProbeResult>,
@@ -889,7 +976,7 @@ fn build_state(b: Built) -> State {
                     router: s.router,
                     dns: s.dns.clone(),
                     search: s.search.clone(),
-                    diagnosis: None,
+                    diagnosis: b.diagnoses.get(&run.nic.index).cloned(),
                     ra: s.last_advert.clone(),
                 }),
             }

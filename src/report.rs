@@ -4,14 +4,26 @@ use std::time::Instant;
 
 use crate::state::{Role, State};
 
-/// Writes console lines, stamped with seconds since the process started (like dmesg).
+/// Writes console lines, stamped with seconds since the process started (like dmesg), and, as
+/// PID 1, into the kernel log too so `dmesg` in the full OS still has them.
 pub struct Console {
     start: Instant,
+    kmsg: Option<std::sync::Mutex<std::fs::File>>,
 }
 
 impl Console {
     pub fn new(start: Instant) -> Self {
-        Console { start }
+        Console { start, kmsg: None }
+    }
+
+    /// Also copies every line to /dev/kmsg (only for PID 1: elsewhere that is the host's log).
+    pub fn with_kmsg(start: Instant) -> Self {
+        let kmsg = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/kmsg")
+            .ok()
+            .map(std::sync::Mutex::new);
+        Console { start, kmsg }
     }
 
     pub fn start(&self) -> Instant {
@@ -23,6 +35,12 @@ impl Console {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "[{:4}.{:03}] {text}", t.as_secs(), t.subsec_millis());
         let _ = out.flush();
+        if let Some(k) = &self.kmsg {
+            if let Ok(mut k) = k.lock() {
+                // One write per record; <6> = KERN_INFO.
+                let _ = k.write_all(format!("<6>zos-netboot: {text}").as_bytes());
+            }
+        }
     }
 
     pub fn block(&self, text: &str) {

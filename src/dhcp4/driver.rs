@@ -1,6 +1,8 @@
 //! Runs one [`Client`] on one interface: sockets in, timers, actions out. No protocol decisions
 //! are made here; they are all in `client`.
 use std::io;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_lite::future;
@@ -16,8 +18,6 @@ pub struct Update {
     pub event: Event,
     /// Time from the first packet sent to this event.
     pub since_first_send: Duration,
-    /// Packets sent so far (for "no answer after N DISCOVERs").
-    pub sent: u32,
 }
 
 enum Input {
@@ -28,7 +28,8 @@ enum Input {
 }
 
 /// Drives `client` on `ifindex` until the receiver of `updates` goes away. A message on
-/// `kicks` means the link can transmit now (see [`Client::kick`]).
+/// `kicks` means the link can transmit now (see [`Client::kick`]). `sent` counts the packets
+/// sent, for "no answer after N requests".
 pub async fn run(
     mut client: Client,
     ifindex: u32,
@@ -36,12 +37,12 @@ pub async fn run(
     mac: [u8; 6],
     updates: Sender<Update>,
     kicks: Receiver<()>,
+    sent: Arc<AtomicU32>,
 ) -> io::Result<()> {
     let raw = RawDhcpSocket::open(ifindex)?;
     let arp = ArpSocket::open(ifindex, mac)?;
     let mut udp: Option<UdpDhcpSocket> = None;
     let mut first_send: Option<Instant> = None;
-    let mut sent = 0u32;
     loop {
         let deadline = client.poll_at();
         let input = future::or(
@@ -101,7 +102,7 @@ pub async fn run(
                     };
                     match result {
                         Ok(()) => {
-                            sent += 1;
+                            sent.fetch_add(1, Ordering::Relaxed);
                             first_send.get_or_insert(now);
                             log::debug!("{ifname}: sent {:?} ({})", tx.kind, client.state_name());
                         }
@@ -118,7 +119,6 @@ pub async fn run(
                         ifindex,
                         event,
                         since_first_send: first_send.map(|t| now - t).unwrap_or_default(),
-                        sent,
                     };
                     if updates.send(update).await.is_err() {
                         return Ok(());

@@ -12,6 +12,13 @@
 //! lab's temporary directory (kept, with its path printed, when the test panicked or
 //! `ZOS_LAB_KEEP=1`).
 //!
+//! For IPv6 and reachability ([`Lab::hub`] and below): radvd ([`Lab::radvd`]), a second
+//! router MAC on a segment ([`Lab::macvlan`]), busybox httpd ([`Lab::http_server`]), a DNS-only
+//! dnsmasq ([`Lab::dns`]), "the Internet" on the router's `lo` ([`Lab::hub`]: the probe target
+//! `hub.lab.test`), and per-family TCP rejects ([`Lab::reject_tcp`]). A run of the binary
+//! that passes no `--cmdline` gets `--cmdline zos.probe=none` ([`Lab::run_node`]), so the
+//! binary never probes its default public hub from a lab.
+//!
 //! Tests call [`require_root`] first and return early when it says no (printing
 //! `SKIP <test>: ...`). Set `ZOS_LAB_REQUIRED=1` to turn such a skip into a failure (CI).
 #![allow(dead_code)]
@@ -19,7 +26,7 @@
 use std::fmt::Write as _;
 use std::fs;
 use std::io::Write as _;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -75,6 +82,31 @@ pub fn require_tool(test: &str, tool: &str, version_arg: &str) -> bool {
         Ok(s) => skip(
             test,
             &format!("needs {tool} (`{tool} {version_arg}` exited {s})"),
+        ),
+        Err(e) => skip(test, &format!("needs {tool} ({e})")),
+    }
+}
+
+/// Like [`require_tool`], for tools whose version option exits non-zero (radvd 2.19's
+/// `--version` exits 1): true when `tool <arg>` runs and prints `needle` (stdout or stderr).
+pub fn require_tool_says(test: &str, tool: &str, arg: &str, needle: &str) -> bool {
+    match Command::new("timeout")
+        .args(["-k", "2", "10", tool, arg])
+        .stdin(Stdio::null())
+        .output()
+    {
+        Ok(o)
+            if String::from_utf8_lossy(&o.stdout).contains(needle)
+                || String::from_utf8_lossy(&o.stderr).contains(needle) =>
+        {
+            true
+        }
+        Ok(o) => skip(
+            test,
+            &format!(
+                "needs {tool} (`{tool} {arg}` exited {} without {needle:?})",
+                o.status
+            ),
         ),
         Err(e) => skip(test, &format!("needs {tool} ({e})")),
     }
@@ -614,21 +646,43 @@ impl Lab {
 
     fn node_command(&self, args: &[&str], timeout: Duration) -> (Command, String) {
         let secs = timeout.as_secs().max(1).to_string();
+        // Network safety: without `--cmdline` the binary would read the host's /proc/cmdline
+        // and probe its default, public hub. A test that does not say otherwise gets probes
+        // disabled (`zos.probe=none`), so nothing in a lab ever aims at a public host.
+        let mut args: Vec<&str> = args.to_vec();
+        let wants_cmdline = matches!(args.first(), Some(&"net") | Some(&"dhcp4"));
+        let has_cmdline = args
+            .iter()
+            .any(|a| *a == "--cmdline" || a.starts_with("--cmdline="));
+        if wants_cmdline && !has_cmdline {
+            args.extend(["--cmdline", "zos.probe=none"]);
+        }
         let mut cmd = Command::new("timeout");
         cmd.args(["-k", "5", &secs, "ip", "netns", "exec", &self.node, BIN])
-            .args(args)
+            .args(&args)
             .stdin(Stdio::null());
         cmd.env("RUST_BACKTRACE", "1");
+        let shown: Vec<String> = args
+            .iter()
+            .map(|a| {
+                if a.is_empty() || a.contains(char::is_whitespace) {
+                    format!("'{a}'")
+                } else {
+                    a.to_string()
+                }
+            })
+            .collect();
         let line = format!(
             "timeout -k 5 {secs} ip netns exec {} {BIN} {}",
             self.node,
-            args.join(" ")
+            shown.join(" ")
         );
         (cmd, line)
     }
 
     /// Runs the binary in the node namespace, `timeout -k 5 <timeout> ip netns exec <node> BIN
-    /// args...`, and returns its output and wall time. (RUST_LOG is inherited.)
+    /// args...`, and returns its output and wall time. (RUST_LOG is inherited.) `net`/`dhcp4`
+    /// without `--cmdline` get `--cmdline zos.probe=none` appended (see the module docs).
     pub fn run_node(&self, args: &[&str], timeout: Duration) -> Run {
         let (mut cmd, cmdline) = self.node_command(args, timeout);
         let started = Instant::now();
@@ -985,4 +1039,617 @@ pub fn unix_now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+// ------------------------------------------------------------------------------------------
+// IPv6 router side and "the Internet": radvd, macvlan, httpd, DNS, nftables rejects
+//
+// The router namespace stands in for the farmer's router *and* the Internet: the probe target
+// ([`Lab::hub`]) lives on the router's `lo` at documentation addresses, so the node reaches it
+// only through its default routes (DHCPv4 option 3, the RA's default route), and finds it only
+// through the DNS servers it learned (DHCPv4 option 6, RA RDNSS).
+
+/// Upper bound on the life of a lab daemon (radvd, httpd, DNS): protects against leaks.
+const DAEMON_MAX_SECS: u64 = 300;
+
+/// The probe target's name, and its addresses on the router's `lo`.
+pub const HUB_NAME: &str = "hub.lab.test";
+pub const HUB_V4: &str = "198.51.100.80";
+pub const HUB_V6: &str = "2001:db8:ffff::80";
+/// The lab's DNS server (dnsmasq, DNS only) on the router's `lo`.
+pub const DNS_V4: &str = "198.51.100.53";
+pub const DNS_V6: &str = "2001:db8:ffff::53";
+
+/// An address family, for [`Lab::reject_tcp`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    fn nft_family(self) -> &'static str {
+        match self {
+            Family::V4 => "ip",
+            Family::V6 => "ip6",
+        }
+    }
+    fn table(self) -> &'static str {
+        match self {
+            Family::V4 => "zlab_reject4",
+            Family::V6 => "zlab_reject6",
+        }
+    }
+}
+
+/// A background process started in the router namespace under `timeout` (radvd, busybox
+/// httpd, a DNS-only dnsmasq). Stopped by PID (SIGTERM to `timeout`, which forwards it, then
+/// SIGKILL) and reaped on drop; the lab's namespace cleanup catches any helper it forked.
+pub struct Daemon {
+    pub name: String,
+    child: Child,
+    pub args: Vec<String>,
+    /// stderr (radvd logs here with `-m stderr`).
+    pub stderr: PathBuf,
+    /// A log file of its own, if it writes one (dnsmasq `--log-facility`).
+    pub log: Option<PathBuf>,
+    pub config: Option<PathBuf>,
+    pub started: Instant,
+    pub ready: Instant,
+}
+
+impl Daemon {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+    /// Still running?
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+    /// Its log so far: the log file if it has one, then stderr.
+    pub fn log(&self) -> String {
+        let mut s = String::new();
+        if let Some(l) = &self.log {
+            s.push_str(&fs::read_to_string(l).unwrap_or_default());
+        }
+        s.push_str(&fs::read_to_string(&self.stderr).unwrap_or_default());
+        s
+    }
+    /// Arguments, config and log, for assertion messages.
+    pub fn describe(&self) -> String {
+        let mut s = format!("--- {} {} ---\n", self.name, self.args.join(" "));
+        if let Some(c) = &self.config {
+            let _ = writeln!(
+                s,
+                "config {}:\n{}",
+                c.display(),
+                fs::read_to_string(c).unwrap_or_default()
+            );
+        }
+        let _ = write!(s, "log:\n{}", self.log());
+        s
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        stop_child(&mut self.child, Duration::from_secs(8));
+    }
+}
+
+/// The probe target: httpd on [`HUB_V4`] and [`HUB_V6`], DNS on [`DNS_V4`]/[`DNS_V6`] that
+/// answers [`HUB_NAME`] with both. Its daemons stop when it is dropped.
+pub struct Hub {
+    pub url: String,
+    pub dns: Daemon,
+    pub http: Vec<Daemon>,
+}
+
+impl Hub {
+    /// The kernel command line that aims the node's probes at this hub (and only at it).
+    pub fn cmdline(&self) -> String {
+        format!("zos.probe={}", self.url)
+    }
+    /// dnsmasq argument: DHCPv4 option 6 pointing at the lab DNS.
+    pub fn dhcp_dns_option(&self) -> String {
+        format!("--dhcp-option=6,{DNS_V4}")
+    }
+    pub fn describe(&self) -> String {
+        let mut s = self.dns.describe();
+        for h in &self.http {
+            s.push('\n');
+            s.push_str(&h.describe());
+        }
+        s
+    }
+}
+
+/// An IPv6 address on a node interface, from `ip -j -6 addr`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Addr6 {
+    pub address: Ipv6Addr,
+    pub prefix: u8,
+    /// "global", "link", "site", "host".
+    pub scope: String,
+    pub tentative: bool,
+    pub dadfailed: bool,
+    pub optimistic: bool,
+    pub valid_lft: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Route6 {
+    /// `default` or `prefix/len` as `ip` prints it.
+    pub dst: String,
+    pub gateway: Option<Ipv6Addr>,
+    pub dev: String,
+    pub protocol: String,
+}
+
+/// The EUI-64 SLAAC address (RFC 4291 appendix A) for `mac` in the /64 of `prefix`.
+pub fn eui64_address(prefix: Ipv6Addr, mac: &str) -> Ipv6Addr {
+    let iid = eui64_interface_id(mac);
+    let net = prefix.to_bits() & !(u128::MAX >> 64);
+    Ipv6Addr::from_bits(net | u128::from(iid))
+}
+
+/// The 64-bit interface identifier derived from a MAC: U/L bit flipped, ff:fe in the middle.
+pub fn eui64_interface_id(mac: &str) -> u64 {
+    let b: Vec<u8> = mac
+        .split(':')
+        .map(|x| u8::from_str_radix(x, 16).unwrap_or_else(|e| panic!("MAC {mac}: {e}")))
+        .collect();
+    assert_eq!(b.len(), 6, "MAC {mac}");
+    u64::from_be_bytes([b[0] ^ 0x02, b[1], b[2], 0xff, 0xfe, b[3], b[4], b[5]])
+}
+
+/// Waits (polling, bounded by `limit`) until `f` is true; false on timeout.
+pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        sleep(Duration::from_millis(10));
+    }
+}
+
+impl Lab {
+    /// `sysctl -qw k=v ...` in the router namespace.
+    pub fn router_sysctl(&self, settings: &[&str]) {
+        let mut argv = vec!["ip", "netns", "exec", &self.router, "sysctl", "-qw"];
+        argv.extend_from_slice(settings);
+        run_ok(&argv);
+    }
+
+    /// Makes a router-side interface an IPv6 router port: `forwarding=1` (and
+    /// `all.forwarding=1`, which radvd checks), `accept_ra=0` (it must not configure itself
+    /// from the RAs on the segment), `accept_dad=0` (its link-local, made when the node side
+    /// comes up, is usable at once, so the first RA is not held back by the router's DAD).
+    pub fn ipv6_router_if(&self, router_if: &str) {
+        self.router_sysctl(&[
+            "net.ipv6.conf.all.forwarding=1",
+            &format!("net.ipv6.conf.{router_if}.forwarding=1"),
+            &format!("net.ipv6.conf.{router_if}.accept_ra=0"),
+            &format!("net.ipv6.conf.{router_if}.accept_dad=0"),
+        ]);
+    }
+
+    /// Adds an address (IPv4 or IPv6, CIDR) to a router-namespace interface; IPv6 without DAD.
+    pub fn router_addr(&self, dev: &str, cidr: &str) {
+        let mut argv = vec!["ip", "-n", &self.router, "addr", "add", cidr, "dev", dev];
+        if cidr.contains(':') {
+            argv.push("nodad");
+        }
+        run_ok(&argv);
+    }
+
+    /// MAC of a router-namespace interface.
+    pub fn router_mac(&self, ifname: &str) -> String {
+        let v = run_json(&[
+            "ip",
+            "-n",
+            &self.router,
+            "-j",
+            "link",
+            "show",
+            "dev",
+            ifname,
+        ]);
+        v[0]["address"]
+            .as_str()
+            .unwrap_or_else(|| panic!("router link {ifname}: {v}"))
+            .to_string()
+    }
+
+    /// The link-local address of a router interface (it gets one once it has carrier).
+    pub fn router_link_local(&self, ifname: &str) -> Ipv6Addr {
+        let v = run_json(&[
+            "ip",
+            "-n",
+            &self.router,
+            "-j",
+            "-6",
+            "addr",
+            "show",
+            "dev",
+            ifname,
+            "scope",
+            "link",
+        ]);
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|l| l["addr_info"].as_array().cloned().unwrap_or_default())
+            .find_map(|a| a["local"].as_str().and_then(|s| s.parse().ok()))
+            .unwrap_or_else(|| panic!("router interface {ifname} has no link-local address: {v}"))
+    }
+
+    /// Starts radvd for `router_if` in the router namespace. The config is
+    /// `interface IF { AdvSendAdvert on; MinRtrAdvInterval 3; MaxRtrAdvInterval 4; BODY };`,
+    /// BODY holding flags (`AdvManagedFlag on;`), `prefix`, `RDNSS`, `DNSSL` blocks. Before:
+    /// [`Lab::ipv6_router_if`]. Give the interface a global address in the prefix with
+    /// [`Lab::router_addr`] when the node must reach the router over IPv6. Ready when radvd
+    /// wrote its pid file (config parsed, sockets open); panics with its log if it exits.
+    pub fn radvd(&self, router_if: &str, conf_body: &str) -> Daemon {
+        self.ipv6_router_if(router_if);
+        let conf = self.path(&format!("radvd-{router_if}.conf"));
+        let pidfile = self.path(&format!("radvd-{router_if}.pid"));
+        let stderr = self.path(&format!("radvd-{router_if}.log"));
+        let _ = fs::remove_file(&pidfile);
+        let text = format!(
+            "interface {router_if} {{\n\tAdvSendAdvert on;\n\tMinRtrAdvInterval 3;\n\
+             \tMaxRtrAdvInterval 4;\n{conf_body}\n}};\n"
+        );
+        fs::write(&conf, text).expect("write radvd config");
+        // radvd refuses a config file others can write.
+        run_ok(&["chmod", "644", &conf.to_string_lossy()]);
+        let args: Vec<String> = vec![
+            "-n".into(),
+            "-C".into(),
+            conf.to_string_lossy().into_owned(),
+            "-p".into(),
+            pidfile.to_string_lossy().into_owned(),
+            "-m".into(),
+            "stderr".into(),
+            "-d".into(),
+            "1".into(),
+        ];
+        let mut d = self.spawn_router_daemon("radvd", "radvd", &args, stderr, None);
+        d.config = Some(conf);
+        let ok = wait_until(Duration::from_secs(10), || {
+            fs::read_to_string(&pidfile).is_ok_and(|p| p.trim().parse::<u32>().is_ok())
+                || !matches!(d.child.try_wait(), Ok(None))
+        });
+        if !d.alive() {
+            panic!("radvd exited early:\n{}", d.describe());
+        }
+        if !ok {
+            panic!("radvd wrote no pid file within 10 s:\n{}", d.describe());
+        }
+        d.ready = Instant::now();
+        d
+    }
+
+    /// A second router-side interface `name` on the segment of `router_if`, with its own MAC
+    /// (macvlan, mode bridge), up, an IPv6 router port like [`Lab::ipv6_router_if`]. Sets
+    /// `arp_ignore=1` in the router namespace so that only the interface that holds an IPv4
+    /// address answers ARP for it (otherwise the macvlan could answer for the IPv4 gateway and
+    /// blur "IPv4 gateway MAC ≠ IPv6 router MAC"). Returns its MAC.
+    pub fn macvlan(&self, router_if: &str, name: &str) -> String {
+        assert!(name.len() <= 15, "interface names are at most 15 bytes");
+        run_ok(&[
+            "ip",
+            "-n",
+            &self.router,
+            "link",
+            "add",
+            "link",
+            router_if,
+            "name",
+            name,
+            "type",
+            "macvlan",
+            "mode",
+            "bridge",
+        ]);
+        self.router_sysctl(&[
+            "net.ipv4.conf.all.arp_ignore=1",
+            &format!("net.ipv4.conf.{router_if}.arp_ignore=1"),
+            &format!("net.ipv4.conf.{name}.arp_ignore=1"),
+            "net.ipv4.conf.all.arp_announce=2",
+        ]);
+        self.ipv6_router_if(name);
+        run_ok(&["ip", "-n", &self.router, "link", "set", name, "up"]);
+        let mac = self.router_mac(name);
+        assert_ne!(mac, self.router_mac(router_if), "macvlan got the same MAC");
+        mac
+    }
+
+    fn spawn_router_daemon(
+        &self,
+        name: &str,
+        program: &str,
+        args: &[String],
+        stderr: PathBuf,
+        log: Option<PathBuf>,
+    ) -> Daemon {
+        let started = Instant::now();
+        let child = Command::new("timeout")
+            .args([
+                "-k",
+                "5",
+                &DAEMON_MAX_SECS.to_string(),
+                "ip",
+                "netns",
+                "exec",
+                &self.router,
+                program,
+            ])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&stderr).expect("create daemon stderr file"))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
+        Daemon {
+            name: name.into(),
+            child,
+            args: args.to_vec(),
+            stderr,
+            log,
+            config: None,
+            started,
+            ready: started,
+        }
+    }
+
+    /// Local sockets listening in the router namespace (`ss -H -l -n`, `t`cp or `u`dp):
+    /// the local address:port column.
+    fn router_listening(&self, proto: &str) -> Vec<String> {
+        let out = self.router_exec(&["ss", "-H", "-l", "-n", &format!("-{proto}")]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(3).map(str::to_string))
+            .collect()
+    }
+
+    /// busybox httpd (`-f -p ADDR:80`) in the router namespace, one per address (an empty
+    /// list: one on every address, `-p 80`), serving a small index.html. The addresses must
+    /// exist. Ready when `ss -ltn` shows each listening socket (bounded, 10 s).
+    pub fn http_server(&self, addrs: &[&str]) -> Vec<Daemon> {
+        let www = self.path("www");
+        fs::create_dir_all(&www).expect("mkdir www");
+        fs::write(www.join("index.html"), "<html>zos lab hub</html>\n").expect("write index");
+        let binds: Vec<(String, Vec<String>)> = if addrs.is_empty() {
+            vec![(
+                "80".into(),
+                vec!["*:80".into(), "0.0.0.0:80".into(), "[::]:80".into()],
+            )]
+        } else {
+            addrs
+                .iter()
+                .map(|a| {
+                    let sock = if a.contains(':') {
+                        format!("[{a}]:80")
+                    } else {
+                        format!("{a}:80")
+                    };
+                    (sock.clone(), vec![sock])
+                })
+                .collect()
+        };
+        let mut out = Vec::new();
+        for (n, (bind, listen)) in binds.into_iter().enumerate() {
+            let args: Vec<String> = vec![
+                "httpd".into(),
+                "-f".into(),
+                "-p".into(),
+                bind.clone(),
+                "-h".into(),
+                www.to_string_lossy().into_owned(),
+            ];
+            let stderr = self.path(&format!("httpd-{n}.log"));
+            let mut d =
+                self.spawn_router_daemon(&format!("httpd {bind}"), "busybox", &args, stderr, None);
+            let ok = wait_until(Duration::from_secs(10), || {
+                let l = self.router_listening("t");
+                listen.iter().any(|s| l.contains(s)) || !matches!(d.child.try_wait(), Ok(None))
+            });
+            if !d.alive() {
+                panic!("httpd exited early:\n{}", d.describe());
+            }
+            if !ok {
+                panic!(
+                    "httpd not listening on {bind} within 10 s:\n{}",
+                    d.describe()
+                );
+            }
+            d.ready = Instant::now();
+            out.push(d);
+        }
+        out
+    }
+
+    /// A DNS-only dnsmasq in the router namespace (`--port=53`, no DHCP, `--no-resolv`,
+    /// `--no-hosts`, `--log-queries`) bound to `listen` (addresses that must exist) and
+    /// answering `host_records` (`--host-record=` values: `name,ipv4,ipv6`). Ready when
+    /// `ss -lun` shows every listening address.
+    pub fn dns(&self, listen: &[&str], host_records: &[&str]) -> Daemon {
+        assert!(!listen.is_empty());
+        let log = self.path("dns.log");
+        let stderr = self.path("dns.stderr");
+        let _ = fs::remove_file(&log);
+        let mut args: Vec<String> = vec![
+            "--no-daemon".into(),
+            "--conf-file=/dev/null".into(),
+            "--no-hosts".into(),
+            "--no-resolv".into(),
+            "--port=53".into(),
+            "--bind-interfaces".into(),
+            format!("--listen-address={}", listen.join(",")),
+            "--pid-file=".into(),
+            "--log-queries".into(),
+            format!("--log-facility={}", log.display()),
+        ];
+        args.extend(host_records.iter().map(|r| format!("--host-record={r}")));
+        let mut d = self.spawn_router_daemon("dns (dnsmasq)", "dnsmasq", &args, stderr, Some(log));
+        let want: Vec<String> = listen
+            .iter()
+            .map(|a| {
+                if a.contains(':') {
+                    format!("[{a}]:53")
+                } else {
+                    format!("{a}:53")
+                }
+            })
+            .collect();
+        let ok = wait_until(Duration::from_secs(10), || {
+            let l = self.router_listening("u");
+            want.iter().all(|w| l.contains(w)) || !matches!(d.child.try_wait(), Ok(None))
+        });
+        if !d.alive() {
+            panic!("DNS dnsmasq exited early:\n{}", d.describe());
+        }
+        if !ok {
+            panic!(
+                "DNS dnsmasq not listening on {want:?} within 10 s:\n{}",
+                d.describe()
+            );
+        }
+        d.ready = Instant::now();
+        d
+    }
+
+    /// "The Internet": [`HUB_V4`]/[`HUB_V6`] and [`DNS_V4`]/[`DNS_V6`] on the router's `lo`,
+    /// httpd on both hub addresses, DNS answering [`HUB_NAME`]. The node reaches them only
+    /// through its default routes; the router needs an address in the node's IPv6 prefix on
+    /// the segment (a connected route) to answer over IPv6.
+    pub fn hub(&self) -> Hub {
+        for a in [format!("{HUB_V4}/32"), format!("{DNS_V4}/32")] {
+            self.router_addr("lo", &a);
+        }
+        for a in [format!("{HUB_V6}/128"), format!("{DNS_V6}/128")] {
+            self.router_addr("lo", &a);
+        }
+        let http = self.http_server(&[HUB_V4, HUB_V6]);
+        let dns = self.dns(
+            &[DNS_V4, DNS_V6],
+            &[&format!("{HUB_NAME},{HUB_V4},{HUB_V6}")],
+        );
+        Hub {
+            url: format!("http://{HUB_NAME}/"),
+            dns,
+            http,
+        }
+    }
+
+    /// Rejects (TCP reset) incoming TCP to `port` of one family in the router namespace,
+    /// counting the packets ([`Lab::reject_count`]): that family cannot reach the hub.
+    pub fn reject_tcp(&self, family: Family, port: u16) {
+        let rules = format!(
+            "table {} {} {{\n\tchain input {{ type filter hook input priority 0; policy accept;\n\
+             \t\ttcp dport {port} counter reject with tcp reset\n\t}}\n}}\n",
+            family.nft_family(),
+            family.table()
+        );
+        let file = self.path(&format!("{}.nft", family.table()));
+        fs::write(&file, rules).expect("write nft rules");
+        run_ok(&[
+            "ip",
+            "netns",
+            "exec",
+            &self.router,
+            "nft",
+            "-f",
+            &file.to_string_lossy(),
+        ]);
+    }
+
+    /// Packets rejected so far by [`Lab::reject_tcp`] for `family`.
+    pub fn reject_count(&self, family: Family) -> u64 {
+        let v = run_json(&[
+            "ip",
+            "netns",
+            "exec",
+            &self.router,
+            "nft",
+            "-j",
+            "list",
+            "table",
+            family.nft_family(),
+            family.table(),
+        ]);
+        let mut n = 0;
+        for item in v["nftables"].as_array().into_iter().flatten() {
+            let Some(rule) = item.get("rule") else {
+                continue;
+            };
+            n += rule["expr"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find_map(|e| e.get("counter").and_then(|c| c["packets"].as_u64()))
+                .unwrap_or(0);
+        }
+        n
+    }
+
+    /// The node's IPv6 addresses on `ifname` (from `ip -j -6 addr`), with their DAD flags.
+    pub fn node_ipv6(&self, ifname: &str) -> Vec<Addr6> {
+        let v = run_json(&[
+            "ip", "-n", &self.node, "-j", "-6", "addr", "show", "dev", ifname,
+        ]);
+        let mut out = Vec::new();
+        for link in v.as_array().into_iter().flatten() {
+            for a in link["addr_info"].as_array().into_iter().flatten() {
+                if a["family"] != "inet6" {
+                    continue;
+                }
+                let Some(local) = a["local"].as_str().and_then(|s| s.parse().ok()) else {
+                    continue;
+                };
+                let flag = |k: &str| a[k].as_bool().unwrap_or(false);
+                out.push(Addr6 {
+                    address: local,
+                    prefix: a["prefixlen"].as_u64().unwrap_or(0) as u8,
+                    scope: a["scope"].as_str().unwrap_or("").to_string(),
+                    tentative: flag("tentative"),
+                    dadfailed: flag("dadfailed"),
+                    optimistic: flag("optimistic"),
+                    valid_lft: a["valid_life_time"].as_u64().unwrap_or(FOREVER),
+                });
+            }
+        }
+        out
+    }
+
+    /// The node's IPv6 routes in the main table.
+    pub fn node_routes6(&self) -> Vec<Route6> {
+        let v = run_json(&[
+            "ip", "-n", &self.node, "-j", "-6", "route", "show", "table", "main",
+        ]);
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| Route6 {
+                dst: r["dst"].as_str().unwrap_or("").to_string(),
+                gateway: r["gateway"].as_str().and_then(|g| g.parse().ok()),
+                dev: r["dev"].as_str().unwrap_or("").to_string(),
+                protocol: r["protocol"].as_str().unwrap_or("").to_string(),
+            })
+            .collect()
+    }
+
+    /// The MAC the node has in its neighbour table for `ip` (e.g. the IPv4 gateway).
+    pub fn node_neighbour_mac(&self, ip: &str) -> Option<String> {
+        let v = run_json(&["ip", "-n", &self.node, "-j", "neigh", "show", "to", ip]);
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .find_map(|n| n["lladdr"].as_str().map(str::to_string))
+    }
 }

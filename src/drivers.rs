@@ -1,0 +1,1011 @@
+//! Coldplug without udev: load the kernel modules that the machine's devices ask for.
+//!
+//! Every device in sysfs publishes a `modalias` string (`pci:v00001AF4d00001000…`); depmod's
+//! `modules.alias` maps glob patterns over those strings to module names and `modules.dep` lists each
+//! module's dependencies. udev normally does the matching; in our initramfs there is no udev, so
+//! `/init` walks sysfs itself. Loading one driver can reveal new devices (virtio_pci creates the
+//! `virtio0` device that needs virtio_net), so the walk repeats until a round loads nothing new.
+//!
+//! The tables and the glob matcher are pure; [`coldplug_with`] takes the loader as a parameter so the
+//! round logic is tested on a fake sysfs tree without touching the kernel.
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::CString;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use nix::errno::Errno;
+use nix::kmod::{finit_module, init_module, ModuleInitFlags};
+
+/// Enough for PCI → virtio → (rarely) a bus below that; more means something keeps inventing devices.
+const MAX_ROUNDS: u32 = 5;
+/// sysfs device trees are far shallower; the bound only guards against a pathological tree.
+const MAX_DEPTH: usize = 64;
+/// `finit_module` flag asking the kernel to decompress the file itself (Linux ≥ 6.1 built with
+/// CONFIG_MODULE_DECOMPRESS). Not in nix's flag set yet.
+const MODULE_INIT_COMPRESSED_FILE: ModuleInitFlags = ModuleInitFlags::from_bits_retain(4);
+
+/// Module names in /proc/modules always use `_`; file names and aliases may use `-`.
+fn normalise(module: &str) -> String {
+    module.replace('-', "_")
+}
+
+/// `kernel/drivers/net/virtio_net.ko.xz` → `virtio_net`.
+fn module_name(path: &str) -> String {
+    let file = path.rsplit('/').next().unwrap_or(path);
+    normalise(file.find(".ko").map_or(file, |end| &file[..end]))
+}
+
+/// Shell-style glob as fnmatch(3) with no flags: `*`, `?`, `[a-z]`, `[!x]`/`[^x]`, `\` escapes.
+/// Case-sensitive, as modalias strings are (hex digits are upper case, field tags lower case).
+pub fn fnmatch(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    let (mut pi, mut ti) = (0, 0);
+    // Where to resume after the last `*`: pattern index after it, text index it currently covers.
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        let step = match p.get(pi) {
+            Some('*') => {
+                star = Some((pi + 1, ti));
+                pi += 1;
+                continue;
+            }
+            Some('?') => Some(pi + 1),
+            Some('[') => match bracket(&p, pi, t[ti]) {
+                Some((true, next)) => Some(next),
+                Some((false, _)) => None,
+                None => (t[ti] == '[').then_some(pi + 1), // no closing `]`: a literal `[`
+            },
+            Some('\\') if pi + 1 < p.len() => (p[pi + 1] == t[ti]).then_some(pi + 2),
+            Some(&c) => (c == t[ti]).then_some(pi + 1),
+            None => None,
+        };
+        match (step, star) {
+            (Some(next), _) => {
+                pi = next;
+                ti += 1;
+            }
+            (None, Some((after, covered))) => {
+                // Let the last `*` swallow one more character and retry from there.
+                pi = after;
+                ti = covered + 1;
+                star = Some((after, covered + 1));
+            }
+            (None, None) => return false,
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
+}
+
+/// Matches `c` against the bracket expression starting at `p[open]`.
+/// Returns whether it matched and the index after the closing `]`, or `None` if it never closes.
+fn bracket(p: &[char], open: usize, c: char) -> Option<(bool, usize)> {
+    let mut i = open + 1;
+    let negate = matches!(p.get(i), Some('!' | '^'));
+    if negate {
+        i += 1;
+    }
+    let mut matched = false;
+    let mut first = true;
+    loop {
+        let lo = *p.get(i)?;
+        if lo == ']' && !first {
+            return Some((matched != negate, i + 1));
+        }
+        first = false;
+        if p.get(i + 1) == Some(&'-') && p.get(i + 2).is_some_and(|&hi| hi != ']') {
+            matched |= (lo..=p[i + 2]).contains(&c);
+            i += 3;
+        } else {
+            matched |= lo == c;
+            i += 1;
+        }
+    }
+}
+
+/// `modules.alias`: lines `alias <glob> <module>`, in depmod's order.
+#[derive(Debug, Clone, Default)]
+pub struct AliasTable {
+    entries: Vec<Alias>,
+}
+
+#[derive(Debug, Clone)]
+struct Alias {
+    pattern: String,
+    /// Length of the pattern's wildcard-free start: a cheap `starts_with` rules out almost every
+    /// line (tens of thousands in a full kernel) before the glob matcher runs.
+    literal: usize,
+    module: String,
+}
+
+impl AliasTable {
+    /// Lines that are not `alias <glob> <module>` (comments, blanks) are ignored.
+    pub fn parse(text: &str) -> Self {
+        let entries = text
+            .lines()
+            .filter_map(|line| {
+                let mut words = line.split_whitespace();
+                if words.next()? != "alias" {
+                    return None;
+                }
+                let pattern = words.next()?;
+                let module = normalise(words.next()?);
+                let literal = pattern.find(['*', '?', '[', '\\']).unwrap_or(pattern.len());
+                Some(Alias {
+                    pattern: pattern.to_string(),
+                    literal,
+                    module,
+                })
+            })
+            .collect();
+        AliasTable { entries }
+    }
+
+    /// Module names whose pattern matches `modalias`, each once, in file order.
+    pub fn lookup(&self, modalias: &str) -> Vec<String> {
+        let mut found: Vec<String> = Vec::new();
+        for alias in &self.entries {
+            if modalias.starts_with(&alias.pattern[..alias.literal])
+                && fnmatch(&alias.pattern, modalias)
+                && !found.contains(&alias.module)
+            {
+                found.push(alias.module.clone());
+            }
+        }
+        found
+    }
+}
+
+/// `modules.dep`: `<path>: <dependency path>…`, paths relative to /lib/modules/<version>.
+#[derive(Debug, Clone, Default)]
+pub struct DepTable {
+    modules: HashMap<String, DepEntry>,
+}
+
+#[derive(Debug, Clone)]
+struct DepEntry {
+    path: String,
+    deps: Vec<String>,
+}
+
+impl DepTable {
+    pub fn parse(text: &str) -> Self {
+        let modules = text
+            .lines()
+            .filter_map(|line| {
+                let (path, deps) = line.split_once(':')?;
+                let path = path.trim();
+                if path.is_empty() || path.starts_with('#') {
+                    return None;
+                }
+                let deps = deps.split_whitespace().map(str::to_string).collect();
+                Some((
+                    module_name(path),
+                    DepEntry {
+                        path: path.to_string(),
+                        deps,
+                    },
+                ))
+            })
+            .collect();
+        DepTable { modules }
+    }
+
+    /// `(name, relative path)` to insert, dependencies first, each once, `module` last.
+    /// depmod already lists the transitive closure, but not in an order we may rely on, so the
+    /// order comes from walking each dependency's own line.
+    pub fn load_order(&self, module: &str) -> Result<Vec<(String, String)>, String> {
+        let name = normalise(module);
+        let entry = self
+            .modules
+            .get(&name)
+            .ok_or_else(|| format!("{name} is not in modules.dep"))?;
+        let mut order = Vec::new();
+        self.visit(&name, &entry.path, &mut Vec::new(), &mut order)?;
+        Ok(order)
+    }
+
+    fn visit(
+        &self,
+        name: &str,
+        path: &str,
+        stack: &mut Vec<String>,
+        order: &mut Vec<(String, String)>,
+    ) -> Result<(), String> {
+        if order.iter().any(|(done, _)| done == name) {
+            return Ok(());
+        }
+        if let Some(start) = stack.iter().position(|n| n == name) {
+            return Err(format!(
+                "dependency cycle: {} → {name}",
+                stack[start..].join(" → ")
+            ));
+        }
+        stack.push(name.to_string());
+        // A dependency without a line of its own is taken as having no dependencies.
+        for dep in self.modules.get(name).map_or(&[][..], |e| &e.deps[..]) {
+            self.visit(&module_name(dep), dep, stack, order)?;
+        }
+        stack.pop();
+        order.push((name.to_string(), path.to_string()));
+        Ok(())
+    }
+}
+
+/// One module this run inserted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Loaded {
+    pub module: String,
+    /// Modalias strings of the devices that asked for it; empty for a dependency.
+    pub for_devices: Vec<String>,
+    /// For a dependency: the module that needed it.
+    pub needed_by: Option<String>,
+    pub ms: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ColdplugReport {
+    pub loaded: Vec<Loaded>,
+    /// `(module, error)`; also `("modules.alias", …)` when a table cannot be read.
+    pub failed: Vec<(String, String)>,
+    /// Modalias strings of unbound PCI/virtio/USB network devices that no module matches.
+    pub unmatched: Vec<String>,
+    /// Unbound PCI devices of class 0x02 (network) after the last round: `"0000:00:03.0 (1af4:1000)"`.
+    pub nics_without_driver: Vec<String>,
+    /// sysfs scans that had at least one module to load.
+    pub rounds: u32,
+}
+
+impl ColdplugReport {
+    /// The report in words for whoever reads the node's console.
+    pub fn summary_lines(&self) -> Vec<String> {
+        let mut lines = vec![format!(
+            "coldplug: {} module(s) loaded in {} round(s), {} failure(s)",
+            self.loaded.len(),
+            self.rounds,
+            self.failed.len()
+        )];
+        for l in &self.loaded {
+            let why = match &l.needed_by {
+                Some(by) => format!("needed by {by}"),
+                None => format!("for {}", devices_in_words(&l.for_devices)),
+            };
+            lines.push(format!("loaded {} ({why}) in {} ms", l.module, l.ms));
+        }
+        for (module, error) in &self.failed {
+            lines.push(if module.starts_with("modules.") {
+                format!("FAILED: {error} (no driver can be matched without it)")
+            } else {
+                format!("FAILED to load {module}: {error}")
+            });
+        }
+        for modalias in self.unmatched.iter().filter(|m| !m.starts_with("pci:")) {
+            lines.push(format!(
+                "NO DRIVER for network device {modalias}: the image lacks its module — report it with this line"
+            ));
+        }
+        for nic in &self.nics_without_driver {
+            // The entry reads "<address> (<vendor>:<device>)"; a PCI modalias in `unmatched` with the
+            // same ids means no module matched at all, otherwise a module loaded or failed to.
+            let ids = nic
+                .split_once(" (")
+                .map_or("", |(_, ids)| ids.trim_end_matches(')'));
+            let no_module = self
+                .unmatched
+                .iter()
+                .filter_map(|m| pci_ids(m))
+                .any(|(vendor, device, _)| format!("{vendor}:{device}") == ids);
+            lines.push(if no_module {
+                format!("NO DRIVER for network card {nic}: the image lacks its module — report it with this line")
+            } else {
+                format!("NO DRIVER for network card {nic}: its module is in the image but did not take the card (see the failures above and the kernel log)")
+            });
+        }
+        lines
+    }
+}
+
+/// At most two devices, each cut short: a CPU's modalias lists every feature flag (~1 kB),
+/// and a quad-port card asks four times for the same module.
+fn devices_in_words(devices: &[String]) -> String {
+    const KEEP: usize = 48;
+    let mut words: Vec<String> = devices
+        .iter()
+        .take(2)
+        .map(|d| match d.char_indices().nth(KEEP) {
+            Some((cut, _)) => format!("{}…", &d[..cut]),
+            None => d.clone(),
+        })
+        .collect();
+    if devices.len() > 2 {
+        words.push(format!("{} more", devices.len() - 2));
+    }
+    words.join(", ")
+}
+
+/// A sysfs device directory that has a `modalias`.
+#[derive(Debug)]
+struct Device {
+    dir: PathBuf,
+    modalias: String,
+    bound: bool,
+}
+
+/// Walks `devices` (normally /sys/devices) without following symlinks: sysfs links every device
+/// from several places (`subsystem`, `driver`, `port`…), and following them would loop.
+/// A directory's own `modalias` comes before its children's, so parents are served first.
+fn scan_devices(devices: &Path) -> Vec<Device> {
+    fn walk(dir: &Path, depth: usize, found: &mut Vec<Device>) {
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
+        let mut entries: Vec<_> = entries.filter_map(Result::ok).collect();
+        entries.sort_by_key(|e| e.file_name());
+        if let Ok(text) = fs::read_to_string(dir.join("modalias")) {
+            let modalias = text.trim();
+            if !modalias.is_empty() {
+                found.push(Device {
+                    dir: dir.to_path_buf(),
+                    modalias: modalias.to_string(),
+                    bound: dir.join("driver").symlink_metadata().is_ok(),
+                });
+            }
+        }
+        if depth == MAX_DEPTH {
+            return;
+        }
+        for entry in entries {
+            // DirEntry::file_type does not follow symlinks.
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                walk(&entry.path(), depth + 1, found);
+            }
+        }
+    }
+    let mut found = Vec::new();
+    walk(devices, 0, &mut found);
+    found
+}
+
+/// First field of each /proc/modules line. An unreadable file means "nothing known loaded":
+/// inserting again then ends in EEXIST, which counts as success.
+fn read_proc_modules(path: &Path) -> HashSet<String> {
+    fs::read_to_string(path)
+        .map(|text| {
+            text.lines()
+                .filter_map(|l| l.split_whitespace().next())
+                .map(normalise)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `(vendor, device, base class)` as lower-case hex from `pci:v0000VVVVd0000DDDDsv…sd…bcCCscSSiII`.
+fn pci_ids(modalias: &str) -> Option<(String, String, String)> {
+    let rest = modalias.strip_prefix("pci:v")?;
+    let vendor = rest.get(4..8)?;
+    let device = rest.get(8..)?.strip_prefix('d')?.get(4..8)?;
+    // Hex digits are upper case, so the last lower-case "bc" is the class tag.
+    let class = rest.get(rest.rfind("bc")? + 2..)?.get(..2)?;
+    Some((
+        vendor.to_ascii_lowercase(),
+        device.to_ascii_lowercase(),
+        class.to_ascii_lowercase(),
+    ))
+}
+
+/// Whether a modalias belongs to a network device: PCI base class 0x02, virtio device id 1,
+/// USB interface class 0x02 (CDC) or 0xE0 (RNDIS). Vendor-specific USB dongles can't be told apart.
+fn is_network(modalias: &str) -> bool {
+    if let Some((_, _, class)) = pci_ids(modalias) {
+        return class == "02";
+    }
+    if let Some(rest) = modalias.strip_prefix("virtio:d") {
+        return rest
+            .get(..8)
+            .and_then(|id| u32::from_str_radix(id, 16).ok())
+            == Some(1);
+    }
+    if modalias.starts_with("usb:") {
+        let class = modalias.find("ic").and_then(|i| modalias.get(i + 2..i + 4));
+        return matches!(class, Some("02" | "E0"));
+    }
+    false
+}
+
+/// Coldplug with the real kernel loader; see [`coldplug_with`].
+pub fn coldplug(sys: &Path, modules_dir: &Path, proc_modules: &Path) -> ColdplugReport {
+    coldplug_with(sys, modules_dir, proc_modules, &mut |path| {
+        load_module(path, "")
+    })
+}
+
+/// Reads every `modalias` under `<sys>/devices`, matches unbound devices against
+/// `<modules_dir>/modules.alias`, inserts each needed module after its `modules.dep` dependencies
+/// with `load`, and rescans until a round inserts nothing (at most [`MAX_ROUNDS`] rounds with work).
+/// Modules in `proc_modules`, or inserted or failed earlier in this run, are not tried again.
+/// Never panics; every failure lands in the report.
+pub fn coldplug_with(
+    sys: &Path,
+    modules_dir: &Path,
+    proc_modules: &Path,
+    load: &mut dyn FnMut(&Path) -> Result<(), String>,
+) -> ColdplugReport {
+    let mut report = ColdplugReport::default();
+    let mut read_table = |file: &str| {
+        let path = modules_dir.join(file);
+        fs::read_to_string(&path).unwrap_or_else(|e| {
+            report.failed.push((
+                file.to_string(),
+                format!("cannot read {}: {e}", path.display()),
+            ));
+            String::new()
+        })
+    };
+    let aliases = AliasTable::parse(&read_table("modules.alias"));
+    let deps = DepTable::parse(&read_table("modules.dep"));
+
+    let mut inserted: HashSet<String> = HashSet::new();
+    let mut devices = scan_devices(&sys.join("devices"));
+    loop {
+        let present = read_proc_modules(proc_modules);
+        let tried = |m: &String, report: &ColdplugReport| {
+            present.contains(m) || inserted.contains(m) || report.failed.iter().any(|(f, _)| f == m)
+        };
+        // Modules wanted by unbound devices, in device order, each with the devices asking for it.
+        let mut wanted: Vec<(String, Vec<String>)> = Vec::new();
+        for device in devices.iter().filter(|d| !d.bound) {
+            for module in aliases.lookup(&device.modalias) {
+                if tried(&module, &report) {
+                    continue;
+                }
+                match wanted.iter_mut().find(|(m, _)| *m == module) {
+                    Some((_, asking)) if asking.contains(&device.modalias) => {}
+                    Some((_, asking)) => asking.push(device.modalias.clone()),
+                    None => wanted.push((module, vec![device.modalias.clone()])),
+                }
+            }
+        }
+        if wanted.is_empty() {
+            break;
+        }
+        if report.rounds == MAX_ROUNDS {
+            for (module, _) in wanted {
+                let why =
+                    format!("not tried: new devices still appearing after {MAX_ROUNDS} rounds");
+                report.failed.push((module, why));
+            }
+            break;
+        }
+        report.rounds += 1;
+        let mut progress = false;
+        for (module, for_devices) in wanted {
+            let order = match deps.load_order(&module) {
+                Ok(order) => order,
+                Err(e) => {
+                    report.failed.push((module, e));
+                    continue;
+                }
+            };
+            for (name, relative) in order {
+                if present.contains(&name) || inserted.contains(&name) {
+                    continue;
+                }
+                let is_target = name == module;
+                if let Some((_, e)) = report.failed.iter().find(|(f, _)| *f == name) {
+                    let why = format!("needs {name}, which failed: {e}");
+                    report.failed.push((module.clone(), why));
+                    break;
+                }
+                let started = Instant::now();
+                match load(&modules_dir.join(&relative)) {
+                    Ok(()) => {
+                        progress = true;
+                        inserted.insert(name.clone());
+                        report.loaded.push(Loaded {
+                            module: name,
+                            for_devices: if is_target {
+                                for_devices.clone()
+                            } else {
+                                Vec::new()
+                            },
+                            needed_by: (!is_target).then(|| module.clone()),
+                            ms: started.elapsed().as_millis() as u64,
+                        });
+                    }
+                    Err(e) => {
+                        if !is_target {
+                            report
+                                .failed
+                                .push((module.clone(), format!("needs {name}, which failed: {e}")));
+                        }
+                        report.failed.push((name, e));
+                        break;
+                    }
+                }
+            }
+        }
+        devices = scan_devices(&sys.join("devices"));
+        if !progress {
+            break;
+        }
+    }
+
+    for device in devices.iter().filter(|d| !d.bound) {
+        if is_network(&device.modalias) && aliases.lookup(&device.modalias).is_empty() {
+            report.unmatched.push(device.modalias.clone());
+        }
+        if let Some((vendor, product, class)) = pci_ids(&device.modalias) {
+            if class == "02" {
+                let address = device.dir.file_name().unwrap_or_default().to_string_lossy();
+                report
+                    .nics_without_driver
+                    .push(format!("{address} ({vendor}:{product})"));
+            }
+        }
+    }
+    report
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Compression {
+    Gzip,
+    Xz,
+    Zstd,
+}
+
+impl Compression {
+    fn of(path: &Path) -> Option<Self> {
+        match path.extension()?.to_str()? {
+            "gz" => Some(Compression::Gzip),
+            "xz" => Some(Compression::Xz),
+            "zst" => Some(Compression::Zstd),
+            _ => None,
+        }
+    }
+}
+
+/// Loads one module file (`.ko`, or `.ko.gz/.xz/.zst`) with `finit_module(2)`. A module that is
+/// already loaded (EEXIST) counts as success: what matters is that the kernel has it.
+///
+/// Compressed files are handed to the kernel with MODULE_INIT_COMPRESSED_FILE; a kernel that is
+/// older than 6.1 or built without CONFIG_MODULE_DECOMPRESS refuses the flag (EINVAL / EOPNOTSUPP /
+/// ENOEXEC), and then the file would have to be decompressed here and given to `init_module(2)`.
+/// This build carries no decompressor, so that case ends in an error naming the kernel option.
+pub fn load_module(path: &Path, params: &str) -> Result<(), String> {
+    let params =
+        CString::new(params).map_err(|_| "module parameters contain a NUL byte".to_string())?;
+    let file = fs::File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let result = match Compression::of(path) {
+        None => finit_module(&file, &params, ModuleInitFlags::empty()),
+        Some(kind) => match finit_module(&file, &params, MODULE_INIT_COMPRESSED_FILE) {
+            Err(Errno::EINVAL | Errno::ENOEXEC | Errno::EOPNOTSUPP) => {
+                let image = decompress_in_userspace(kind, path)?;
+                init_module(&image, &params)
+            }
+            other => other,
+        },
+    };
+    match result {
+        Ok(()) | Err(Errno::EEXIST) => Ok(()),
+        Err(errno) => Err(format!("{errno}{}", errno_hint(errno))),
+    }
+}
+
+/// The few errnos whose meaning for module loading isn't obvious from their name.
+fn errno_hint(errno: Errno) -> &'static str {
+    match errno {
+        Errno::ENOENT => {
+            " (unknown symbol: a dependency is missing or mismatched; see the kernel log)"
+        }
+        Errno::ENOEXEC => " (not a module for this kernel: wrong format or version magic)",
+        Errno::EKEYREJECTED => " (module signature rejected)",
+        Errno::EPERM => " (module loading disabled, or not running as root)",
+        _ => "",
+    }
+}
+
+/// Where a userspace decompressor would go if the image ever ships compressed modules for a kernel
+/// without CONFIG_MODULE_DECOMPRESS (the Debian and 0-OS kernels ship plain `.ko` files).
+fn decompress_in_userspace(kind: Compression, path: &Path) -> Result<Vec<u8>, String> {
+    Err(format!(
+        "{}: the kernel cannot decompress {kind:?} modules (needs CONFIG_MODULE_DECOMPRESS) \
+         and this build has no decompressor; ship uncompressed .ko files",
+        path.display()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Real lines: virtio_pci, virtio_net, ixgbevf and ena from Debian's 6.1.0-cloud-amd64
+    // modules.alias, e1000e from Debian's generic kernel (the cloud kernel doesn't build it).
+    const ALIASES: &str = "\
+# Aliases extracted from modules themselves.
+alias pci:v00001AF4d*sv*sd*bc*sc*i* virtio_pci
+alias virtio:d00000001v* virtio_net
+alias pci:v00008086d000010D3sv*sd*bc*sc*i* e1000e
+alias pci:v00008086d0000105Esv*sd*bc*sc*i* e1000e
+alias pci:v00008086d000057ADsv*sd*bc*sc*i* ixgbevf
+alias pci:v00008086d000057ADsv*sd000000FFbc*sc*i* ixgbevf
+alias pci:v00001D0Fd0000EC20sv*sd*bc*sc*i* ena
+";
+
+    // Real lines from the same modules.dep.
+    const DEPS: &str = "\
+kernel/drivers/virtio/virtio_pci_modern_dev.ko:
+kernel/drivers/virtio/virtio_pci_legacy_dev.ko:
+kernel/drivers/virtio/virtio_pci.ko: kernel/drivers/virtio/virtio_pci_legacy_dev.ko kernel/drivers/virtio/virtio_pci_modern_dev.ko kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko
+kernel/drivers/virtio/virtio.ko: kernel/drivers/virtio/virtio_ring.ko
+kernel/drivers/virtio/virtio_ring.ko:
+kernel/drivers/net/virtio_net.ko: kernel/drivers/net/net_failover.ko kernel/net/core/failover.ko kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko
+kernel/drivers/net/net_failover.ko: kernel/net/core/failover.ko
+kernel/net/core/failover.ko:
+";
+
+    const VIRTIO_NIC: &str = "pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00";
+    const I40E_NIC: &str = "pci:v00008086d00001572sv00008086sd00000000bc02sc00i00";
+    const HOST_BRIDGE: &str = "pci:v00008086d00001237sv00001AF4sd00001100bc06sc00i00";
+    const VIRTIO_NET_DEV: &str = "virtio:d00000001v00001AF4";
+
+    fn names(order: &[(String, String)]) -> Vec<&str> {
+        order.iter().map(|(n, _)| n.as_str()).collect()
+    }
+
+    #[test]
+    fn fnmatch_handles_modalias_stars() {
+        let pattern = "pci:v00001AF4d*sv*sd*bc*sc*i*";
+        assert!(fnmatch(pattern, VIRTIO_NIC));
+        assert!(!fnmatch(pattern, I40E_NIC));
+        assert!(fnmatch("virtio:d00000001v*", VIRTIO_NET_DEV));
+        assert!(!fnmatch("virtio:d00000001v*", "virtio:d00000002v00001AF4"));
+        assert!(fnmatch("*", ""));
+        assert!(fnmatch("a*b*c", "aXbYbZc"));
+        assert!(!fnmatch("a*b*c", "aXbYbZ"));
+    }
+
+    #[test]
+    fn fnmatch_question_mark_is_exactly_one_char() {
+        assert!(fnmatch("usb:v?BDA", "usb:v0BDA"));
+        assert!(!fnmatch("usb:v?BDA", "usb:vBDA"));
+        assert!(!fnmatch("usb:v?BDA", "usb:v00BDA"));
+    }
+
+    #[test]
+    fn fnmatch_bracket_classes() {
+        let pattern = "usb:v0BDAp8179d00[0-9][0-9]dc*";
+        assert!(fnmatch(pattern, "usb:v0BDAp8179d0042dcFF"));
+        assert!(!fnmatch(pattern, "usb:v0BDAp8179d004Adc00"));
+        assert!(fnmatch("x[!0-9]", "xA") && !fnmatch("x[!0-9]", "x5"));
+        assert!(fnmatch("x[^A]", "xB") && !fnmatch("x[^A]", "xA"));
+        assert!(fnmatch("[]a]", "]") && fnmatch("[a-]", "-"));
+        assert!(fnmatch("a[b", "a[b"), "an unclosed bracket is a literal");
+        assert!(fnmatch(r"a\*", "a*") && !fnmatch(r"a\*", "ab"));
+    }
+
+    #[test]
+    fn fnmatch_is_case_sensitive() {
+        assert!(!fnmatch("pci:v00001af4d*", "pci:v00001AF4d00001000"));
+        assert!(!fnmatch("x[a-f]", "xA"));
+    }
+
+    #[test]
+    fn alias_lookup_on_real_lines() {
+        let table = AliasTable::parse(ALIASES);
+        assert_eq!(table.lookup(VIRTIO_NIC), ["virtio_pci"]);
+        assert_eq!(table.lookup(VIRTIO_NET_DEV), ["virtio_net"]);
+        assert_eq!(
+            table.lookup("pci:v00008086d000010D3sv00008086sd0000A01Fbc02sc00i00"),
+            ["e1000e"]
+        );
+        assert!(table.lookup(I40E_NIC).is_empty());
+    }
+
+    #[test]
+    fn alias_lookup_lists_a_module_once() {
+        let table = AliasTable::parse(ALIASES);
+        let both = "pci:v00008086d000057ADsv00008086sd000000FFbc02sc00i00";
+        assert_eq!(table.lookup(both), ["ixgbevf"]);
+    }
+
+    #[test]
+    fn dep_order_puts_dependencies_first() {
+        let deps = DepTable::parse(DEPS);
+        let order = deps.load_order("virtio_net").unwrap();
+        assert_eq!(
+            names(&order),
+            [
+                "failover",
+                "net_failover",
+                "virtio_ring",
+                "virtio",
+                "virtio_net"
+            ]
+        );
+        assert_eq!(order[0].1, "kernel/net/core/failover.ko");
+    }
+
+    #[test]
+    fn dep_shared_by_two_paths_is_loaded_once() {
+        // virtio_pci needs virtio_ring directly and through virtio.
+        let order = DepTable::parse(DEPS).load_order("virtio_pci").unwrap();
+        assert_eq!(
+            names(&order),
+            [
+                "virtio_pci_legacy_dev",
+                "virtio_pci_modern_dev",
+                "virtio_ring",
+                "virtio",
+                "virtio_pci"
+            ]
+        );
+    }
+
+    #[test]
+    fn dep_cycle_is_an_error() {
+        let deps = DepTable::parse("a.ko: b.ko\nb.ko: c.ko\nc.ko: a.ko\n");
+        let err = deps.load_order("a").unwrap_err();
+        assert!(err.contains("a → b → c → a"), "{err}");
+    }
+
+    #[test]
+    fn dep_names_normalise_dashes_and_compression() {
+        let deps = DepTable::parse(
+            "kernel/drivers/net/ethernet/intel/e1000e/e1000e.ko.zst: kernel/lib/crc-itu-t.ko.xz\n\
+             kernel/lib/crc-itu-t.ko.xz:\n",
+        );
+        let order = deps.load_order("e1000e").unwrap();
+        assert_eq!(names(&order), ["crc_itu_t", "e1000e"]);
+        assert_eq!(order[0].1, "kernel/lib/crc-itu-t.ko.xz");
+        assert_eq!(deps.load_order("crc-itu-t").unwrap().len(), 1);
+        assert!(deps.load_order("i40e").is_err());
+        let aliases = AliasTable::parse("alias pci:v00001234d* snd-hda-intel\n");
+        assert_eq!(aliases.lookup("pci:v00001234d00000001"), ["snd_hda_intel"]);
+    }
+
+    #[test]
+    fn summary_cuts_long_device_lists_short() {
+        let cpu = format!(
+            "cpu:type:x86,ven0000fam0006mod0055:feature:{}",
+            ",0000".repeat(50)
+        );
+        let devices = [cpu, VIRTIO_NIC.into(), I40E_NIC.into(), HOST_BRIDGE.into()];
+        let words = devices_in_words(&devices);
+        assert!(words.starts_with("cpu:type:x86,ven0000fam0006mod0055:feature:,0000…, "));
+        assert!(words.ends_with(", 2 more"), "{words}");
+        assert_eq!(devices_in_words(&[VIRTIO_NET_DEV.into()]), VIRTIO_NET_DEV);
+    }
+
+    #[test]
+    fn network_class_detection() {
+        assert!(is_network(VIRTIO_NIC) && is_network(VIRTIO_NET_DEV));
+        assert!(!is_network(HOST_BRIDGE) && !is_network("virtio:d00000002v00001AF4"));
+        assert!(is_network(
+            "usb:v0BDAp8153d3000dc00dsc00dp00ic02isc06ip00in00"
+        ));
+        assert!(!is_network(
+            "usb:v046DpC52Bd1211dc00dsc00dp00ic03isc01ip01in00"
+        ));
+        assert_eq!(
+            pci_ids(I40E_NIC),
+            Some(("8086".into(), "1572".into(), "02".into()))
+        );
+        assert_eq!(pci_ids("pci:v0000"), None);
+    }
+
+    /// A directory under the system temp dir, removed on drop.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(tag: &str) -> Self {
+            let dir = std::env::temp_dir().join(format!("drivers-{}-{tag}", std::process::id()));
+            let _ = fs::remove_dir_all(&dir);
+            fs::create_dir_all(&dir).unwrap();
+            Scratch(dir)
+        }
+
+        fn write(&self, relative: &str, text: &str) -> PathBuf {
+            let path = self.0.join(relative);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(&path, text).unwrap();
+            path
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// A QEMU-like machine: a virtio NIC, an Intel NIC the image has no module for, a host bridge,
+    /// and a symlink loop that the walk must not follow.
+    fn fake_machine(tag: &str) -> Scratch {
+        let s = Scratch::new(tag);
+        s.write(
+            "sys/devices/pci0000:00/0000:00:00.0/modalias",
+            &format!("{HOST_BRIDGE}\n"),
+        );
+        s.write(
+            "sys/devices/pci0000:00/0000:00:03.0/modalias",
+            &format!("{VIRTIO_NIC}\n"),
+        );
+        s.write(
+            "sys/devices/pci0000:00/0000:00:04.0/modalias",
+            &format!("{I40E_NIC}\n"),
+        );
+        std::os::unix::fs::symlink(
+            "../..",
+            s.0.join("sys/devices/pci0000:00/0000:00:03.0/subsystem"),
+        )
+        .unwrap();
+        s.write("modules/modules.alias", ALIASES);
+        s.write("modules/modules.dep", DEPS);
+        // Already in the kernel: must be skipped.
+        s.write(
+            "proc_modules",
+            "failover 16384 0 - Live 0x0000000000000000\n",
+        );
+        s
+    }
+
+    fn run(s: &Scratch, load: &mut dyn FnMut(&Path) -> Result<(), String>) -> ColdplugReport {
+        coldplug_with(
+            &s.0.join("sys"),
+            &s.0.join("modules"),
+            &s.0.join("proc_modules"),
+            load,
+        )
+    }
+
+    #[test]
+    fn coldplug_second_round_serves_devices_the_first_created() {
+        let s = fake_machine("rounds");
+        let nic = s.0.join("sys/devices/pci0000:00/0000:00:03.0");
+        let mut calls = Vec::new();
+        let report = run(&s, &mut |path| {
+            let name = module_name(&path.to_string_lossy());
+            // What the kernel does: virtio_pci binds the PCI function and creates virtio0,
+            // virtio_net then binds virtio0.
+            match name.as_str() {
+                "virtio_pci" => {
+                    fs::create_dir(nic.join("driver")).unwrap();
+                    s.write(
+                        "sys/devices/pci0000:00/0000:00:03.0/virtio0/modalias",
+                        VIRTIO_NET_DEV,
+                    );
+                }
+                "virtio_net" => fs::create_dir(nic.join("virtio0/driver")).unwrap(),
+                _ => {}
+            }
+            calls.push(path.to_path_buf());
+            Ok(())
+        });
+        assert_eq!(report.rounds, 2);
+        assert_eq!(report.failed, []);
+        let loaded: Vec<&str> = report.loaded.iter().map(|l| l.module.as_str()).collect();
+        assert_eq!(
+            loaded,
+            [
+                "virtio_pci_legacy_dev",
+                "virtio_pci_modern_dev",
+                "virtio_ring",
+                "virtio",
+                "virtio_pci",
+                "net_failover",
+                "virtio_net"
+            ]
+        );
+        assert_eq!(
+            calls[4],
+            s.0.join("modules/kernel/drivers/virtio/virtio_pci.ko")
+        );
+        assert_eq!(report.loaded[4].for_devices, [VIRTIO_NIC]);
+        assert_eq!(report.loaded[5].needed_by.as_deref(), Some("virtio_net"));
+        assert_eq!(report.loaded[6].for_devices, [VIRTIO_NET_DEV]);
+        assert_eq!(report.unmatched, [I40E_NIC]);
+        assert_eq!(report.nics_without_driver, ["0000:00:04.0 (8086:1572)"]);
+
+        let lines = report.summary_lines();
+        assert!(lines
+            .iter()
+            .any(|l| l.starts_with(&format!("loaded virtio_net (for {VIRTIO_NET_DEV}) in "))));
+        assert!(lines
+            .iter()
+            .any(|l| l.starts_with("loaded net_failover (needed by virtio_net) in ")));
+        assert!(lines.contains(
+            &"NO DRIVER for network card 0000:00:04.0 (8086:1572): the image lacks its module — report it with this line"
+                .to_string()
+        ));
+    }
+
+    #[test]
+    fn coldplug_failed_dependency_fails_its_user_and_is_reported() {
+        let s = fake_machine("fail");
+        let report = run(&s, &mut |path| {
+            if path.ends_with("virtio_ring.ko") {
+                Err("ENOEXEC: Exec format error".into())
+            } else {
+                Ok(())
+            }
+        });
+        assert_eq!(report.rounds, 1);
+        assert_eq!(
+            report.failed,
+            [
+                (
+                    "virtio_pci".to_string(),
+                    "needs virtio_ring, which failed: ENOEXEC: Exec format error".to_string()
+                ),
+                (
+                    "virtio_ring".to_string(),
+                    "ENOEXEC: Exec format error".to_string()
+                ),
+            ]
+        );
+        assert_eq!(
+            report.nics_without_driver,
+            ["0000:00:03.0 (1af4:1000)", "0000:00:04.0 (8086:1572)"]
+        );
+        let lines = report.summary_lines();
+        assert!(lines.iter().any(|l| l.starts_with(
+            "NO DRIVER for network card 0000:00:03.0 (1af4:1000): its module is in the image"
+        )));
+        assert!(
+            lines.contains(&"FAILED to load virtio_ring: ENOEXEC: Exec format error".to_string())
+        );
+    }
+
+    #[test]
+    fn coldplug_stops_after_the_round_limit() {
+        // Each module "creates" a device that wants the next one, forever.
+        let s = Scratch::new("limit");
+        s.write("sys/devices/d0/modalias", "fake:0");
+        let aliases: String = (0..10).map(|i| format!("alias fake:{i} m{i}\n")).collect();
+        let deps: String = (0..10).map(|i| format!("m{i}.ko:\n")).collect();
+        s.write("modules/modules.alias", &aliases);
+        s.write("modules/modules.dep", &deps);
+        let report = run(&s, &mut |path| {
+            let n: u32 = module_name(&path.to_string_lossy())[1..].parse().unwrap();
+            s.write(
+                &format!("sys/devices/d{}/modalias", n + 1),
+                &format!("fake:{}", n + 1),
+            );
+            Ok(())
+        });
+        assert_eq!(report.rounds, MAX_ROUNDS);
+        assert_eq!(report.loaded.len(), 5);
+        assert_eq!(report.failed.len(), 1);
+        assert!(report.failed[0].0 == "m5" && report.failed[0].1.starts_with("not tried"));
+    }
+
+    #[test]
+    fn coldplug_without_tables_reports_instead_of_panicking() {
+        let s = Scratch::new("empty");
+        s.write("sys/devices/pci0000:00/0000:00:03.0/modalias", VIRTIO_NIC);
+        let report = run(&s, &mut |_| panic!("nothing can be matched"));
+        assert_eq!(report.rounds, 0);
+        assert_eq!(report.failed.len(), 2);
+        assert_eq!(report.failed[0].0, "modules.alias");
+        assert!(report.summary_lines()[1].starts_with("FAILED: cannot read "));
+        assert_eq!(report.unmatched, [VIRTIO_NIC]);
+        assert_eq!(report.nics_without_driver, ["0000:00:03.0 (1af4:1000)"]);
+    }
+
+    #[test]
+    fn load_module_reports_a_missing_file_without_touching_the_kernel() {
+        let err = load_module(Path::new("/nonexistent/virtio_net.ko"), "").unwrap_err();
+        assert!(
+            err.starts_with("cannot open /nonexistent/virtio_net.ko"),
+            "{err}"
+        );
+        assert!(load_module(Path::new("/nonexistent/x.ko"), "a\0b").is_err());
+        assert_eq!(
+            Compression::of(Path::new("a/e1000e.ko.zst")),
+            Some(Compression::Zstd)
+        );
+        assert_eq!(Compression::of(Path::new("a/e1000e.ko")), None);
+    }
+}
