@@ -381,7 +381,7 @@ pub async fn run(cfg: &NetConfig, console: &Console) -> Result<State, NetError> 
     let diagnoses: BTreeMap<u32, String> = slaac
         .keys()
         .filter_map(|i| {
-            let d = watch.diagnosis(*i, cfg.ipv6_wait.unwrap_or_default())?;
+            let d = watch.diagnosis(*i, watch.waited(*i, Instant::now()))?;
             console.line(&d);
             Some((*i, d))
         })

@@ -13,6 +13,9 @@ use serde::Serialize;
 use super::ra::RouterAdvert;
 use crate::classify::{kind_v6, AddrKind};
 
+/// See [`Watch::settled`].
+pub const SILENT_GRACE: Duration = Duration::from_secs(1);
+
 /// The address flags the kernel reports that matter to readiness (IFA_F_*).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct AddrFlags {
@@ -223,22 +226,38 @@ impl Watch {
     }
 
     /// True when no NIC can still be expected to become ready: each is ready, or has been
-    /// waited for `limit` since its link came up.
+    /// waited for `limit` since its link came up, or — once another NIC is ready — has seen no
+    /// router advertisement at all for [`SILENT_GRACE`]. A live router answers the solicitation
+    /// sent at carrier-up within a fraction of that, so an OOB segment without IPv6 does not
+    /// hold the boot for the whole `limit`.
     pub fn settled(&self, now: Instant, limit: Duration) -> bool {
-        self.nics.values().all(|n| {
-            n.ready.is_some()
-                || n.started
-                    .is_some_and(|s| now.saturating_duration_since(s) >= limit)
-        })
+        self.deadline(limit).is_none_or(|d| now >= d)
     }
 
-    /// When [`Watch::settled`] can next change by itself.
+    /// When [`Watch::settled`] becomes true by itself (None: already settled, all ready).
     pub fn deadline(&self, limit: Duration) -> Option<Instant> {
+        let any_ready = self.nics.values().any(|n| n.ready.is_some());
         self.nics
             .values()
             .filter(|n| n.ready.is_none())
-            .filter_map(|n| n.started.map(|s| s + limit))
-            .min()
+            .filter_map(|n| {
+                let start = n.started?;
+                let wait = if any_ready && n.advert.is_none() {
+                    limit.min(SILENT_GRACE)
+                } else {
+                    limit
+                };
+                Some(start + wait)
+            })
+            .max()
+    }
+
+    /// How long this NIC has been waited for, at `now` (for the diagnosis).
+    pub fn waited(&self, ifindex: u32, now: Instant) -> Duration {
+        self.nics
+            .get(&ifindex)
+            .and_then(|n| n.started)
+            .map_or(Duration::ZERO, |s| now.saturating_duration_since(s))
     }
 
     pub fn state(&self, ifindex: u32) -> SlaacState {
