@@ -8,6 +8,9 @@ set -euo pipefail
 packages=(
   dnsmasq-base radvd busybox-static isc-dhcp-client dhcpcd-base
   iproute2 nftables musl-tools jq procps
+  # boot image and QEMU end-to-end tests (scripts/build-initramfs.sh, qemu/run.sh,
+  # tests/qemu_e2e.rs); the cloud kernel is only booted in QEMU, never on this machine
+  qemu-system-x86 linux-image-cloud-amd64 cpio zstd ca-certificates
 )
 target=x86_64-unknown-linux-musl
 

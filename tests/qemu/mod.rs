@@ -1,0 +1,939 @@
+//! Helpers for the QEMU end-to-end tests (std + serde_json only): requirement checks that turn
+//! into `SKIP <test>: <reason>` lines, the boot image, a router network namespace with tap
+//! devices and daemons, and a QEMU VM whose serial console goes to a file.
+//!
+//! Safety: QEMU's NICs are taps created inside a namespace made here (`zq-<pid>-<n>`) or QEMU's
+//! own user-mode network with `restrict=on`; nothing is attached to this machine's interfaces.
+//! `/etc/netns/<ns>/resolv.conf` exists before anything runs in a namespace (so `ip netns exec`
+//! bind-mounts it over `/etc/resolv.conf`). Every external command runs under `timeout`;
+//! daemons and QEMU are stopped by PID when their handles drop, then the namespace's remaining
+//! processes are killed and the namespace and its `/etc/netns` directory are deleted.
+//!
+//! Environment:
+//! * `ZOS_QEMU_REQUIRED=1`: a missing requirement fails the test instead of skipping it.
+//! * `ZOS_INITRAMFS=FILE`: boot FILE instead of building the image (scripts/build.sh, then
+//!   qemu/build-next-root.sh and scripts/build-initramfs.sh into target/qemu-e2e/).
+//! * `ZOS_QEMU_KEEP=1`: keep each test's directory (console log, daemon logs) even on success.
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::Write as _;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Once, OnceLock};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const REPO: &str = env!("CARGO_MANIFEST_DIR");
+/// Bound for the short housekeeping commands.
+const CMD_SECS: u64 = 20;
+/// Upper bound on a daemon's life, in case this process dies without dropping it.
+const DAEMON_MAX_SECS: u64 = 300;
+/// What qemu/run.sh gives a TCG boot before it kills QEMU.
+pub const BOOT_SECS: u64 = 90;
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+static SWEEP: Once = Once::new();
+
+// ------------------------------------------------------------------------------------------
+// Output and skipping
+
+/// Writes straight to fd 2, past libtest's capture, in one write (parallel tests do not
+/// interleave).
+pub fn say(text: &str) {
+    let mut s = text.to_string();
+    if !s.ends_with('\n') {
+        s.push('\n');
+    }
+    let _ = std::io::stderr().write_all(s.as_bytes());
+}
+
+/// Prints `SKIP <test>: <why>` and returns false, or panics when `ZOS_QEMU_REQUIRED=1`.
+pub fn skip(test: &str, why: &str) -> bool {
+    if std::env::var_os("ZOS_QEMU_REQUIRED").is_some_and(|v| v == "1") {
+        panic!("{test}: cannot run, and ZOS_QEMU_REQUIRED=1: {why}");
+    }
+    say(&format!("SKIP {test}: {why}"));
+    false
+}
+
+/// What a QEMU test needs.
+pub struct Needs<'a> {
+    /// Tap devices (/dev/net/tun).
+    pub tun: bool,
+    /// Further programs that must be on PATH.
+    pub tools: &'a [&'a str],
+}
+
+/// True when everything in `needs` is here: root, `ip netns`, qemu-system-x86_64, the Debian
+/// cloud kernel (vmlinuz and its modules), the image tools, and the `needs` extras. Otherwise
+/// prints a SKIP line (see [`skip`]) and returns false.
+pub fn require(test: &str, needs: &Needs) -> bool {
+    match check(needs) {
+        Ok(()) => true,
+        Err(why) => skip(test, &why),
+    }
+}
+
+fn check(needs: &Needs) -> Result<(), String> {
+    let status = fs::read_to_string("/proc/self/status").map_err(|e| format!("/proc: {e}"))?;
+    let euid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or("?");
+    if euid != "0" {
+        return Err(format!("needs root (effective uid is {euid})"));
+    }
+    if needs.tun && !Path::new("/dev/net/tun").exists() {
+        return Err("needs /dev/net/tun (tap devices)".into());
+    }
+    match Command::new("timeout")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+    {
+        Ok(s) if s.success() => {}
+        _ => return Err("needs coreutils timeout".into()),
+    }
+    let runs = [
+        ("qemu-system-x86_64", "--version"),
+        ("ip", "-V"),
+        ("busybox", "true"),
+    ];
+    for (tool, arg) in runs {
+        let ok = Command::new("timeout")
+            .args(["-k", "2", "20", tool, arg])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            return Err(format!(
+                "needs {tool} (`{tool} {arg}` did not run; bash scripts/setup.sh)"
+            ));
+        }
+    }
+    for tool in ["cpio", "zstd", "ss"].iter().chain(needs.tools) {
+        if !on_path(tool) {
+            return Err(format!("needs {tool} (not on PATH; bash scripts/setup.sh)"));
+        }
+    }
+    if cloud_kernel().is_none() {
+        return Err(
+            "needs the Debian cloud kernel: /boot/vmlinuz-*-cloud-amd64 with its \
+                    /lib/modules (apt-get install linux-image-cloud-amd64)"
+                .into(),
+        );
+    }
+    netns_support().clone()
+}
+
+/// Whether `ip netns add` works here (probed once per process: parallel tests share it).
+fn netns_support() -> &'static Result<(), String> {
+    static PROBE: OnceLock<Result<(), String>> = OnceLock::new();
+    PROBE.get_or_init(|| {
+        let ns = format!("zq-{}-probe", std::process::id());
+        let add = run_cmd(&["ip", "netns", "add", &ns], CMD_SECS);
+        let _ = run_cmd(&["ip", "netns", "del", &ns], CMD_SECS);
+        if add.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "needs network namespaces (`ip netns add` failed: {})",
+                String::from_utf8_lossy(&add.stderr).trim()
+            ))
+        }
+    })
+}
+
+fn on_path(tool: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|d| {
+            fs::metadata(d.join(tool))
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    })
+}
+
+/// The newest Debian cloud kernel: (vmlinuz path, version), when its modules are installed.
+pub fn cloud_kernel() -> Option<(PathBuf, String)> {
+    let mut found: Vec<(Vec<u64>, PathBuf, String)> = fs::read_dir("/boot")
+        .ok()?
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let ver = name.strip_prefix("vmlinuz-")?.to_string();
+            if !ver.ends_with("-cloud-amd64")
+                || !Path::new("/lib/modules")
+                    .join(&ver)
+                    .join("modules.dep")
+                    .exists()
+            {
+                return None;
+            }
+            let key = ver
+                .split(|c: char| !c.is_ascii_digit())
+                .filter_map(|n| n.parse().ok())
+                .collect();
+            Some((key, e.path(), ver))
+        })
+        .collect();
+    found.sort();
+    found.pop().map(|(_, p, v)| (p, v))
+}
+
+// ------------------------------------------------------------------------------------------
+// Commands
+
+/// Runs `argv` under `timeout -k 2 <secs>`, capturing its output.
+pub fn run_cmd(argv: &[&str], secs: u64) -> Output {
+    Command::new("timeout")
+        .args(["-k", "2", &secs.to_string()])
+        .args(argv)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run `timeout ... {}`: {e}", argv.join(" ")))
+}
+
+/// Like [`run_cmd`] (20 s), and panics with the output unless it exits 0. Returns stdout.
+pub fn run_ok(argv: &[&str]) -> String {
+    let out = run_cmd(argv, CMD_SECS);
+    if !out.status.success() {
+        panic!(
+            "`{}` failed ({}):\n{}{}",
+            argv.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn kill_pid(pid: u32, signal: &str) {
+    let _ = run_cmd(&["kill", &format!("-{signal}"), &pid.to_string()], CMD_SECS);
+}
+
+fn pid_alive(pid: u32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .map(|(_, rest)| !rest.trim_start().starts_with('Z'))
+            .unwrap_or(true),
+        Err(_) => false,
+    }
+}
+
+/// Stops a child that runs `timeout ... <cmd>`: SIGTERM to `timeout` (it passes the signal on,
+/// and SIGKILLs after its `-k` grace), wait up to `grace`, then SIGKILL; always reaps.
+fn stop_child(child: &mut Child, grace: Duration) {
+    if let Ok(Some(_)) = child.try_wait() {
+        return;
+    }
+    kill_pid(child.id(), "TERM");
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        sleep(Duration::from_millis(20));
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// The boot image
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|p| {
+            if p.is_absolute() {
+                p
+            } else {
+                Path::new(REPO).join(p)
+            }
+        })
+        .unwrap_or_else(|| Path::new(REPO).join("target"))
+}
+
+/// The initramfs to boot: `ZOS_INITRAMFS`, or (once per test process) a fresh build of the
+/// release binary (scripts/build.sh), the next root (qemu/build-next-root.sh) and the image
+/// (scripts/build-initramfs.sh) at target/qemu-e2e/initramfs.img.
+pub fn initramfs() -> PathBuf {
+    static IMAGE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    match IMAGE.get_or_init(build_initramfs) {
+        Ok(p) => p.clone(),
+        Err(e) => panic!("cannot make the boot image:\n{e}"),
+    }
+}
+
+fn build_initramfs() -> Result<PathBuf, String> {
+    if let Some(p) = std::env::var_os("ZOS_INITRAMFS") {
+        let p = PathBuf::from(p);
+        if !p.is_file() {
+            return Err(format!("ZOS_INITRAMFS={} is not a file", p.display()));
+        }
+        say(&format!("qemu: booting ZOS_INITRAMFS={}", p.display()));
+        return Ok(p);
+    }
+    let (_, kver) = cloud_kernel().ok_or("no cloud kernel")?;
+    let out_dir = target_dir().join("qemu-e2e");
+    fs::create_dir_all(&out_dir).map_err(|e| format!("mkdir {}: {e}", out_dir.display()))?;
+    let started = Instant::now();
+    let step = |what: &str, argv: &[&str], secs: u64| -> Result<String, String> {
+        let out = run_cmd(argv, secs);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if out.status.success() {
+            Ok(text)
+        } else {
+            Err(format!(
+                "{what} (`{}`) failed ({}):\n{text}",
+                argv.join(" "),
+                out.status
+            ))
+        }
+    };
+    // Always through cargo, so the image never holds a binary older than the sources.
+    let build = format!("{REPO}/scripts/build.sh");
+    step("building the release binary", &["bash", &build], 1800)?;
+    let bin = target_dir().join("x86_64-unknown-linux-musl/release/zos-netboot");
+    let next_root = out_dir.join(format!("next-root-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&next_root);
+    let nr = next_root.to_string_lossy().into_owned();
+    let result = (|| {
+        step(
+            "building the next root",
+            &["bash", &format!("{REPO}/qemu/build-next-root.sh"), &nr],
+            60,
+        )?;
+        let image = out_dir.join("initramfs.img");
+        let report = step(
+            "building the initramfs",
+            &[
+                "bash",
+                &format!("{REPO}/scripts/build-initramfs.sh"),
+                "--out",
+                &image.to_string_lossy(),
+                "--kernel-version",
+                &kver,
+                "--bin",
+                &bin.to_string_lossy(),
+                "--next-root",
+                &nr,
+            ],
+            300,
+        )?;
+        say(&format!(
+            "qemu: boot image built in {:.1}s:\n{}",
+            started.elapsed().as_secs_f64(),
+            report.trim_end()
+        ));
+        Ok(image)
+    })();
+    let _ = fs::remove_dir_all(&next_root);
+    result
+}
+
+// ------------------------------------------------------------------------------------------
+// A test's directory
+
+/// A temporary directory for one test (console log, daemon logs, configs). Removed on drop
+/// unless the test panicked or `ZOS_QEMU_KEEP=1` (then its path is printed).
+pub struct TestDir {
+    pub path: PathBuf,
+}
+
+impl TestDir {
+    pub fn new(hint: &str) -> TestDir {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let hint: String = hint
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .take(32)
+            .collect();
+        let path = std::env::temp_dir().join(format!("zos-qemu-{}-{n}-{hint}", std::process::id()));
+        let _ = fs::remove_dir_all(&path);
+        fs::create_dir_all(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
+        TestDir { path }
+    }
+
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        if std::thread::panicking() || std::env::var_os("ZOS_QEMU_KEEP").is_some_and(|v| v == "1") {
+            say(&format!("qemu: files kept in {}", self.path.display()));
+        } else {
+            let _ = fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Router namespace
+
+/// A network namespace `zq-<pid>-<n>` for QEMU and the daemons it talks to.
+pub struct Netns {
+    pub name: String,
+}
+
+fn delete_namespace(ns: &str) {
+    let out = run_cmd(&["ip", "netns", "pids", ns], CMD_SECS);
+    let pids: Vec<u32> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    for &pid in &pids {
+        kill_pid(pid, "KILL");
+    }
+    wait_until(Duration::from_secs(3), || {
+        !pids.iter().any(|&p| pid_alive(p))
+    });
+    let _ = run_cmd(&["ip", "netns", "del", ns], CMD_SECS);
+    let _ = fs::remove_dir_all(Path::new("/etc/netns").join(ns));
+}
+
+/// Deletes `zq-<pid>-…` namespaces whose test process is gone.
+fn sweep_stale_namespaces() {
+    let out = run_cmd(&["ip", "netns", "list"], CMD_SECS);
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Some(name) = line.split_whitespace().next() else {
+            continue;
+        };
+        let Some(pid) = name
+            .strip_prefix("zq-")
+            .and_then(|r| r.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            say(&format!("qemu: removing stale namespace {name}"));
+            delete_namespace(name);
+        }
+    }
+}
+
+impl Netns {
+    /// Creates the namespace (its `/etc/netns/<ns>/resolv.conf` first), `lo` up.
+    pub fn new() -> Netns {
+        SWEEP.call_once(sweep_stale_namespaces);
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let name = format!("zq-{}-{n}", std::process::id());
+        let etc = Path::new("/etc/netns").join(&name);
+        fs::create_dir_all(&etc).unwrap_or_else(|e| panic!("mkdir {}: {e}", etc.display()));
+        fs::write(etc.join("resolv.conf"), "")
+            .unwrap_or_else(|e| panic!("write {}/resolv.conf: {e}", etc.display()));
+        let ns = Netns { name };
+        run_ok(&["ip", "netns", "add", &ns.name]);
+        ns.ip(&["link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// `ip -n <ns> ARGS`.
+    pub fn ip(&self, args: &[&str]) -> String {
+        let mut argv = vec!["ip", "-n", &self.name];
+        argv.extend_from_slice(args);
+        run_ok(&argv)
+    }
+
+    /// `ip netns exec <ns> ARGV`, capturing output (not checked).
+    pub fn exec(&self, argv: &[&str]) -> Output {
+        let mut full = vec!["ip", "netns", "exec", &self.name];
+        full.extend_from_slice(argv);
+        run_cmd(&full, CMD_SECS)
+    }
+
+    /// `sysctl -w` inside the namespace; panics on failure.
+    pub fn sysctl(&self, settings: &[&str]) {
+        for s in settings {
+            let out = self.exec(&["sysctl", "-q", "-w", s]);
+            assert!(
+                out.status.success(),
+                "sysctl {s} in {}: {}",
+                self.name,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+
+    /// A persistent tap device `name` in this namespace (QEMU attaches to it), up.
+    pub fn tap(&self, name: &str) {
+        self.ip(&["tuntap", "add", name, "mode", "tap"]);
+        self.ip(&["link", "set", name, "up"]);
+    }
+
+    /// Local TCP/UDP listening sockets (`ss -H -l -n -t|-u`), the local address column.
+    pub fn listening(&self, proto: &str) -> Vec<String> {
+        let out = self.exec(&["ss", "-H", "-l", "-n", &format!("-{proto}")]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(3).map(str::to_string))
+            .collect()
+    }
+
+    /// Starts `program args` in this namespace under `timeout` (stdout/stderr to `stderr`).
+    pub fn spawn(&self, label: &str, program: &str, args: &[String], stderr: PathBuf) -> Daemon {
+        let child = Command::new("timeout")
+            .args([
+                "-k",
+                "5",
+                &DAEMON_MAX_SECS.to_string(),
+                "ip",
+                "netns",
+                "exec",
+                &self.name,
+            ])
+            .arg(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&stderr).expect("create daemon stderr file"))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
+        Daemon {
+            label: label.into(),
+            child,
+            args: args.to_vec(),
+            stderr,
+            log: None,
+        }
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        delete_namespace(&self.name);
+    }
+}
+
+/// A daemon started by [`Netns::spawn`]; stopped by PID on drop.
+pub struct Daemon {
+    pub label: String,
+    pub child: Child,
+    pub args: Vec<String>,
+    pub stderr: PathBuf,
+    pub log: Option<PathBuf>,
+}
+
+impl Daemon {
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Its command line, stderr and log file, for failure messages.
+    pub fn describe(&self) -> String {
+        let mut s = format!("--- {} ({})\n", self.label, self.args.join(" "));
+        s += &fs::read_to_string(&self.stderr).unwrap_or_default();
+        if let Some(log) = &self.log {
+            s += &format!("--- {} log\n", self.label);
+            s += &fs::read_to_string(log).unwrap_or_default();
+        }
+        s
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        stop_child(&mut self.child, Duration::from_secs(3));
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// The router side of the tap lab
+
+/// dnsmasq on `ifaces` in `ns`: DHCPv4 (`dhcp_range`, router and DNS `gateway`) and DNS with
+/// `host_records`; `--bind-dynamic`, `--no-ping`, logging to `dir`. Ready when it logs its range.
+pub fn dnsmasq(
+    ns: &Netns,
+    dir: &TestDir,
+    ifaces: &[&str],
+    dhcp_range: &str,
+    gateway: &str,
+    host_records: &[&str],
+) -> Daemon {
+    let log = dir.join("dnsmasq.log");
+    let mut args: Vec<String> = vec![
+        "--no-daemon".into(),
+        "--conf-file=/dev/null".into(),
+        "--no-hosts".into(),
+        "--no-resolv".into(),
+        "--bind-dynamic".into(),
+        "--no-ping".into(),
+        "--port=53".into(),
+        format!("--dhcp-range={dhcp_range}"),
+        format!("--dhcp-option=3,{gateway}"),
+        format!("--dhcp-option=6,{gateway}"),
+        "--domain=lab.test".into(),
+        format!("--dhcp-leasefile={}", dir.join("dnsmasq.leases").display()),
+        "--pid-file=".into(),
+        "--log-dhcp".into(),
+        "--log-queries".into(),
+        format!("--log-facility={}", log.display()),
+    ];
+    args.extend(ifaces.iter().map(|i| format!("--interface={i}")));
+    args.extend(host_records.iter().map(|r| format!("--host-record={r}")));
+    fs::write(dir.join("dnsmasq.leases"), "").expect("create lease file");
+    let mut d = ns.spawn("dnsmasq", "dnsmasq", &args, dir.join("dnsmasq.stderr"));
+    d.log = Some(log.clone());
+    let ok = wait_until(Duration::from_secs(10), || {
+        fs::read_to_string(&log).is_ok_and(|l| l.contains("DHCP, IP range"))
+            || !matches!(d.child.try_wait(), Ok(None))
+    });
+    if !d.alive() || !ok {
+        panic!("dnsmasq did not start:\n{}", d.describe());
+    }
+    d
+}
+
+/// radvd on `iface` in `ns` advertising `prefix` (SLAAC) with RDNSS `rdnss`. Ready when it
+/// wrote its pid file.
+pub fn radvd(ns: &Netns, dir: &TestDir, iface: &str, prefix: &str, rdnss: &str) -> Daemon {
+    let conf = dir.join("radvd.conf");
+    let pidfile = dir.join("radvd.pid");
+    fs::write(
+        &conf,
+        format!(
+            "interface {iface} {{\n\
+             \tAdvSendAdvert on;\n\
+             \tMinRtrAdvInterval 3;\n\
+             \tMaxRtrAdvInterval 4;\n\
+             \tAdvDefaultLifetime 600;\n\
+             \tprefix {prefix} {{ AdvOnLink on; AdvAutonomous on; }};\n\
+             \tRDNSS {rdnss} {{ AdvRDNSSLifetime 8; }};\n\
+             }};\n"
+        ),
+    )
+    .expect("write radvd.conf");
+    // radvd refuses a config file others can write.
+    run_ok(&["chmod", "644", &conf.to_string_lossy()]);
+    let args: Vec<String> = vec![
+        "-n".into(),
+        "-C".into(),
+        conf.to_string_lossy().into_owned(),
+        "-p".into(),
+        pidfile.to_string_lossy().into_owned(),
+        "-m".into(),
+        "stderr".into(),
+        "-d".into(),
+        "1".into(),
+    ];
+    let mut d = ns.spawn("radvd", "radvd", &args, dir.join("radvd.stderr"));
+    let ok = wait_until(Duration::from_secs(10), || {
+        fs::read_to_string(&pidfile).is_ok_and(|p| p.trim().parse::<u32>().is_ok())
+            || !matches!(d.child.try_wait(), Ok(None))
+    });
+    if !d.alive() || !ok {
+        panic!("radvd did not start:\n{}", d.describe());
+    }
+    d
+}
+
+/// busybox httpd on port 80 (all addresses) in `ns`, serving a small index.html. Ready when it
+/// listens.
+pub fn httpd(ns: &Netns, dir: &TestDir) -> Daemon {
+    let www = dir.join("www");
+    fs::create_dir_all(&www).expect("mkdir www");
+    fs::write(www.join("index.html"), "<html>zos qemu lab hub</html>\n").expect("write index");
+    let args: Vec<String> = vec![
+        "httpd".into(),
+        "-f".into(),
+        "-p".into(),
+        "80".into(),
+        "-h".into(),
+        www.to_string_lossy().into_owned(),
+    ];
+    let mut d = ns.spawn("httpd", "busybox", &args, dir.join("httpd.stderr"));
+    let ok = wait_until(Duration::from_secs(10), || {
+        ns.listening("t").iter().any(|s| s.ends_with(":80"))
+            || !matches!(d.child.try_wait(), Ok(None))
+    });
+    if !d.alive() || !ok {
+        panic!("httpd did not start:\n{}", d.describe());
+    }
+    d
+}
+
+// ------------------------------------------------------------------------------------------
+// QEMU
+
+/// A VM started by qemu/run.sh inside a namespace; serial console in a file. Dropping it kills
+/// QEMU by PID (from its pid file) and reaps the wrapper.
+pub struct Vm {
+    child: Child,
+    pub cmdline: String,
+    pub console: PathBuf,
+    pidfile: PathBuf,
+    pub started: Instant,
+    /// When each watched marker first showed in the console (see [`Vm::wait`]).
+    pub seen: Vec<(String, Duration)>,
+    pub status: Option<ExitStatus>,
+}
+
+impl Vm {
+    /// `timeout ip netns exec <ns> qemu/run.sh --initrd IMAGE --log console.log --pidfile …
+    /// --timeout BOOT_SECS --append APPEND NICS…`.
+    pub fn start(ns: &Netns, dir: &TestDir, image: &Path, nics: &[&str], append: &str) -> Vm {
+        let console = dir.join("console.log");
+        let pidfile = dir.join("qemu.pid");
+        let run = format!("{REPO}/qemu/run.sh");
+        let boot = BOOT_SECS.to_string();
+        let mut argv: Vec<String> = [
+            "ip",
+            "netns",
+            "exec",
+            &ns.name,
+            "bash",
+            &run,
+            "--initrd",
+            &image.to_string_lossy(),
+            "--log",
+            &console.to_string_lossy(),
+            "--pidfile",
+            &pidfile.to_string_lossy(),
+            "--timeout",
+            &boot,
+            "--append",
+            append,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        argv.extend(nics.iter().map(|s| s.to_string()));
+        let cmdline = argv
+            .iter()
+            .map(|a| {
+                if a.contains(' ') {
+                    format!("'{a}'")
+                } else {
+                    a.clone()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
+        let stderr = dir.join("qemu.stderr");
+        let started = Instant::now();
+        let child = Command::new("timeout")
+            .args(["-k", "5", &(BOOT_SECS + 20).to_string()])
+            .args(&argv)
+            .stdin(Stdio::null())
+            .stdout(fs::File::create(dir.join("qemu.stdout")).expect("create qemu.stdout"))
+            .stderr(fs::File::create(&stderr).expect("create qemu.stderr"))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {cmdline}: {e}"));
+        Vm {
+            child,
+            cmdline,
+            console,
+            pidfile,
+            started,
+            seen: Vec::new(),
+            status: None,
+        }
+    }
+
+    /// Waits (bounded by BOOT_SECS + 25 s) for QEMU to exit, noting when each of `markers`
+    /// first appears in the console. Returns QEMU's (wrapper's) exit status; None if it had to
+    /// be killed.
+    pub fn wait(&mut self, markers: &[&str]) -> Option<ExitStatus> {
+        let deadline = self.started + Duration::from_secs(BOOT_SECS + 25);
+        loop {
+            let text = self.console_text();
+            for m in markers {
+                if !self.seen.iter().any(|(s, _)| s == m) && text.contains(m) {
+                    self.seen.push((m.to_string(), self.started.elapsed()));
+                }
+            }
+            if let Ok(Some(s)) = self.child.try_wait() {
+                self.status = Some(s);
+                return Some(s);
+            }
+            if Instant::now() > deadline {
+                self.kill();
+                return None;
+            }
+            sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The console log so far, `\r` removed.
+    pub fn console_text(&self) -> String {
+        let bytes = fs::read(&self.console).unwrap_or_default();
+        String::from_utf8_lossy(&bytes).replace('\r', "")
+    }
+
+    /// QEMU's stderr (from qemu/run.sh).
+    pub fn stderr_text(&self) -> String {
+        let dir = self.console.parent().unwrap_or(Path::new("."));
+        fs::read_to_string(dir.join("qemu.stderr")).unwrap_or_default()
+    }
+
+    fn qemu_pid(&self) -> Option<u32> {
+        let pid: u32 = fs::read_to_string(&self.pidfile)
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        // Only if that PID is still a QEMU (not a recycled PID).
+        let comm = fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+        comm.starts_with("qemu").then_some(pid)
+    }
+
+    fn kill(&mut self) {
+        if let Some(pid) = self.qemu_pid() {
+            kill_pid(pid, "KILL");
+            wait_until(Duration::from_secs(3), || !pid_alive(pid));
+        }
+        stop_child(&mut self.child, Duration::from_secs(3));
+    }
+
+    /// The wall time from QEMU's start to the first appearance of `marker`, if it appeared.
+    pub fn seen_at(&self, marker: &str) -> Option<Duration> {
+        self.seen.iter().find(|(m, _)| m == marker).map(|(_, d)| *d)
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Reading the console
+
+/// A kernel log line on the console, e.g. `[    1.234567] virtio_net ...`.
+fn is_kernel_line(l: &str) -> bool {
+    let Some(rest) = l.strip_prefix('[') else {
+        return false;
+    };
+    let Some((stamp, _)) = rest.split_once(']') else {
+        return false;
+    };
+    let stamp = stamp.trim_start();
+    stamp.split_once('.').is_some_and(|(s, us)| {
+        !s.is_empty()
+            && s.bytes().all(|b| b.is_ascii_digit())
+            && us.len() == 6
+            && us.bytes().all(|b| b.is_ascii_digit())
+    })
+}
+
+/// One expected console line: a description and the substrings any of which matches.
+pub struct Expect<'a> {
+    pub what: &'a str,
+    pub any: &'a [&'a str],
+}
+
+/// Checks that each group of expectations is met by console lines (kernel log lines are not
+/// counted), all lines of a group after every line of the previous group (within a group in
+/// any order). Returns the matched lines, or an error naming the first unmet expectation.
+pub fn expect_in_order(console: &str, groups: &[&[Expect]]) -> Result<Vec<String>, String> {
+    let lines: Vec<&str> = console.lines().filter(|l| !is_kernel_line(l)).collect();
+    let mut from = 0;
+    let mut matched = Vec::new();
+    for group in groups {
+        let mut last = from;
+        for e in group.iter() {
+            match lines[from..]
+                .iter()
+                .position(|l| e.any.iter().any(|s| l.contains(s)))
+            {
+                Some(i) => {
+                    matched.push(format!("{}: {}", e.what, lines[from + i].trim()));
+                    last = last.max(from + i + 1);
+                }
+                None => {
+                    let earlier = lines[..from]
+                        .iter()
+                        .any(|l| e.any.iter().any(|s| l.contains(s)));
+                    return Err(format!(
+                        "missing {} (a line containing {}){}",
+                        e.what,
+                        e.any
+                            .iter()
+                            .map(|s| format!("{s:?}"))
+                            .collect::<Vec<_>>()
+                            .join(" or "),
+                        if earlier {
+                            " after the previous step (it appears earlier, out of order)"
+                        } else {
+                            ""
+                        }
+                    ));
+                }
+            }
+        }
+        from = last;
+    }
+    Ok(matched)
+}
+
+/// The state JSON the next root printed between `---STATE---` and `---END---`, parsed.
+pub fn printed_state(console: &str) -> Result<Value, String> {
+    let start = console
+        .find("---STATE---\n")
+        .ok_or("no ---STATE--- marker on the console")?
+        + "---STATE---\n".len();
+    let len = console[start..]
+        .find("---END---")
+        .ok_or("no ---END--- marker after ---STATE---")?;
+    let text: String = console[start..start + len]
+        .lines()
+        .filter(|l| !is_kernel_line(l))
+        .collect::<Vec<_>>()
+        .join("\n");
+    serde_json::from_str(&text).map_err(|e| format!("state is not JSON ({e}):\n{text}"))
+}
+
+/// Whether `state` has an interface with role oob (in `role` or `roles`) and an IPv4 address
+/// inside `net`/`prefix`; returns that address.
+pub fn oob_ipv4_in(state: &Value, net: Ipv4Addr, prefix: u8) -> Option<Ipv4Addr> {
+    let mask = if prefix == 0 {
+        0
+    } else {
+        u32::MAX << (32 - prefix)
+    };
+    state["interfaces"].as_array()?.iter().find_map(|i| {
+        let oob = i["role"] == "oob"
+            || i["roles"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|x| x == "oob"));
+        if !oob {
+            return None;
+        }
+        i["ipv4"].as_array()?.iter().find_map(|a| {
+            let addr: Ipv4Addr = a["address"].as_str()?.parse().ok()?;
+            (u32::from(addr) & mask == u32::from(net) & mask).then_some(addr)
+        })
+    })
+}
