@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
-# The demo: installs what it needs, then boots zos-netboot's network stage in a namespace lab
-# (router namespace with dnsmasq + radvd, node namespace with two NICs) and shows the console.
+# The demo: installs what it needs, then boots zos-netboot as PID 1 of a real kernel in QEMU,
+# wired to a router namespace with DHCPv4, IPv6 RAs and a probe target (qemu/demo.sh), so the
+# whole flow shows on the console: drivers → lease → SLAAC → probes → diagnosis → hand-off.
+#   bash scripts/demo.sh           the QEMU demo
+#   bash scripts/demo.sh --lab     the quicker namespace-only demo (no VM)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec bash scripts/lab.sh demo
+if [ "${1:-}" = --lab ]; then
+  exec bash scripts/lab.sh demo
+fi
+exec bash qemu/demo.sh "$@"

@@ -447,6 +447,7 @@ pub async fn run(cfg: &NetConfig, console: &Console) -> Result<State, NetError> 
         error,
         slaac: &slaac,
         diagnoses,
+        search,
         classification,
         dns,
         probes,
@@ -901,6 +902,7 @@ struct Built<'a> {
     error: Option<String>,
     slaac: &'a BTreeMap<u32, SlaacState>,
     diagnoses: BTreeMap<u32, String>,
+    search: Vec<String>,
     classification: Option<Classification>,
     dns: Vec<IpAddr>,
     probes: Vec<ProbeResult>,
@@ -1003,7 +1005,7 @@ fn build_state(b: Built) -> State {
         dns: b.dns,
         probes: b.probes,
         preferred_family: b.preferred_family,
-        search: Vec::new(),
+        search: b.search,
         ntp: b
             .oob
             .and_then(|i| b.nics[&i].lease.as_ref())

@@ -64,25 +64,41 @@ pub fn human_secs(s: u32) -> String {
 /// The summary table printed once the network stage ends.
 pub fn summary(state: &State) -> String {
     let mut s = String::new();
-    s.push_str("  NIC          ROLE    CARRIER  IPv4                 DHCPv4\n");
+    s.push_str("  NIC          ROLE     CARRIER  IPv4                DHCPv4   IPv6\n");
     for i in &state.interfaces {
-        let role = match i.role {
-            Role::Oob => "oob",
-            Role::Public => "public",
-            Role::Unused => "unused",
+        let role = i
+            .roles
+            .iter()
+            .map(|r| match r {
+                Role::Oob => "oob",
+                Role::Public => "public",
+                Role::Unused => "unused",
+            })
+            .collect::<Vec<_>>()
+            .join("+");
+        let role = if role.is_empty() {
+            "unused".into()
+        } else {
+            role
         };
+        let v6 = i
+            .ipv6
+            .first()
+            .map(|a| format!("{}/{}", a.address, a.prefix))
+            .unwrap_or_else(|| "-".into());
         let v4 = i
             .ipv4
             .first()
             .map(|a| format!("{}/{}", a.address, a.prefix))
             .unwrap_or_else(|| "-".into());
         s.push_str(&format!(
-            "  {:<12} {:<7} {:<8} {:<20} {}\n",
+            "  {:<12} {:<8} {:<8} {:<19} {:<8} {}\n",
             i.name,
             role,
             if i.carrier { "yes" } else { "no" },
             v4,
-            i.dhcp4
+            i.dhcp4,
+            v6
         ));
     }
     if let Some(gw) = state.ipv4.gateway {

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# The demo: boots zos-netboot as PID 1 of a real kernel in QEMU (TCG), with two virtio NICs on
+# tap devices in a router namespace made for the occasion:
+#   oob  10.77.0.1/24       dnsmasq: DHCPv4 + DNS (hub.lab.test)
+#   pub  2001:db8:77::1/64  radvd: SLAAC prefix 2001:db8:77::/64 + RDNSS
+#   busybox httpd on port 80 as the probe target http://hub.lab.test/
+# The VM's serial console is this terminal: drivers, lease, SLAAC, probes, the farmer's
+# diagnosis, the hand-off, and the next root printing the handed-over state; then it powers off
+# and everything is removed.
+#
+#   bash qemu/demo.sh [--user] [--append "MORE KERNEL ARGS"]
+#     --user   use QEMU's own user-mode network (its DHCP and RA) instead of the router namespace
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$(pwd)
+
+mode=tap append=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --user) mode=user; shift ;;
+    --append) append=${2?--append needs ARGS}; shift 2 ;;
+    *) echo "usage: $0 [--user] [--append ARGS]" >&2; exit 2 ;;
+  esac
+done
+[ "$(id -u)" -eq 0 ] || { echo "demo.sh: needs root (network namespaces, tap devices)" >&2; exit 1; }
+
+t() { timeout -k 2 30 "$@"; }
+work=$(mktemp -d /tmp/zos-demo.XXXXXX)
+ns="zdemo-$$"
+pids=()
+cleanup() {
+  set +e
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
+  if ip netns list | awk '{print $1}' | grep -qx "$ns"; then
+    for p in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$p" 2>/dev/null; done
+    t ip netns del "$ns"
+  fi
+  rm -rf "/etc/netns/$ns" "$work"
+}
+trap cleanup EXIT INT TERM
+
+echo "==> building the static binary, the next root and the initramfs"
+bash scripts/build.sh >/dev/null
+bash qemu/build-next-root.sh "$work/next-root" >/dev/null
+bash scripts/build-initramfs.sh --out "$work/initramfs.img" --next-root "$work/next-root" | tail -n 1
+
+cmdline="loglevel=4 farmer_id=7 runmode=test zos.init=/sbin/init $append"
+if [ "$mode" = user ]; then
+  echo "==> booting with QEMU user-mode networking (DHCP 10.0.2.15, RA 2001:db8:7::/64)"
+  bash qemu/run.sh --initrd "$work/initramfs.img" --user --timeout 180 \
+    --append "$cmdline zos.probe=none"
+  exit
+fi
+
+echo "==> router namespace $ns: oob (DHCPv4, DNS), pub (IPv6 RA), probe target"
+mkdir -p "/etc/netns/$ns"
+: >"/etc/netns/$ns/resolv.conf"
+t ip netns add "$ns"
+r() { t ip netns exec "$ns" "$@"; }
+r ip link set lo up
+for tap in oob pub; do
+  r ip tuntap add "$tap" mode tap
+  r sysctl -qw "net.ipv6.conf.$tap.accept_dad=0" "net.ipv6.conf.$tap.accept_ra=0" "net.ipv6.conf.$tap.forwarding=1"
+  r ip link set "$tap" up
+done
+r ip addr add 10.77.0.1/24 dev oob
+r ip addr add 2001:db8:77::1/64 dev pub nodad
+timeout 600 ip netns exec "$ns" dnsmasq --no-daemon --conf-file=/dev/null --no-hosts --no-resolv \
+  --bind-dynamic --interface=oob --no-ping --port=53 --dhcp-range=10.77.0.100,10.77.0.200,1h \
+  --dhcp-option=3,10.77.0.1 --dhcp-option=6,10.77.0.1 --domain=lab.test \
+  --host-record=hub.lab.test,10.77.0.1,2001:db8:77::1 --dhcp-leasefile="$work/leases" \
+  --pid-file= 2>"$work/dnsmasq.log" &
+pids+=($!)
+cat >"$work/radvd.conf" <<CONF
+interface pub {
+  AdvSendAdvert on; MinRtrAdvInterval 3; MaxRtrAdvInterval 4;
+  prefix 2001:db8:77::/64 { AdvOnLink on; AdvAutonomous on; };
+  RDNSS 2001:db8:77::1 { };
+};
+CONF
+chmod 644 "$work/radvd.conf"
+timeout 600 ip netns exec "$ns" radvd -n -C "$work/radvd.conf" -p "$work/radvd.pid" -m stderr \
+  2>"$work/radvd.log" &
+pids+=($!)
+mkdir -p "$work/www"
+echo "hub stand-in" >"$work/www/index.html"
+timeout 600 ip netns exec "$ns" busybox httpd -f -p 80 -h "$work/www" &
+pids+=($!)
+
+echo "==> QEMU start (the console below is the VM's)"
+ip netns exec "$ns" bash qemu/run.sh --initrd "$work/initramfs.img" --tap oob --tap pub \
+  --timeout 180 --append "$cmdline zos.probe=http://hub.lab.test/"
+echo "==> the VM powered off; removing the router namespace"
