@@ -56,6 +56,20 @@ pub struct Settings {
     pub next_init: Option<String>,
     /// `ip=` (kernel/dracut syntax): a static IPv4 configuration, or an explicit DHCP request.
     pub ip: Option<IpSetting>,
+    /// `zos.hub=URL`: the hub (default: the run mode's).
+    pub hub: Option<String>,
+    /// `zos.manifest=URL`: the boot manifest (default derived from the hub, runmode, version).
+    pub manifest: Option<String>,
+    /// `zos.ca=FILE` (repeatable): extra CA certificates to trust, besides the image's bundle.
+    pub ca_files: Vec<String>,
+    /// `zos.identity=FILE`: the node's ed25519 seed on a persistent disk.
+    pub identity: Option<String>,
+    /// `zos.registrar=URL`: where the node registers; none: no registration.
+    pub registrar: Option<String>,
+    /// `zos.ntp=IP` (repeatable): SNTP servers, besides DHCP option 42.
+    pub ntp: Vec<std::net::IpAddr>,
+    /// `zos.fetch=none`: skip the fetch stage (the next root is already in the image).
+    pub fetch_disabled: bool,
 }
 
 /// The kernel's `ip=` setting, as far as a node needs it.
@@ -163,8 +177,11 @@ pub fn parse_ip(value: &str) -> Result<IpSetting, String> {
 }
 
 impl Settings {
-    /// The hub a run mode talks to (ZOS's hubs; `zos.probe=` overrides for probing).
-    pub fn hub_url(&self) -> &'static str {
+    /// The hub: `zos.hub=`, else the run mode's (ZOS's hubs).
+    pub fn hub_url(&self) -> &str {
+        if let Some(h) = &self.hub {
+            return h;
+        }
         match self.runmode {
             RunMode::Prod => "https://hub.grid.tf/",
             RunMode::Dev => "https://hub.dev.grid.tf/",
@@ -290,6 +307,27 @@ pub fn parse(cmdline: &str) -> (Settings, Vec<Ignored>) {
                 Ok(ip) => s.ip = Some(ip),
                 Err(e) => bad(&e),
             },
+            ("zos.hub" | "zos.manifest" | "zos.registrar", Some(v))
+                if v.starts_with("http://") || v.starts_with("https://") =>
+            {
+                let v = Some(v.to_string());
+                match key {
+                    "zos.hub" => s.hub = v,
+                    "zos.manifest" => s.manifest = v,
+                    _ => s.registrar = v,
+                }
+            }
+            ("zos.hub" | "zos.manifest" | "zos.registrar", _) => {
+                bad("expects an http:// or https:// URL")
+            }
+            ("zos.ca", Some(v)) if v.starts_with('/') => s.ca_files.push(v.to_string()),
+            ("zos.identity", Some(v)) if v.starts_with('/') => s.identity = Some(v.to_string()),
+            ("zos.ca" | "zos.identity", _) => bad("expects an absolute path"),
+            ("zos.ntp", Some(v)) => match v.parse() {
+                Ok(ip) => s.ntp.push(ip),
+                Err(_) => bad("expects an IP address"),
+            },
+            ("zos.fetch", Some("none")) => s.fetch_disabled = true,
             ("zos.probe", Some("none")) => s.probes_disabled = true,
             ("zos.probe", Some(v)) if v.starts_with("http://") || v.starts_with("https://") => {
                 s.probes.push(v.to_string())
@@ -331,6 +369,33 @@ mod tests {
             s.probe_urls(),
             vec!["http://hub.lab.test/", "https://[2001:db8::1]/x"]
         );
+    }
+
+    #[test]
+    fn fetch_and_registration_keys_are_read() {
+        let (s, ignored) = parse(
+            "zos.hub=https://hub.lab.test/ zos.manifest=http://hub.lab.test/m.json \
+             zos.ca=/etc/zos/ca.pem zos.identity=/var/cache/zos/seed \
+             zos.registrar=https://grid.lab.test/api/v1/nodes zos.ntp=10.1.0.1 zos.ntp=2001:db8::123 \
+             zos.fetch=none zos.ca=relative.pem zos.ntp=pool",
+        );
+        assert_eq!(s.hub_url(), "https://hub.lab.test/");
+        assert_eq!(
+            s.probe_urls(),
+            vec!["https://hub.lab.test/"],
+            "probes follow the hub"
+        );
+        assert_eq!(s.manifest.as_deref(), Some("http://hub.lab.test/m.json"));
+        assert_eq!(s.ca_files, vec!["/etc/zos/ca.pem"]);
+        assert_eq!(s.identity.as_deref(), Some("/var/cache/zos/seed"));
+        assert_eq!(
+            s.registrar.as_deref(),
+            Some("https://grid.lab.test/api/v1/nodes")
+        );
+        assert_eq!(s.ntp.len(), 2);
+        assert!(s.fetch_disabled);
+        let words: Vec<_> = ignored.iter().map(|i| i.word.as_str()).collect();
+        assert_eq!(words, vec!["zos.ca=relative.pem", "zos.ntp=pool"]);
     }
 
     #[test]
