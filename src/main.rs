@@ -17,6 +17,7 @@ mod report;
 mod retry;
 mod slaac;
 mod state;
+mod sys;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -69,6 +70,20 @@ struct Cli {
     allow_host: bool,
 }
 
+impl Default for Cli {
+    fn default() -> Self {
+        Cli {
+            command: Command::Help,
+            cmdline: None,
+            state: PathBuf::from(state::DEFAULT_PATH),
+            timeout: None,
+            wait_ipv6: None,
+            resolv: PathBuf::from("/etc/resolv.conf"),
+            allow_host: false,
+        }
+    }
+}
+
 fn parse_args() -> Result<Cli, lexopt::Error> {
     use lexopt::prelude::*;
     let mut parser = lexopt::Parser::from_env();
@@ -76,15 +91,7 @@ fn parse_args() -> Result<Cli, lexopt::Error> {
     let mut positional = Vec::new();
     let mut ifaces = Vec::new();
     let mut handoff = true;
-    let mut cli = Cli {
-        command: Command::Help,
-        cmdline: None,
-        state: PathBuf::from(state::DEFAULT_PATH),
-        timeout: None,
-        wait_ipv6: None,
-        resolv: PathBuf::from("/etc/resolv.conf"),
-        allow_host: false,
-    };
+    let mut cli = Cli::default();
     while let Some(arg) = parser.next()? {
         match arg {
             Long("iface") => ifaces.push(parser.value()?.string()?),
@@ -197,12 +204,7 @@ fn main() -> ExitCode {
     let cli = if pid1 {
         Cli {
             command: Command::Boot { handoff: true },
-            cmdline: None,
-            state: PathBuf::from(state::DEFAULT_PATH),
-            timeout: None,
-            wait_ipv6: None,
-            resolv: PathBuf::from("/etc/resolv.conf"),
-            allow_host: false,
+            ..Cli::default()
         }
     } else {
         match parse_args() {

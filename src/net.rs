@@ -289,14 +289,9 @@ pub async fn run(cfg: &NetConfig, console: &Console) -> Result<State, NetError> 
                         {
                             Ok(()) => {
                                 console.line(format_args!(
-                                    "{}: DHCPv4 {}/{}{}, lease {} from {} ({} ms)",
+                                    "{}: DHCPv4 {}, lease {} from {} ({} ms)",
                                     run.nic.name,
-                                    lease.address,
-                                    lease.prefix,
-                                    lease
-                                        .gateway()
-                                        .map(|g| format!(" via {g}"))
-                                        .unwrap_or_default(),
+                                    lease.summary(),
                                     report::human_secs(lease.lease_secs),
                                     lease.server,
                                     u.since_first_send.as_millis()
@@ -510,14 +505,9 @@ async fn apply_static(
     match apply::apply(handle, run.nic.index, &run.nic.name, &lease, OOB_METRIC).await {
         Ok(()) => {
             console.line(format_args!(
-                "{}: static IPv4 {}/{}{} (ip= on the kernel command line)",
+                "{}: static IPv4 {} (ip= on the kernel command line)",
                 run.nic.name,
-                lease.address,
-                lease.prefix,
-                lease
-                    .gateway()
-                    .map(|g| format!(" via {g}"))
-                    .unwrap_or_default()
+                lease.summary()
             ));
             run.lease = Some(lease);
             run.obtained = Some(SystemTime::now());

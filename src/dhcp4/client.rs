@@ -96,6 +96,15 @@ impl Lease {
             .unwrap_or_default()
     }
 
+    /// "10.1.0.23/24 via 10.1.0.1", for console lines.
+    pub fn summary(&self) -> String {
+        let via = self
+            .gateway()
+            .map(|g| format!(" via {g}"))
+            .unwrap_or_default();
+        format!("{}/{}{via}", self.address, self.prefix)
+    }
+
     /// The default gateway actually used, if any.
     pub fn gateway(&self) -> Option<Ipv4Addr> {
         self.routes()

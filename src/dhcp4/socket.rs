@@ -6,6 +6,7 @@
 //! an IP we do not own yet (RFC 2131 §4.1). Hence [`RawDhcpSocket`], which builds the IPv4/UDP
 //! headers itself; [`UdpDhcpSocket`] takes over once the address is set.
 
+use crate::sys::setsockopt_raw;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -461,29 +462,6 @@ fn set_int_opt(
     val: libc::c_int,
 ) -> io::Result<()> {
     setsockopt_raw(fd, level, name, &val)
-}
-
-fn setsockopt_raw<T>(
-    fd: &OwnedFd,
-    level: libc::c_int,
-    name: libc::c_int,
-    val: &T,
-) -> io::Result<()> {
-    let len = std::mem::size_of::<T>() as libc::socklen_t;
-    // SAFETY: `val` points to `len` readable bytes for the duration of the call.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            level,
-            name,
-            std::ptr::from_ref(val).cast(),
-            len,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 async fn send_all(fd: &Async<OwnedFd>, packet: &[u8], to: &LinkAddr) -> io::Result<()> {

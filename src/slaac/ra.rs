@@ -6,6 +6,7 @@
 //! [`RaSocket`] and [`NdUserOptSocket`] are thin drivers that only move bytes and drop invalid
 //! packets with a one-line `debug!` reason.
 
+use crate::sys::setsockopt_raw;
 use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::io::{self, IoSliceMut};
@@ -559,29 +560,6 @@ fn split_netlink(mut data: &[u8]) -> Vec<NdUserOpt> {
         data = data.get(align4(len)..).unwrap_or_default();
     }
     out
-}
-
-fn setsockopt_raw<T>(
-    fd: &OwnedFd,
-    level: libc::c_int,
-    name: libc::c_int,
-    val: &T,
-) -> io::Result<()> {
-    let len = std::mem::size_of::<T>() as libc::socklen_t;
-    // SAFETY: `val` points to `len` readable bytes for the duration of the call.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            level,
-            name,
-            std::ptr::from_ref(val).cast(),
-            len,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 #[cfg(test)]
