@@ -540,8 +540,16 @@ fn carrier_up(
         if let Some(sock) = run.ra_socket.clone() {
             let (index, name) = (run.nic.index, run.nic.name.clone());
             smol::spawn(async move {
-                if let Err(e) = sock.solicit(index, None).await {
-                    log::debug!("{name}: router solicitation not sent: {e}");
+                // Right after carrier-up the kernel may not route the multicast yet
+                // (ENETUNREACH): try again shortly rather than wait for the kernel's own RS.
+                for attempt in 0..5 {
+                    match sock.solicit(index, None).await {
+                        Ok(()) => break,
+                        Err(e) => {
+                            log::debug!("{name}: router solicitation not sent ({attempt}): {e}");
+                            smol::Timer::after(Duration::from_millis(20)).await;
+                        }
+                    }
                 }
             })
             .detach();
