@@ -944,7 +944,12 @@ fn build_state(b: Built) -> State {
                     .map(|l| Ipv4Entry {
                         address: l.address,
                         prefix: l.prefix,
-                        source: "dhcp".into(),
+                        source: if run.dhcp_state == "STATIC" {
+                            "static"
+                        } else {
+                            "dhcp"
+                        }
+                        .into(),
                         lease_secs: l.lease_secs,
                         server: l.server,
                     })

@@ -956,3 +956,75 @@ fn dhcp4_subcommand_binds_one_interface() {
         "dhcp4 eth0 touched eth1\n{ctx}"
     );
 }
+
+/// `ip=<client>::<gw>:<netmask>:<host>:<dev>:none` on the kernel command line: the NIC gets
+/// that address and route without any DHCP server, and is the OOB NIC.
+#[test]
+fn static_ip_from_the_kernel_command_line_needs_no_dhcp() {
+    let t = "static_ip_from_the_kernel_command_line_needs_no_dhcp";
+    if !require_root(t) {
+        return;
+    }
+    let lab = Lab::new("staticip");
+    lab.wire("eth0", "r0", "10.61.0.1/24");
+    let state_path = lab.state_path();
+    let cmdline = "zos.probe=none ip=10.61.0.7::10.61.0.1:255.255.255.0:node7:eth0:none:10.61.0.53";
+    let started = Instant::now();
+    let run = lab.run_node(
+        &[
+            "net",
+            "--cmdline",
+            cmdline,
+            "--wait-ipv6",
+            "0",
+            "--state",
+            &state_path.to_string_lossy(),
+            "--resolv",
+            &lab.path("resolv.conf").to_string_lossy(),
+            "--timeout",
+            "10",
+        ],
+        Duration::from_secs(30),
+    );
+    let state = expect_online(&lab, &run, None);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "a static address waits for nothing\n{}",
+        run.describe()
+    );
+    let eth0 = state_iface(&state, "eth0");
+    assert_eq!(eth0["role"], "oob", "{}", pretty(&state));
+    assert_eq!(eth0["dhcp4"], "STATIC", "{}", pretty(&state));
+    assert_eq!(
+        eth0["ipv4"][0]["address"],
+        "10.61.0.7",
+        "{}",
+        pretty(&state)
+    );
+    assert_eq!(eth0["ipv4"][0]["source"], "static", "{}", pretty(&state));
+    let addrs = lab.node_ipv4("eth0");
+    assert!(
+        addrs
+            .iter()
+            .any(|a| a.address == Ipv4Addr::new(10, 61, 0, 7) && a.prefix == 24),
+        "kernel addresses: {addrs:?}"
+    );
+    let routes = lab.node_routes();
+    assert!(
+        routes
+            .iter()
+            .any(|r| r.dst == "default" && r.gateway == Some(Ipv4Addr::new(10, 61, 0, 1))),
+        "routes: {routes:?}"
+    );
+    let resolv = fs::read_to_string(lab.path("resolv.conf")).unwrap_or_default();
+    assert!(
+        resolv.contains("nameserver 10.61.0.53"),
+        "resolv.conf:\n{resolv}"
+    );
+    assert!(
+        run.stdout()
+            .contains("static IPv4 10.61.0.7/24 via 10.61.0.1"),
+        "{}",
+        run.describe()
+    );
+}
