@@ -105,7 +105,10 @@ for ns in "$router" "$node"; do
   t ip netns add "$ns"
   t ip -n "$ns" link set lo up
 done
-t ip -n "$router" link add "$rif" type veth peer name "$ifn" netns "$node"
+# A distinct ifindex for the router end: when both veth ends have the same index in their
+# namespaces, the kernel treats their carrier change as non-urgent and may delay activating the
+# queue by up to a second, which drops whatever a client sends first (a lab artefact).
+t ip -n "$router" link add "$rif" index 1001 type veth peer name "$ifn" netns "$node"
 t ip -n "$router" addr add 10.77.0.1/24 dev "$rif"
 t ip -n "$router" link set "$rif" up
 

@@ -12,7 +12,7 @@ packages=(
   # tests/qemu_e2e.rs); the cloud kernel is only booted in QEMU, never on this machine
   qemu-system-x86 linux-image-cloud-amd64 cpio zstd ca-certificates
   # the test grid (tests/grid/grid.py: HTTPS, ed25519) and the benchmarks' packet timing
-  python3 python3-cryptography openssl tcpdump ndisc6 file
+  python3 python3-cryptography openssl curl tcpdump ndisc6 file
 )
 target=x86_64-unknown-linux-musl
 
