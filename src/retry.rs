@@ -23,6 +23,15 @@ impl Backoff {
         jitter_pct: 20,
     };
 
+    /// Downloads from the hub (timeouts, resets, 5xx): 100 ms doubling to 5 s, the schedule
+    /// Ignition uses for its fetches. A dropped connection resumes almost at once; a hub that is
+    /// down is asked every 5 s, and the jitter spreads a rack of nodes that retry together.
+    pub const DOWNLOAD: Backoff = Backoff {
+        initial: Duration::from_millis(100),
+        cap: Duration::from_secs(5),
+        jitter_pct: 20,
+    };
+
     /// Delay before retry number `attempt` (0 = the first retry). `random` is any u32 drawn
     /// uniformly by the caller; it picks the jitter.
     pub fn delay(&self, attempt: u32, random: u32) -> Duration {
