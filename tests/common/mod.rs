@@ -36,11 +36,14 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+#[path = "proc.rs"]
+mod proc;
+pub use proc::*;
+
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_zos-netboot");
 
 /// Bound for the short housekeeping commands (`ip`, `nft`, `kill`, ...).
-const CMD_SECS: u64 = 20;
 /// Upper bound on a dnsmasq's life: protects against leaks if the test process is killed.
 const DNSMASQ_MAX_SECS: u64 = 300;
 
@@ -184,69 +187,10 @@ fn probe_lab_support() -> Result<(), String> {
 // ------------------------------------------------------------------------------------------
 // Command helpers
 
-/// Runs `argv` under `timeout -k 2 <secs>`, capturing its output. Never panics on a non-zero
-/// exit; panics only if `timeout` itself cannot be started.
-pub fn run_cmd(argv: &[&str], secs: u64) -> Output {
-    Command::new("timeout")
-        .args(["-k", "2", &secs.to_string()])
-        .args(argv)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run `timeout ... {}`: {e}", argv.join(" ")))
-}
-
-/// Like [`run_cmd`], and panics with the command's stderr unless it exits 0. Returns stdout.
-pub fn run_ok(argv: &[&str]) -> String {
-    let out = run_cmd(argv, CMD_SECS);
-    if !out.status.success() {
-        panic!(
-            "`{}` failed ({}):\n{}{}",
-            argv.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn run_json(argv: &[&str]) -> Value {
     let out = run_ok(argv);
     serde_json::from_str(&out)
         .unwrap_or_else(|e| panic!("`{}`: not JSON ({e}): {out}", argv.join(" ")))
-}
-
-fn kill_pid(pid: u32, signal: &str) {
-    let _ = run_cmd(&["kill", &format!("-{signal}"), &pid.to_string()], CMD_SECS);
-}
-
-fn pid_alive(pid: u32) -> bool {
-    // A zombie still has a /proc entry; its state is 'Z'.
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .map(|(_, rest)| !rest.trim_start().starts_with('Z'))
-            .unwrap_or(true),
-        Err(_) => false,
-    }
-}
-
-/// Stops a child that runs `timeout ... <cmd>`: SIGTERM to `timeout` (it forwards the signal
-/// to its process group, and SIGKILLs after its `-k` grace), wait, then SIGKILL; always reaps.
-fn stop_child(child: &mut Child, grace: Duration) {
-    if let Ok(Some(_)) = child.try_wait() {
-        return;
-    }
-    kill_pid(child.id(), "TERM");
-    let deadline = Instant::now() + grace;
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        sleep(Duration::from_millis(10));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 fn kill_namespace_pids(ns: &str) {

@@ -28,9 +28,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+#[path = "../common/proc.rs"]
+mod proc;
+pub use proc::*;
+
 pub const REPO: &str = env!("CARGO_MANIFEST_DIR");
 /// Bound for the short housekeeping commands.
-const CMD_SECS: u64 = 20;
 /// Upper bound on a daemon's life, in case this process dies without dropping it.
 const DAEMON_MAX_SECS: u64 = 300;
 /// What qemu/run.sh gives a TCG boot before it kills QEMU.
@@ -191,63 +194,6 @@ pub fn cloud_kernel() -> Option<(PathBuf, String)> {
 
 // ------------------------------------------------------------------------------------------
 // Commands
-
-/// Runs `argv` under `timeout -k 2 <secs>`, capturing its output.
-pub fn run_cmd(argv: &[&str], secs: u64) -> Output {
-    Command::new("timeout")
-        .args(["-k", "2", &secs.to_string()])
-        .args(argv)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run `timeout ... {}`: {e}", argv.join(" ")))
-}
-
-/// Like [`run_cmd`] (20 s), and panics with the output unless it exits 0. Returns stdout.
-pub fn run_ok(argv: &[&str]) -> String {
-    let out = run_cmd(argv, CMD_SECS);
-    if !out.status.success() {
-        panic!(
-            "`{}` failed ({}):\n{}{}",
-            argv.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn kill_pid(pid: u32, signal: &str) {
-    let _ = run_cmd(&["kill", &format!("-{signal}"), &pid.to_string()], CMD_SECS);
-}
-
-fn pid_alive(pid: u32) -> bool {
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .map(|(_, rest)| !rest.trim_start().starts_with('Z'))
-            .unwrap_or(true),
-        Err(_) => false,
-    }
-}
-
-/// Stops a child that runs `timeout ... <cmd>`: SIGTERM to `timeout` (it passes the signal on,
-/// and SIGKILLs after its `-k` grace), wait up to `grace`, then SIGKILL; always reaps.
-fn stop_child(child: &mut Child, grace: Duration) {
-    if let Ok(Some(_)) = child.try_wait() {
-        return;
-    }
-    kill_pid(child.id(), "TERM");
-    let deadline = Instant::now() + grace;
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-}
 
 fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;
