@@ -669,7 +669,7 @@ async fn within<T>(d: Duration, fut: impl Future<Output = T>) -> Option<T> {
 }
 
 /// "2s", "1500ms".
-fn human(d: Duration) -> String {
+pub(crate) fn human(d: Duration) -> String {
     match d.subsec_millis() {
         0 => format!("{}s", d.as_secs()),
         _ => format!("{}ms", d.as_millis()),

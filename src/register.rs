@@ -9,6 +9,7 @@
 //! Split like the DHCP client: [`body`] and [`classify_response`] are pure; [`register`] only
 //! sequences attempts and waits, with the POST itself injected by the caller (the HTTP client
 //! lives in `crate::fetch`), so the whole retry policy is tested with a fake poster.
+use crate::fetch::download::hex;
 use std::fmt;
 use std::fs;
 use std::future::Future;
@@ -187,16 +188,6 @@ fn hex_value(c: u8) -> Option<u8> {
         b'A'..=b'F' => Some(c - b'A' + 10),
         _ => None,
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[usize::from(b >> 4)] as char);
-        s.push(DIGITS[usize::from(b & 0xf)] as char);
-    }
-    s
 }
 
 /// Best effort: overwrite copies of the seed we own before they are freed. (The key itself is

@@ -8,6 +8,7 @@
 //! (RFC 3986 §5.2). The driver, [`request`], only moves bytes and keeps time: DNS through
 //! `probe::resolve`, TCP through `probe::connect_happy`, TLS through futures-rustls (SNI = the
 //! URL's host), a timeout per step, at most [`MAX_REDIRECTS`] redirects.
+use crate::probe::human;
 use std::fmt;
 use std::future::Future;
 use std::io;
@@ -277,7 +278,7 @@ impl ResponseHead {
             .transpose()
     }
 
-    /// The Date header as sent (RFC 9110 §6.6.1); [`parse_http_date`] turns it into Unix time,
+    /// The Date header as sent (RFC 9110 §6.6.1); [`crate::clock::parse_http_date`] turns it into Unix time,
     /// e.g. to notice a node clock that makes certificates look not yet valid.
     pub fn date(&self) -> Option<&str> {
         self.header("date")
@@ -571,41 +572,6 @@ pub fn excerpt(body: &[u8]) -> String {
     out
 }
 
-/// Unix seconds of an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`, RFC 9110 §5.6.7), the only
-/// form current servers send.
-pub fn parse_http_date(s: &str) -> Option<u64> {
-    let (_, rest) = s.trim().split_once(", ")?;
-    let parts: Vec<&str> = rest.split(' ').collect();
-    let [day, month, year, time, "GMT"] = parts.as_slice() else {
-        return None;
-    };
-    let num = |s: &str, len: usize| -> Option<u64> {
-        (s.len() == len && s.bytes().all(|b| b.is_ascii_digit())).then(|| s.parse().ok())?
-    };
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let month = MONTHS.iter().position(|m| m == month)? as u64 + 1;
-    let (day, year) = (num(day, 2)?, num(year, 4)?);
-    let hms: Vec<&str> = time.split(':').collect();
-    let [h, m, sec] = hms.as_slice() else {
-        return None;
-    };
-    let (h, m, sec) = (num(h, 2)?, num(m, 2)?, num(sec, 2)?);
-    if !(1..=31).contains(&day) || year < 1970 || h > 23 || m > 59 || sec > 60 {
-        return None;
-    }
-    // Days from 1970-01-01 to the civil date (H. Hinnant's days_from_civil), years ≥ 1970.
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y / 400;
-    let yoe = y % 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = (era * 146_097 + doe).checked_sub(719_468)?;
-    Some(days * 86_400 + h * 3600 + m * 60 + sec)
-}
-
 // ---------------------------------------------------------------------------------------------
 // Errors.
 
@@ -741,14 +707,6 @@ impl fmt::Display for HttpError {
 }
 
 impl std::error::Error for HttpError {}
-
-/// "2s", "1500ms".
-fn human(d: Duration) -> String {
-    match d.subsec_millis() {
-        0 => format!("{}s", d.as_secs()),
-        _ => format!("{}ms", d.as_millis()),
-    }
-}
 
 fn io_reason(e: &io::Error) -> String {
     use io::ErrorKind as K;
@@ -1340,7 +1298,10 @@ mod tests {
                 complete: Some(1000)
             }))
         );
-        assert_eq!(h.date().and_then(parse_http_date), Some(784_111_777));
+        assert_eq!(
+            h.date().and_then(crate::clock::parse_http_date),
+            Some(784_111_777)
+        );
         assert_eq!(framing(Method::Get, &h), Ok(Framing::Length(500)));
         assert_eq!(framing(Method::Head, &h), Ok(Framing::Empty));
     }
@@ -1501,8 +1462,10 @@ mod tests {
         assert_eq!(excerpt(b""), "");
     }
 
+    /// The Date header goes through the one HTTP-date parser, `clock::parse_http_date`.
     #[test]
     fn http_dates() {
+        use crate::clock::parse_http_date;
         assert_eq!(parse_http_date("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
         assert_eq!(
             parse_http_date("Tue, 25 Nov 2025 10:00:00 GMT"),
@@ -1512,11 +1475,12 @@ mod tests {
             parse_http_date("Thu, 29 Feb 2024 23:59:59 GMT"),
             Some(1_709_251_199)
         );
+        // RFC 9110 §5.6.7: recipients accept the two obsolete forms too.
+        for old in ["Sunday, 06-Nov-94 08:49:37 GMT", "Sun Nov  6 08:49:37 1994"] {
+            assert_eq!(parse_http_date(old), Some(784_111_777), "{old:?}");
+        }
         for bad in [
-            "Sunday, 06-Nov-94 08:49:37 GMT",
-            "Sun Nov  6 08:49:37 1994",
             "Sun, 06 Nov 1994 08:49:37 UTC",
-            "Sun, 6 Nov 1994 08:49:37 GMT",
             "Sun, 06 Foo 1994 08:49:37 GMT",
         ] {
             assert_eq!(parse_http_date(bad), None, "{bad:?}");
