@@ -1,12 +1,17 @@
 //! The boot pipeline, as PID 1 in the initramfs (or `zos-netboot boot` in a lab):
-//! early → drivers → network (DHCPv4 + SLAAC + probes + classification) → state → hand-off.
-//! As PID 1 it never exits: a failed stage is reported on the console and retried with backoff.
+//! early → drivers → network (DHCPv4 + SLAAC + probes + classification) → fetch (clock,
+//! manifest, artifacts, install; drivers again if modules came) → registration → hand-off. The
+//! state file is rewritten after each stage. As PID 1 it never exits: a failed stage is
+//! reported on the console and retried with backoff. Outside PID 1 each stage runs once, and
+//! the fetch and registration only with `--sysroot` (they write files: never the host's).
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::cmdline::Settings;
 use crate::handoff;
 use crate::net::{self, NetConfig};
+use crate::provision::{self, FetchConfig, FetchRecord};
+use crate::register::{self, Farm, RegisterConfig};
 use crate::report::{self, Console};
 use crate::retry::Backoff;
 use crate::state::State;
@@ -23,21 +28,32 @@ pub struct BootOptions {
     pub handoff: bool,
     pub state_dir: PathBuf,
     pub net: NetConfig,
-    /// Where kernel modules live (/lib/modules/<release>).
-    pub modules_dir: PathBuf,
+    /// Where the boot's files are: `/` as PID 1, `--sysroot DIR` in a lab (None: not given,
+    /// so no stage that writes files runs).
+    pub sysroot: Option<PathBuf>,
+    /// `uname -r`.
+    pub release: String,
 }
+
+impl BootOptions {
+    /// `abs` (an absolute path of the node) inside the sysroot.
+    fn path(&self, abs: &str) -> PathBuf {
+        let root = self.sysroot.as_deref().unwrap_or(Path::new("/"));
+        root.join(abs.trim_start_matches('/'))
+    }
+
+    fn modules_root(&self) -> PathBuf {
+        self.path("/lib/modules")
+    }
+}
+
+/// Attempts of a registration outside PID 1 (a lab run must end).
+const LAB_REGISTER_ATTEMPTS: u32 = 8;
 
 /// Runs the pipeline. Returns only when not PID 1 (for `boot --no-handoff` in a lab).
 pub fn run(console: &Console, settings: &Settings, opts: BootOptions) -> bool {
     if opts.pid1 {
-        let report = crate::drivers::coldplug(
-            Path::new("/sys"),
-            &opts.modules_dir,
-            Path::new("/proc/modules"),
-        );
-        for line in report.summary_lines() {
-            console.line(format_args!("drivers: {line}"));
-        }
+        coldplug(console, &opts);
     } else {
         console.line("drivers: not loading kernel modules (not PID 1)");
     }
@@ -74,11 +90,18 @@ pub fn run(console: &Console, settings: &Settings, opts: BootOptions) -> bool {
         "online in {} ms",
         state.timings_ms.total.unwrap_or(0)
     ));
+    let mut state = state;
+    if !fetch_stage(console, settings, &opts, &mut state) {
+        return false;
+    }
+    if !register_stage(console, settings, &opts, &mut state) {
+        return false;
+    }
     if !(opts.pid1 && opts.handoff) {
         return true;
     }
 
-    let root = PathBuf::from(settings.next_root.as_deref().unwrap_or("/next-root"));
+    let root = opts.path(settings.next_root.as_deref().unwrap_or("/next-root"));
     let init = PathBuf::from(settings.next_init.as_deref().unwrap_or("/sbin/init"));
     let mut attempt = 0;
     loop {
@@ -95,6 +118,167 @@ pub fn run(console: &Console, settings: &Settings, opts: BootOptions) -> bool {
         }
         let wait = STAGE_RETRY.delay(attempt, fastrand::u32(..));
         console.line(format_args!("retrying the hand-off in {}s", wait.as_secs()));
+        std::thread::sleep(wait);
+        attempt = (attempt + 1).min(10);
+    }
+}
+
+fn coldplug(console: &Console, opts: &BootOptions) {
+    let report = crate::drivers::coldplug(
+        Path::new("/sys"),
+        &opts.modules_root().join(&opts.release),
+        Path::new("/proc/modules"),
+    );
+    for line in report.summary_lines() {
+        console.line(format_args!("drivers: {line}"));
+    }
+}
+
+/// The CA files to trust: the image's bundle when it has one, then `zos.ca=` files.
+fn ca_files(settings: &Settings, opts: &BootOptions) -> Vec<PathBuf> {
+    let bundle = opts.path(crate::fetch::tls::DEFAULT_CA_BUNDLE);
+    let mut files: Vec<PathBuf> = bundle.is_file().then_some(bundle).into_iter().collect();
+    files.extend(settings.ca_files.iter().map(|f| opts.path(f)));
+    files
+}
+
+/// Why a stage that writes the node's files must not run here, if it must not.
+fn no_files_here(opts: &BootOptions) -> Option<&'static str> {
+    (!opts.pid1 && opts.sysroot.is_none())
+        .then_some("not PID 1 and no --sysroot: this machine's files are not ours to write")
+}
+
+/// Runs the fetch stage until it succeeds (PID 1) or once (elsewhere). False: it failed and
+/// this is not PID 1.
+fn fetch_stage(
+    console: &Console,
+    settings: &Settings,
+    opts: &BootOptions,
+    state: &mut State,
+) -> bool {
+    let skipped = if settings.fetch_disabled {
+        Some("zos.fetch=none")
+    } else {
+        no_files_here(opts)
+    };
+    let manifest_url = settings.manifest.clone().unwrap_or_else(|| {
+        crate::fetch::manifest::default_url(
+            settings.hub_url(),
+            &settings.runmode.to_string(),
+            settings.version.as_deref(),
+        )
+    });
+    if let Some(why) = skipped {
+        console.line(format_args!("fetch: skipped ({why})"));
+        state.fetch = Some(FetchRecord {
+            manifest: manifest_url,
+            skipped: Some(why.into()),
+            ..FetchRecord::default()
+        });
+        write_state(console, &opts.state_dir, state);
+        return true;
+    }
+    let cfg = FetchConfig {
+        manifest_url,
+        ca_files: ca_files(settings, opts),
+        ntp: settings.ntp.clone(),
+        cache_dir: opts.state_dir.join("cache"),
+        next_root: opts.path(settings.next_root.as_deref().unwrap_or("/next-root")),
+        modules_root: opts.modules_root(),
+        release: opts.release.clone(),
+        set_clock: opts.pid1,
+        build_unix: env!("ZOS_BUILD_UNIX").parse().unwrap_or(0),
+    };
+    let mut attempt = 0;
+    loop {
+        let fetched = smol::block_on(provision::run(&cfg, state, console));
+        let ok = fetched.ok();
+        state.fetch = Some(fetched.record);
+        write_state(console, &opts.state_dir, state);
+        if fetched.modules_installed {
+            if opts.pid1 {
+                coldplug(console, opts);
+            } else {
+                console.line("drivers: new modules installed; not loading them (not PID 1)");
+            }
+        }
+        if ok {
+            return true;
+        }
+        if !opts.pid1 {
+            return false;
+        }
+        if attempt == 0 && settings.debug {
+            crate::early::rescue_shell("fetching the boot artifacts failed (zos.debug)");
+        }
+        let wait = STAGE_RETRY.delay(attempt, fastrand::u32(..));
+        console.line(format_args!("retrying the fetch in {}s", wait.as_secs()));
+        std::thread::sleep(wait);
+        attempt = (attempt + 1).min(10);
+    }
+}
+
+/// Registers with `zos.registrar=` until it succeeds (PID 1) or once (elsewhere).
+fn register_stage(
+    console: &Console,
+    settings: &Settings,
+    opts: &BootOptions,
+    state: &mut State,
+) -> bool {
+    let Some(registrar) = settings.registrar.clone() else {
+        console.line("registration: skipped (no zos.registrar=)");
+        return true;
+    };
+    if let Some(why) = no_files_here(opts) {
+        // The identity seed is handed over in a file.
+        console.line(format_args!("registration: skipped ({why})"));
+        return true;
+    }
+    let cfg = RegisterConfig {
+        registrar,
+        identity: settings.identity.as_deref().map(|p| opts.path(p)),
+        handoff_dir: opts.state_dir.clone(),
+        kernel: opts.release.clone(),
+        max_attempts: if opts.pid1 { 0 } else { LAB_REGISTER_ATTEMPTS },
+    };
+    let runmode = settings.runmode.to_string();
+    let farm = Farm {
+        farmer_id: settings.farmer_id,
+        runmode: &runmode,
+        version: settings.version.as_deref(),
+    };
+    let mut attempt = 0;
+    loop {
+        let record = match provision::http_options(state, &ca_files(settings, opts)) {
+            Ok(http) => smol::block_on(register::run(&cfg, &farm, state, &http, console)),
+            Err(e) => {
+                console.line(format_args!("registration failed: {e}"));
+                register::RegistrationRecord {
+                    registrar: cfg.registrar.clone(),
+                    node_id: None,
+                    identity: None,
+                    created: None,
+                    registrations: None,
+                    attempts: 0,
+                    ms: 0,
+                    error: Some(e),
+                }
+            }
+        };
+        let ok = record.error.is_none();
+        state.registration = Some(record);
+        write_state(console, &opts.state_dir, state);
+        if ok {
+            return true;
+        }
+        if !opts.pid1 {
+            return false;
+        }
+        let wait = STAGE_RETRY.delay(attempt, fastrand::u32(..));
+        console.line(format_args!(
+            "retrying the registration in {}s",
+            wait.as_secs()
+        ));
         std::thread::sleep(wait);
         attempt = (attempt + 1).min(10);
     }

@@ -5,21 +5,17 @@
 //! farmer see).
 mod boot;
 mod classify;
-// Issue 5's building blocks (clock, fetch, register), each unit-tested; the boot stage that calls
-// them (online → clock → manifest → downloads → install → register → hand-off) is not wired yet.
-#[allow(dead_code)]
 mod clock;
 mod cmdline;
 mod dhcp4;
 mod drivers;
 mod early;
-#[allow(dead_code)]
 mod fetch;
 mod handoff;
 mod links;
 mod net;
 mod probe;
-#[allow(dead_code)]
+mod provision;
 mod register;
 mod report;
 mod retry;
@@ -39,7 +35,7 @@ usage:
                     [--wait-ipv6 SECS] [--resolv PATH] [--allow-host]
   zos-netboot dhcp4 IF [--cmdline STR|@FILE] [--state PATH] [--timeout SECS] [--resolv PATH]
                     [--allow-host]
-  zos-netboot boot  [--no-handoff] [same options as net]
+  zos-netboot boot  [--no-handoff] [--sysroot DIR] [same options as net]
   zos-netboot version
 
 net    brings up every physical NIC (or the --iface ones), runs DHCPv4 on all of them at once
@@ -49,7 +45,11 @@ net    brings up every physical NIC (or the --iface ones), runs DHCPv4 on all of
 dhcp4  runs DHCPv4 on IF only and exits 0 once bound.
 boot   the whole pipeline (what PID 1 runs with any arguments): as PID 1 it mounts /proc /sys
        /dev /run, loads NIC drivers, brings the network up (retrying forever), writes the state
-       under /run/zos-netboot and switches into the next root (zos.root=, zos.init=).
+       under /run/zos-netboot, sets the clock, fetches and installs the manifest's artifacts
+       (zos.manifest=), registers (zos.registrar=) and switches into the next root (zos.root=,
+       zos.init=). Elsewhere, --sysroot DIR runs the fetch and registration with every file
+       path inside DIR (state DIR/run/zos-netboot, modules DIR/lib/modules, next root
+       DIR/next-root, zos.ca=/zos.identity= files); without it they are skipped.
 
 Settings come from the kernel command line (/proc/cmdline, or --cmdline); see README.md for
 the zos.* keys. Outside PID 1 and in the host's own network namespace, nothing is touched
@@ -76,6 +76,7 @@ struct Cli {
     wait_ipv6: Option<f64>,
     resolv: PathBuf,
     allow_host: bool,
+    sysroot: Option<PathBuf>,
 }
 
 impl Default for Cli {
@@ -88,6 +89,7 @@ impl Default for Cli {
             wait_ipv6: None,
             resolv: PathBuf::from("/etc/resolv.conf"),
             allow_host: false,
+            sysroot: None,
         }
     }
 }
@@ -100,11 +102,16 @@ fn parse_args() -> Result<Cli, lexopt::Error> {
     let mut ifaces = Vec::new();
     let mut handoff = true;
     let mut cli = Cli::default();
+    let mut state_given = false;
     while let Some(arg) = parser.next()? {
         match arg {
             Long("iface") => ifaces.push(parser.value()?.string()?),
             Long("cmdline") => cli.cmdline = Some(parser.value()?.string()?),
-            Long("state") => cli.state = parser.value()?.into(),
+            Long("state") => {
+                cli.state = parser.value()?.into();
+                state_given = true;
+            }
+            Long("sysroot") => cli.sysroot = Some(parser.value()?.into()),
             Long("timeout") => cli.timeout = Some(parser.value()?.parse()?),
             Long("wait-ipv6") => cli.wait_ipv6 = Some(parser.value()?.parse()?),
             Long("resolv") => cli.resolv = parser.value()?.into(),
@@ -115,6 +122,9 @@ fn parse_args() -> Result<Cli, lexopt::Error> {
             Value(v) => positional.push(v.string()?),
             _ => return Err(arg.unexpected()),
         }
+    }
+    if let (Some(root), false) = (&cli.sysroot, state_given) {
+        cli.state = root.join(state::DEFAULT_PATH.trim_start_matches('/'));
     }
     cli.command = match sub.as_deref() {
         Some("net") if positional.is_empty() => Command::Net { ifaces },
@@ -324,7 +334,12 @@ fn main() -> ExitCode {
                 .parent()
                 .map_or_else(|| PathBuf::from(handoff::STATE_DIR), PathBuf::from),
             net: cfg,
-            modules_dir: PathBuf::from("/lib/modules").join(release),
+            sysroot: if pid1 {
+                Some(PathBuf::from("/"))
+            } else {
+                cli.sysroot.clone()
+            },
+            release,
         };
         return if boot::run(&console, &settings, opts) {
             ExitCode::SUCCESS

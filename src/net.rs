@@ -1015,5 +1015,7 @@ fn build_state(b: Built) -> State {
             .map(|l| l.ntp.clone())
             .unwrap_or_default(),
         timings_ms: b.timings,
+        fetch: None,
+        registration: None,
     }
 }

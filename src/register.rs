@@ -478,6 +478,144 @@ where
     }
 }
 
+/// What the registration stage did (`"registration"` in the state JSON).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RegistrationRecord {
+    pub registrar: String,
+    pub node_id: Option<String>,
+    /// Where the identity came from (`loaded from FILE`, `generated for this boot`).
+    pub identity: Option<String>,
+    pub created: Option<bool>,
+    pub registrations: Option<u64>,
+    pub attempts: u32,
+    pub ms: u64,
+    /// Why it failed; null once registered.
+    pub error: Option<String>,
+}
+
+/// The registration stage's inputs, paths resolved.
+#[derive(Debug, Clone)]
+pub struct RegisterConfig {
+    /// `zos.registrar=`.
+    pub registrar: String,
+    /// `zos.identity=`.
+    pub identity: Option<PathBuf>,
+    /// Where `identity.seed` is left for the full OS.
+    pub handoff_dir: PathBuf,
+    /// `uname -r`.
+    pub kernel: String,
+    /// 0: until the signed body expires (PID 1); a lab run gives up sooner.
+    pub max_attempts: u32,
+}
+
+/// The registration stage: identity, signed body, POST with retries. Never panics; the
+/// outcome (or why it failed) is in the record and on the console.
+pub async fn run(
+    cfg: &RegisterConfig,
+    farm: &Farm<'_>,
+    state: &State,
+    http: &crate::fetch::http::HttpOptions,
+    console: &crate::report::Console,
+) -> RegistrationRecord {
+    let mut record = RegistrationRecord {
+        registrar: cfg.registrar.clone(),
+        node_id: None,
+        identity: None,
+        created: None,
+        registrations: None,
+        attempts: 0,
+        ms: 0,
+        error: None,
+    };
+    let (identity, source) =
+        match Identity::load_or_generate(cfg.identity.as_deref(), &cfg.handoff_dir) {
+            Ok(x) => x,
+            Err(e) => {
+                console.line(format_args!("registration failed: {e}"));
+                record.error = Some(e);
+                return record;
+            }
+        };
+    let node_id = identity.node_id();
+    console.line(format_args!("node id {node_id} ({source})"));
+    record.node_id = Some(node_id.clone());
+    record.identity = Some(source.to_string());
+
+    let now = u64::try_from(crate::clock::now_unix_ms() / 1000).unwrap_or(0);
+    let body = body(&identity, farm, state, &cfg.kernel, boot_unix(now), now);
+    let sig = identity.sign(&body);
+    let url = cfg.registrar.clone();
+    let post = |body: Vec<u8>, headers: Vec<(String, String)>| {
+        let url = url.clone();
+        async move {
+            use crate::fetch::http::{self as h, ErrorKind, Method};
+            let hdrs: Vec<(&str, &str)> = headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            match h::request(Method::Post, &url, &hdrs, Some(&body), http).await {
+                Ok(mut resp) => {
+                    let status = resp.status();
+                    let answer = resp.body(64 * 1024).await.map_err(|e| e.to_string())?;
+                    Ok((status, answer))
+                }
+                Err(e) => match e.kind {
+                    ErrorKind::Status { code, excerpt, .. } => Ok((code, excerpt.into_bytes())),
+                    _ => Err(e.to_string()),
+                },
+            }
+        }
+    };
+    let attempts = std::cell::Cell::new(1u32);
+    let start = Instant::now();
+    let result = register(
+        post,
+        body,
+        sig,
+        node_id,
+        Backoff::REGISTER,
+        cfg.max_attempts,
+        |n, why| {
+            attempts.set(n + 1);
+            console.line(format_args!("registration attempt {n} failed: {why}"));
+        },
+    )
+    .await;
+    record.attempts = attempts.get();
+    record.ms = start.elapsed().as_millis() as u64;
+    match result {
+        Ok(r) => {
+            console.line(format_args!(
+                "registered as {} at {}: {} (registration #{}, {} attempt{}, {} ms)",
+                r.node_id,
+                cfg.registrar,
+                if r.created { "new node" } else { "updated" },
+                r.registrations,
+                r.attempts,
+                if r.attempts == 1 { "" } else { "s" },
+                r.ms
+            ));
+            record.created = Some(r.created);
+            record.registrations = Some(r.registrations);
+            record.attempts = r.attempts;
+        }
+        Err(e) => {
+            console.line(format_args!("registration failed: {e}"));
+            record.error = Some(e);
+        }
+    }
+    record
+}
+
+/// When the machine booted: now minus /proc/uptime (now if that cannot be read).
+fn boot_unix(now_unix: u64) -> u64 {
+    let up = fs::read_to_string("/proc/uptime")
+        .ok()
+        .and_then(|s| s.split('.').next()?.parse::<u64>().ok())
+        .unwrap_or(0);
+    now_unix.saturating_sub(up)
+}
+
 fn human(d: Duration) -> String {
     if d < Duration::from_secs(1) {
         format!("{} ms", d.as_millis())
@@ -697,6 +835,8 @@ mod tests {
             search: vec![],
             ntp: vec![],
             timings_ms: Timings::default(),
+            fetch: None,
+            registration: None,
         }
     }
 

@@ -30,6 +30,20 @@ impl Console {
         self.start
     }
 
+    /// A second handle on the same console (same clock, same kmsg), for a progress callback
+    /// that must own what it uses.
+    pub fn try_clone(&self) -> Console {
+        let kmsg = self
+            .kmsg
+            .as_ref()
+            .and_then(|k| k.lock().ok()?.try_clone().ok())
+            .map(std::sync::Mutex::new);
+        Console {
+            start: self.start,
+            kmsg,
+        }
+    }
+
     pub fn line(&self, text: impl std::fmt::Display) {
         let t = self.start.elapsed();
         let mut out = std::io::stdout().lock();

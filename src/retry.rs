@@ -32,6 +32,15 @@ impl Backoff {
         jitter_pct: 20,
     };
 
+    /// Registration with the grid (no answer, 5xx): 500 ms doubling to 30 s with ±50 % jitter.
+    /// A whole farm powering on after an outage retries together; wide jitter spreads them so
+    /// the registrar sees a trickle, not waves.
+    pub const REGISTER: Backoff = Backoff {
+        initial: Duration::from_millis(500),
+        cap: Duration::from_secs(30),
+        jitter_pct: 50,
+    };
+
     /// Delay before retry number `attempt` (0 = the first retry). `random` is any u32 drawn
     /// uniformly by the caller; it picks the jitter.
     pub fn delay(&self, attempt: u32, random: u32) -> Duration {

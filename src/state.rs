@@ -150,6 +150,12 @@ pub struct State {
     pub search: Vec<String>,
     pub ntp: Vec<Ipv4Addr>,
     pub timings_ms: Timings,
+    /// The fetch stage (`boot` only): clock, manifest, artifacts installed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fetch: Option<crate::provision::FetchRecord>,
+    /// The registration (`boot` with `zos.registrar=` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub registration: Option<crate::register::RegistrationRecord>,
 }
 
 impl State {
@@ -238,6 +244,8 @@ mod tests {
                 total: Some(40),
                 ..Timings::default()
             },
+            fetch: None,
+            registration: None,
         };
         let v: serde_json::Value = serde_json::to_value(&state).unwrap();
         assert_eq!(v["interfaces"][0]["role"], "oob");

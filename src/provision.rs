@@ -1,0 +1,648 @@
+//! The fetch stage, once the node is online: clock → manifest → artifacts → install.
+//!
+//! 1. **Clock** before any TLS: never earlier than this binary's build, then SNTP against the
+//!    lease's option 42 and `zos.ntp=` servers; if none answers, the hub's HTTP `Date` (taken
+//!    from the manifest answer). Only PID 1 steps the clock; elsewhere the step is reported.
+//! 2. **Manifest** (`zos.manifest=`, else derived from the hub, runmode and version), fetched
+//!    with the downloads' retry policy and validated by `fetch::manifest::parse`.
+//! 3. **Artifacts**, one after the other, each verified (size + SHA-256) into the cache
+//!    directory by `fetch::download`, then installed: the modules for the running kernel into
+//!    `/lib/modules` (the boot then runs the coldplug loader again), rootfs tarballs into the
+//!    next root, single files into the next root. Nothing unverified is ever installed, and an
+//!    archive is deleted once installed (the cache is RAM); a stamp remembers it, so a retry
+//!    of the stage after a later failure does not fetch it again.
+//!
+//! Paths come in resolved (`--sysroot` in a lab, `/` as PID 1): this module never names a
+//! host path itself.
+use std::fs;
+use std::io;
+use std::net::IpAddr;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::clock::{self, ClockReport};
+use crate::fetch::download::{self, DownloadOptions, Expected};
+use crate::fetch::http::{self, HttpOptions, Method};
+use crate::fetch::install;
+use crate::fetch::manifest::{self, Artifact, Kind, Manifest};
+use crate::probe::{Family, ProbeConfig};
+use crate::report::Console;
+use crate::retry::Backoff;
+use crate::state::State;
+
+/// SNTP: one wait for all servers at once; a LAN server answers in a millisecond.
+const NTP_TIMEOUT: Duration = Duration::from_millis(1500);
+/// Manifest tries (transient failures only: timeouts, resets, 5xx).
+const MANIFEST_ATTEMPTS: u32 = 6;
+/// Downloads smaller than this get no progress lines, only the final one.
+const PROGRESS_MIN_SIZE: u64 = 8 << 20;
+
+/// Everything the stage needs, paths already resolved.
+#[derive(Debug, Clone)]
+pub struct FetchConfig {
+    pub manifest_url: String,
+    /// PEM files to trust: the image's bundle (when it exists) and `zos.ca=` files.
+    pub ca_files: Vec<PathBuf>,
+    /// `zos.ntp=` servers; the lease's option 42 servers are added from the state.
+    pub ntp: Vec<IpAddr>,
+    pub cache_dir: PathBuf,
+    pub next_root: PathBuf,
+    /// `/lib/modules` (the release directory is inside the tarball).
+    pub modules_root: PathBuf,
+    /// `uname -r`.
+    pub release: String,
+    /// PID 1 only: step the clock for real.
+    pub set_clock: bool,
+    pub build_unix: u64,
+}
+
+/// What the stage did, for the console and the state JSON (`"fetch"`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct FetchRecord {
+    pub manifest: String,
+    pub clock: Option<ClockReport>,
+    pub artifacts: Vec<ArtifactRecord>,
+    /// Why the stage failed; null when it completed.
+    pub error: Option<String>,
+    /// Why the stage did not run at all (`zos.fetch=none`, not PID 1 without `--sysroot`).
+    pub skipped: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ArtifactRecord {
+    pub name: String,
+    pub kind: String,
+    pub size: u64,
+    pub sha256: String,
+    pub url: String,
+    /// Where it was installed.
+    pub path: String,
+    pub bytes_received: u64,
+    pub attempts: u32,
+    pub resumed_from: Option<u64>,
+    pub ms: u64,
+    pub address: Option<IpAddr>,
+    /// Files (and links) and directories an archive installed.
+    pub files: u64,
+    pub dirs: u64,
+    /// "installed by an earlier attempt", device nodes skipped, …
+    pub note: Option<String>,
+}
+
+/// The stage's result: the record, and whether new kernel modules are in place.
+#[derive(Debug, Clone, Default)]
+pub struct Fetched {
+    pub record: FetchRecord,
+    pub modules_installed: bool,
+}
+
+impl Fetched {
+    pub fn ok(&self) -> bool {
+        self.record.error.is_none()
+    }
+}
+
+/// How to reach the hub: the resolvers the network stage found, the family the probes
+/// preferred (IPv6 when nothing was probed: it is the base), and the CA files.
+pub fn http_options(state: &State, ca_files: &[PathBuf]) -> Result<HttpOptions, String> {
+    let dns = state
+        .dns
+        .iter()
+        .filter(|ip| !matches!(ip, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80))
+        .copied()
+        .collect();
+    let preferred = state.preferred_family.unwrap_or(
+        if state.ipv4.gateway.is_some() && state.ipv6.router.is_none() {
+            Family::Ipv4
+        } else {
+            Family::Ipv6
+        },
+    );
+    let mut opts = HttpOptions::new(
+        ProbeConfig {
+            dns_servers: dns,
+            timeout: Duration::from_secs(2),
+            attempts: 3,
+        },
+        preferred,
+    );
+    if !ca_files.is_empty() {
+        opts.tls = Some(crate::fetch::tls::client_config(ca_files)?);
+    }
+    Ok(opts)
+}
+
+/// Runs the stage once. Failures end up in `record.error`, in words for the console.
+pub async fn run(cfg: &FetchConfig, state: &State, console: &Console) -> Fetched {
+    let mut out = Fetched {
+        record: FetchRecord {
+            manifest: cfg.manifest_url.clone(),
+            ..FetchRecord::default()
+        },
+        modules_installed: false,
+    };
+    if let Err(e) = stage(cfg, state, console, &mut out).await {
+        console.line(format_args!("fetch failed: {e}"));
+        out.record.error = Some(e);
+    }
+    out
+}
+
+async fn stage(
+    cfg: &FetchConfig,
+    state: &State,
+    console: &Console,
+    out: &mut Fetched,
+) -> Result<(), String> {
+    // The clock first: certificate validity depends on it.
+    let mut clock = ClockSync::new(cfg.set_clock, console);
+    clock.floor(cfg.build_unix);
+    let mut ntp = cfg.ntp.clone();
+    ntp.extend(state.ntp.iter().map(|ip| IpAddr::V4(*ip)));
+    ntp.dedup();
+    clock.sntp(&ntp).await;
+    out.record.clock = clock.report.clone();
+
+    let https = cfg.manifest_url.starts_with("https:");
+    if https && cfg.ca_files.is_empty() {
+        return Err(format!(
+            "{}: no CA certificates to check the hub with: the image has no {} and no zos.ca= \
+             was given",
+            cfg.manifest_url,
+            crate::fetch::tls::DEFAULT_CA_BUNDLE
+        ));
+    }
+    let opts = http_options(state, &cfg.ca_files)?;
+    let (manifest, date) = fetch_manifest(&cfg.manifest_url, &opts).await?;
+    if !clock.synced {
+        if let Some(date) = date {
+            clock.http_date(&cfg.manifest_url, &date);
+            out.record.clock = clock.report.clone();
+        }
+    }
+    console.line(format_args!(
+        "manifest {}: {} artifacts",
+        cfg.manifest_url,
+        manifest.artifacts.len()
+    ));
+
+    fs::create_dir_all(&cfg.cache_dir)
+        .map_err(|e| format!("cannot create {}: {e}", cfg.cache_dir.display()))?;
+    let mut dl = DownloadOptions::new(opts);
+    for artifact in plan(&manifest, &cfg.release, console) {
+        let record = fetch_and_install(cfg, artifact, &mut dl, console).await?;
+        if artifact.kind == Kind::Modules && record.note.is_none() {
+            out.modules_installed = true;
+        }
+        out.record.artifacts.push(record);
+    }
+    Ok(())
+}
+
+/// The artifacts to install, in order: the modules for this kernel first (the drivers may be
+/// needed by what follows), then rootfs tarballs, then files (which may go over them).
+fn plan<'a>(manifest: &'a Manifest, release: &str, console: &Console) -> Vec<&'a Artifact> {
+    let modules = manifest.modules_for(release);
+    for a in manifest
+        .artifacts
+        .iter()
+        .filter(|a| a.kind == Kind::Modules)
+    {
+        if modules != Some(a) {
+            console.line(format_args!(
+                "skipping {}: modules for kernel {}, this one is {release}",
+                a.name,
+                a.kernel.as_deref().unwrap_or("?")
+            ));
+        }
+    }
+    if modules.is_none() && manifest.artifacts.iter().any(|a| a.kind == Kind::Modules) {
+        console.line(format_args!(
+            "the manifest has no modules for this kernel ({release}): only the drivers in the \
+             image are available"
+        ));
+    }
+    let mut out: Vec<&Artifact> = modules.into_iter().collect();
+    out.extend(manifest.artifacts.iter().filter(|a| a.kind == Kind::Rootfs));
+    out.extend(manifest.artifacts.iter().filter(|a| a.kind == Kind::File));
+    out
+}
+
+/// GETs and validates the manifest, retrying transient failures. Returns the hub's `Date`
+/// header too (the clock's last resort).
+async fn fetch_manifest(
+    url: &str,
+    opts: &HttpOptions,
+) -> Result<(Manifest, Option<String>), String> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let error = match http::request(Method::Get, url, &[], None, opts).await {
+            Ok(mut resp) => {
+                let date = resp.head.date().map(str::to_string);
+                match resp.body(manifest::MAX_MANIFEST_BYTES).await {
+                    Ok(body) => {
+                        let m = manifest::parse(&body, &resp.url)
+                            .map_err(|e| format!("manifest {}: {e}", resp.url))?;
+                        return Ok((m, date));
+                    }
+                    Err(e) => e,
+                }
+            }
+            Err(e) => e,
+        };
+        if !error.is_transient() || attempt >= MANIFEST_ATTEMPTS {
+            return Err(format!("manifest: {error}"));
+        }
+        let wait = Backoff::DOWNLOAD.delay(attempt - 1, fastrand::u32(..));
+        log::warn!("manifest: {error}; retrying in {} ms", wait.as_millis());
+        smol::Timer::after(wait).await;
+    }
+}
+
+async fn fetch_and_install(
+    cfg: &FetchConfig,
+    a: &Artifact,
+    dl: &mut DownloadOptions,
+    console: &Console,
+) -> Result<ArtifactRecord, String> {
+    let sha = download::hex(&a.sha256);
+    let target = match a.kind {
+        Kind::Modules => cfg.modules_root.join(&cfg.release),
+        Kind::Rootfs | Kind::File => match a.dest.as_deref().unwrap_or("/") {
+            "/" => cfg.next_root.clone(),
+            dest => cfg.next_root.join(dest.trim_start_matches('/')),
+        },
+    };
+    let mut record = ArtifactRecord {
+        name: a.name.clone(),
+        kind: a.kind.to_string(),
+        size: a.size,
+        sha256: sha.clone(),
+        url: a.url.clone(),
+        path: target.display().to_string(),
+        bytes_received: 0,
+        attempts: 0,
+        resumed_from: None,
+        ms: 0,
+        address: None,
+        files: 0,
+        dirs: 0,
+        note: None,
+    };
+    let stamp = cfg.cache_dir.join(format!("{}.installed", a.name));
+    let stamp_text = format!("{sha} {}\n", target.display());
+    if fs::read_to_string(&stamp).is_ok_and(|s| s == stamp_text) {
+        console.line(format_args!(
+            "{}: installed by an earlier attempt, keeping it",
+            a.name
+        ));
+        record.note = Some("installed by an earlier attempt".into());
+        return Ok(record);
+    }
+
+    let archive = cfg.cache_dir.join(&a.name);
+    dl.progress = (a.size >= PROGRESS_MIN_SIZE).then(|| {
+        let console = console.try_clone();
+        let name = a.name.clone();
+        Arc::new(move |p: &download::Progress| console.line(format_args!("fetching {name}: {p}")))
+            as download::ProgressFn
+    });
+    let expected = Expected {
+        size: a.size,
+        sha256: a.sha256,
+    };
+    let got = download::download(&a.url, expected, None, &archive, dl)
+        .await
+        .map_err(|e| format!("{}: {e}", a.name))?;
+    record.bytes_received = got.bytes;
+    record.attempts = got.attempts;
+    record.resumed_from = got.resumed_from;
+    record.ms = got.ms;
+    record.address = got.address;
+    console.line(format_args!(
+        "fetched {} ({} bytes, sha256 verified) in {} ms from {}{}{}",
+        a.name,
+        a.size,
+        got.ms,
+        got.address
+            .map_or("the cache".to_string(), |ip| ip.to_string()),
+        match got.attempts {
+            0 | 1 => String::new(),
+            n => format!(", {n} requests"),
+        },
+        got.resumed_from
+            .map_or(String::new(), |o| format!(", resumed at byte {o}"))
+    ));
+
+    let installed = install_one(cfg, a, &archive);
+    // Installed or refused, the archive has served: the cache is RAM.
+    if let Err(e) = fs::remove_file(&archive) {
+        log::warn!("cannot remove {}: {e}", archive.display());
+    }
+    let (files, dirs, notes) = installed.map_err(|e| format!("{}: not installed: {e}", a.name))?;
+    record.files = files;
+    record.dirs = dirs;
+    if !notes.is_empty() {
+        record.note = Some(notes.join("; "));
+    }
+    console.line(format_args!(
+        "installed {} ({}) into {}: {files} files, {dirs} directories",
+        a.name,
+        a.kind,
+        target.display()
+    ));
+    for n in notes.iter().take(4) {
+        console.line(format_args!("  {}: {n}", a.name));
+    }
+    if let Err(e) = fs::write(&stamp, stamp_text) {
+        log::warn!("cannot write {}: {e}", stamp.display());
+    }
+    Ok(record)
+}
+
+/// Installs a verified archive or file. Returns (files, dirs, notes).
+fn install_one(
+    cfg: &FetchConfig,
+    a: &Artifact,
+    archive: &Path,
+) -> Result<(u64, u64, Vec<String>), String> {
+    match a.kind {
+        Kind::Modules => {
+            let u = install::install_modules(archive, &cfg.modules_root, &cfg.release)
+                .map_err(|e| e.to_string())?;
+            Ok((u.files, u.dirs, u.notes))
+        }
+        Kind::Rootfs => {
+            fs::create_dir_all(&cfg.next_root)
+                .map_err(|e| format!("cannot create {}: {e}", cfg.next_root.display()))?;
+            let dir = real_dirs(&cfg.next_root, a.dest.as_deref().unwrap_or("/"), true)?;
+            let u = install::unpack(archive, &dir).map_err(|e| e.to_string())?;
+            Ok((u.files, u.dirs, u.notes))
+        }
+        Kind::File => {
+            fs::create_dir_all(&cfg.next_root)
+                .map_err(|e| format!("cannot create {}: {e}", cfg.next_root.display()))?;
+            let dest = a.dest.as_deref().unwrap_or("/");
+            let (parent, name) = dest.rsplit_once('/').unwrap_or(("", dest));
+            let dir = real_dirs(&cfg.next_root, parent, true)?;
+            place_file(archive, &dir.join(name)).map_err(|e| e.to_string())?;
+            Ok((1, 0, Vec::new()))
+        }
+    }
+}
+
+/// `root` + `dest` (absolute, normalised by the manifest parser), creating missing directories
+/// and refusing any component that is a symlink or not a directory: a rootfs tarball may have
+/// put `/etc -> /somewhere` in the next root, and following it would write outside.
+fn real_dirs(root: &Path, dest: &str, create: bool) -> Result<PathBuf, String> {
+    let mut path = root.to_path_buf();
+    for c in Path::new(dest).components() {
+        match c {
+            Component::RootDir | Component::CurDir => continue,
+            Component::Normal(name) => path.push(name),
+            Component::ParentDir | Component::Prefix(_) => {
+                return Err(format!("{dest}: not a plain absolute path"))
+            }
+        }
+        match fs::symlink_metadata(&path) {
+            Ok(m) if m.is_dir() => {}
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(format!(
+                    "{} is a symlink in the next root; not writing through it",
+                    path.display()
+                ))
+            }
+            Ok(_) => return Err(format!("{} is not a directory", path.display())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
+                fs::DirBuilder::new()
+                    .mode(0o755)
+                    .create(&path)
+                    .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+            }
+            Err(e) => return Err(format!("{}: {e}", path.display())),
+        }
+    }
+    Ok(path)
+}
+
+/// Copies a verified file next to `dest` and renames it into place (0644): the next root never
+/// sees half a file. The cache is another filesystem, so a plain rename would not do.
+fn place_file(src: &Path, dest: &Path) -> io::Result<()> {
+    let mut tmp = dest.as_os_str().to_owned();
+    tmp.push(format!(".zos-tmp-{}", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    let result = (|| {
+        fs::copy(src, &tmp)?;
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o644))?;
+        fs::File::open(&tmp)?.sync_all()?;
+        fs::rename(&tmp, dest)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Sets the clock from the best source it gets, and keeps one report for the state.
+struct ClockSync<'a> {
+    apply: bool,
+    console: &'a Console,
+    report: Option<ClockReport>,
+    /// SNTP answered: the HTTP Date (second precision) is not needed.
+    synced: bool,
+}
+
+impl<'a> ClockSync<'a> {
+    fn new(apply: bool, console: &'a Console) -> Self {
+        ClockSync {
+            apply,
+            console,
+            report: None,
+            synced: false,
+        }
+    }
+
+    fn step(&mut self, source: String, step_ms: Option<i64>) {
+        let Some(step_ms) = step_ms else {
+            self.console.line(format_args!(
+                "clock: {} (within 1 s of {source})",
+                clock::format_unix(clock::now_unix_ms() / 1000)
+            ));
+            self.report = Some(ClockReport {
+                source,
+                step_ms: 0,
+                applied: false,
+            });
+            return;
+        };
+        let target = clock::now_unix_ms() + step_ms;
+        let applied = if self.apply {
+            match clock::set_realtime(target) {
+                Ok(()) => true,
+                Err(e) => {
+                    self.console
+                        .line(format_args!("clock: cannot set the clock: {e}"));
+                    false
+                }
+            }
+        } else {
+            false
+        };
+        self.console.line(format_args!(
+            "clock: {source} says {}: {} by {:.1} s{}",
+            clock::format_unix(target / 1000),
+            if step_ms > 0 { "ahead" } else { "back" },
+            step_ms.unsigned_abs() as f64 / 1000.0,
+            if applied {
+                ", clock stepped"
+            } else {
+                " (not PID 1: the clock is left alone)"
+            }
+        ));
+        self.report = Some(ClockReport {
+            source,
+            step_ms,
+            applied,
+        });
+    }
+
+    fn floor(&mut self, build_unix: u64) {
+        let now = clock::now_unix_ms();
+        if let Some(floor) = clock::floor(build_unix, u64::try_from(now / 1000).unwrap_or(0)) {
+            let target = i64::try_from(floor)
+                .unwrap_or(i64::MAX)
+                .saturating_mul(1000);
+            self.step("build-floor".into(), Some(target - now));
+        }
+    }
+
+    async fn sntp(&mut self, servers: &[IpAddr]) {
+        if servers.is_empty() {
+            self.console
+                .line("clock: no NTP server (DHCP option 42 or zos.ntp=); the hub's Date will do");
+            return;
+        }
+        match clock::best(servers, NTP_TIMEOUT).await {
+            Ok((ip, sample)) => {
+                self.synced = true;
+                let now = clock::now_unix_ms();
+                self.step(
+                    format!("sntp {ip}"),
+                    clock::step(now, now.saturating_add(sample.offset_ms)),
+                );
+            }
+            Err(e) => self
+                .console
+                .line(format_args!("clock: {e}; the hub's Date will do")),
+        }
+    }
+
+    fn http_date(&mut self, url: &str, date: &str) {
+        let Some(secs) = clock::parse_http_date(date) else {
+            log::info!("clock: cannot read the hub's Date {date:?}");
+            return;
+        };
+        // The Date is truncated to the second: the middle of that second is the best guess.
+        let target = i64::try_from(secs).unwrap_or(i64::MAX).saturating_mul(1000) + 500;
+        let now = clock::now_unix_ms();
+        self.step(
+            format!("http-date {url}"),
+            clock::step(now, target).map(|_| target - now),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!(
+            "zos-provision-{name}-{}-{}",
+            std::process::id(),
+            fastrand::u32(..)
+        ));
+        fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn real_dirs_creates_and_refuses_symlinks() {
+        let root = scratch("dirs");
+        let p = real_dirs(&root, "/etc/zos", true).unwrap();
+        assert_eq!(p, root.join("etc/zos"));
+        assert!(p.is_dir());
+        std::os::unix::fs::symlink("/tmp", root.join("var")).unwrap();
+        let e = real_dirs(&root, "/var/lib", true).unwrap_err();
+        assert!(e.contains("symlink"), "{e}");
+        fs::write(root.join("file"), "x").unwrap();
+        let e = real_dirs(&root, "/file/x", true).unwrap_err();
+        assert!(e.contains("not a directory"), "{e}");
+        let e = real_dirs(&root, "/missing", false).unwrap_err();
+        assert!(e.contains("missing"), "{e}");
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn place_file_replaces_atomically_with_0644() {
+        let root = scratch("place");
+        let src = root.join("src");
+        fs::write(&src, "new").unwrap();
+        let dest = root.join("motd");
+        fs::write(&dest, "old").unwrap();
+        place_file(&src, &dest).unwrap();
+        assert_eq!(fs::read_to_string(&dest).unwrap(), "new");
+        assert_eq!(
+            fs::metadata(&dest).unwrap().permissions().mode() & 0o777,
+            0o644
+        );
+        let left: Vec<_> = fs::read_dir(&root).unwrap().flatten().collect();
+        assert_eq!(left.len(), 2, "no temporary file left: {left:?}");
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    fn artifact(name: &str, kind: Kind, kernel: Option<&str>) -> Artifact {
+        Artifact {
+            name: name.into(),
+            url: format!("http://hub.test/{name}"),
+            size: 1,
+            sha256: [0; 32],
+            kind,
+            dest: match kind {
+                Kind::Modules => None,
+                Kind::Rootfs => Some("/".into()),
+                Kind::File => Some("/etc/motd".into()),
+            },
+            kernel: kernel.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn plan_puts_this_kernels_modules_first_and_files_last() {
+        let m = Manifest {
+            version: 1,
+            artifacts: vec![
+                artifact("motd", Kind::File, None),
+                artifact("root", Kind::Rootfs, None),
+                artifact("mods-old", Kind::Modules, Some("5.10.0")),
+                artifact("mods", Kind::Modules, Some("6.1.0")),
+            ],
+        };
+        let console = Console::new(std::time::Instant::now());
+        let names: Vec<&str> = plan(&m, "6.1.0", &console)
+            .iter()
+            .map(|a| a.name.as_str())
+            .collect();
+        assert_eq!(names, vec!["mods", "root", "motd"]);
+        let names: Vec<&str> = plan(&m, "6.12.0", &console)
+            .iter()
+            .map(|a| a.name.as_str())
+            .collect();
+        assert_eq!(names, vec!["root", "motd"], "no modules for another kernel");
+    }
+}
