@@ -1,27 +1,5 @@
-//! zos-netboot: gets a 0-OS node onto the network from its initramfs.
-//!
-//! The source reads like the boot: `cmdline` (settings) → `links` (NICs, carrier) → `dhcp4`
-//! (lease) → `net` (the stage that ties them) → `state`/`report` (what the next stage and the
-//! farmer see).
-mod boot;
-mod classify;
-mod clock;
-mod cmdline;
-mod dhcp4;
-mod drivers;
-mod early;
-mod fetch;
-mod handoff;
-mod links;
-mod net;
-mod probe;
-mod provision;
-mod register;
-mod report;
-mod retry;
-mod slaac;
-mod state;
-mod sys;
+//! zos-netboot's command line; the stages are in the library (src/lib.rs).
+use zos_netboot::{boot, cmdline, early, handoff, net, report, state};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
