@@ -26,4 +26,3 @@ pub mod retry;
 pub mod slaac;
 pub mod state;
 pub mod sys;
-

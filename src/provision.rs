@@ -177,7 +177,29 @@ async fn stage(
         ));
     }
     let opts = http_options(state, &cfg.ca_files)?;
-    let (manifest, date) = fetch_manifest(&cfg.manifest_url, &opts).await?;
+    let (manifest, date) = match fetch_manifest(&cfg.manifest_url, &opts).await {
+        // A clock behind the hub's certificate (dead RTC, no NTP): the certificate's start
+        // is a lower bound of the time. Step forward to it and try once more.
+        Err(ManifestError::NotYetValid {
+            not_before,
+            message,
+        }) if cfg.set_clock && !clock.synced => {
+            let now = clock::now_unix_ms();
+            let target = i64::try_from(not_before)
+                .unwrap_or(i64::MAX)
+                .saturating_mul(1000);
+            console.line(format_args!("clock: {message}"));
+            clock.step(
+                "certificate-start (the hub certificate's notBefore)".into(),
+                Some(target - now + 1000),
+            );
+            out.record.clock = clock.report.clone();
+            fetch_manifest(&cfg.manifest_url, &opts)
+                .await
+                .map_err(|e| e.to_string())?
+        }
+        other => other.map_err(|e| e.to_string())?,
+    };
     if !clock.synced {
         if let Some(date) = date {
             clock.http_date(&cfg.manifest_url, &date);
@@ -232,12 +254,26 @@ fn plan<'a>(manifest: &'a Manifest, release: &str, console: &Console) -> Vec<&'a
     out
 }
 
+enum ManifestError {
+    NotYetValid { not_before: u64, message: String },
+    Other(String),
+}
+
+impl std::fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ManifestError::NotYetValid { message, .. } => write!(f, "manifest: {message}"),
+            ManifestError::Other(e) => f.write_str(e),
+        }
+    }
+}
+
 /// GETs and validates the manifest, retrying transient failures. Returns the hub's `Date`
 /// header too (the clock's last resort).
 async fn fetch_manifest(
     url: &str,
     opts: &HttpOptions,
-) -> Result<(Manifest, Option<String>), String> {
+) -> Result<(Manifest, Option<String>), ManifestError> {
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -246,8 +282,9 @@ async fn fetch_manifest(
                 let date = resp.head.date().map(str::to_string);
                 match resp.body(manifest::MAX_MANIFEST_BYTES).await {
                     Ok(body) => {
-                        let m = manifest::parse(&body, &resp.url)
-                            .map_err(|e| format!("manifest {}: {e}", resp.url))?;
+                        let m = manifest::parse(&body, &resp.url).map_err(|e| {
+                            ManifestError::Other(format!("manifest {}: {e}", resp.url))
+                        })?;
                         return Ok((m, date));
                     }
                     Err(e) => e,
@@ -255,8 +292,14 @@ async fn fetch_manifest(
             }
             Err(e) => e,
         };
+        if let http::ErrorKind::TlsNotYetValid { not_before, .. } = error.kind {
+            return Err(ManifestError::NotYetValid {
+                not_before,
+                message: error.to_string(),
+            });
+        }
         if !error.is_transient() || attempt >= MANIFEST_ATTEMPTS {
-            return Err(format!("manifest: {error}"));
+            return Err(ManifestError::Other(format!("manifest: {error}")));
         }
         let wait = Backoff::DOWNLOAD.delay(attempt - 1, fastrand::u32(..));
         log::warn!("manifest: {error}; retrying in {} ms", wait.as_millis());

@@ -614,6 +614,14 @@ pub enum ErrorKind {
     Io(io::Error),
     /// The handshake failed: certificate not trusted, expired, for another name, or an alert.
     Tls(String),
+    /// The certificate starts being valid after our clock's now: the clock is behind (a dead
+    /// RTC). `not_before` (Unix seconds) is a lower bound for the true time that the caller
+    /// may step the clock forward to (forward only: a forged certificate can then delay the
+    /// boot, never make an expired certificate acceptable).
+    TlsNotYetValid {
+        message: String,
+        not_before: u64,
+    },
     /// The server's bytes are not HTTP we accept.
     Protocol(String),
     /// A 4xx or 5xx answer, with the start of the server's message.
@@ -667,6 +675,7 @@ impl HttpError {
             ErrorKind::Status { code, .. } => matches!(code, 408 | 429 | 500..=599),
             ErrorKind::Invalid(_)
             | ErrorKind::Tls(_)
+            | ErrorKind::TlsNotYetValid { .. }
             | ErrorKind::Protocol(_)
             | ErrorKind::TooManyRedirects => false,
         }
@@ -683,7 +692,7 @@ impl fmt::Display for HttpError {
             ErrorKind::Invalid(e) | ErrorKind::Dns(e) | ErrorKind::Protocol(e) => {
                 write!(f, ": {e}")
             }
-            ErrorKind::Tls(e) => write!(f, ": {e}"),
+            ErrorKind::Tls(e) | ErrorKind::TlsNotYetValid { message: e, .. } => write!(f, ": {e}"),
             ErrorKind::Timeout(d) => write!(f, ": no progress within {}", human(*d)),
             ErrorKind::Io(e) => write!(f, ": {}", io_reason(e)),
             ErrorKind::Status {
@@ -1178,6 +1187,17 @@ fn tls_error(e: io::Error, host: &str) -> ErrorKind {
     let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) else {
         return ErrorKind::Io(e);
     };
+    if let rustls::Error::InvalidCertificate(C::NotValidYetContext { time, not_before }) = tls {
+        return ErrorKind::TlsNotYetValid {
+            message: format!(
+                "certificate of {host} is not valid before {}, and this node's clock says {} — \
+                 the clock is behind (RTC/BIOS time)",
+                crate::clock::format_unix(not_before.as_secs() as i64),
+                crate::clock::format_unix(time.as_secs() as i64)
+            ),
+            not_before: not_before.as_secs(),
+        };
+    }
     ErrorKind::Tls(match tls {
         rustls::Error::InvalidCertificate(c) => match c {
             C::UnknownIssuer | C::BadSignature => {
