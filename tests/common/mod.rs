@@ -594,7 +594,7 @@ impl Lab {
         // and probe its default, public hub. A test that does not say otherwise gets probes
         // disabled (`zos.probe=none`), so nothing in a lab ever aims at a public host.
         let mut args: Vec<&str> = args.to_vec();
-        let wants_cmdline = matches!(args.first(), Some(&"net") | Some(&"dhcp4"));
+        let wants_cmdline = matches!(args.first(), Some(&"net") | Some(&"dhcp4") | Some(&"boot"));
         let has_cmdline = args
             .iter()
             .any(|a| *a == "--cmdline" || a.starts_with("--cmdline="));
@@ -997,6 +997,22 @@ pub fn unix_now() -> u64 {
 const DAEMON_MAX_SECS: u64 = 300;
 
 /// The probe target's name, and its addresses on the router's `lo`.
+/// Debian's Python, which has python3-cryptography (scripts/setup.sh) for tests/grid/grid.py.
+pub const PYTHON: &str = "/usr/bin/python3";
+
+/// True when [`PYTHON`] can run tests/grid/grid.py (it needs python3-cryptography); else skips.
+pub fn require_grid(test: &str) -> bool {
+    let ok = Command::new("timeout")
+        .args(["-k", "2", "20", PYTHON, "-c", "import cryptography"])
+        .stdin(Stdio::null())
+        .output()
+        .is_ok_and(|o| o.status.success());
+    ok || skip(
+        test,
+        &format!("needs {PYTHON} with python3-cryptography (bash scripts/setup.sh installs it)"),
+    )
+}
+
 pub const HUB_NAME: &str = "hub.lab.test";
 pub const HUB_V4: &str = "198.51.100.80";
 pub const HUB_V6: &str = "2001:db8:ffff::80";
@@ -1595,5 +1611,110 @@ impl Lab {
             .into_iter()
             .flatten()
             .find_map(|n| n["lladdr"].as_str().map(str::to_string))
+    }
+
+    /// The test grid (tests/grid/grid.py) as "the Internet": [`HUB_V4`]/[`HUB_V6`] on the
+    /// router's `lo` with HTTPS on 443 and HTTP on 80, a test CA made for this lab
+    /// ([`Grid::ca`], naming [`HUB_NAME`] and both addresses), DNS answering [`HUB_NAME`], and
+    /// `faults` passed to grid.py as they are. Serves [`Grid::root`] (create files there before
+    /// or after; the grid reads them per request). Ready when grid.py writes its ready file.
+    pub fn grid(&self, faults: &[&str]) -> Grid {
+        for a in [format!("{HUB_V4}/32"), format!("{DNS_V4}/32")] {
+            self.router_addr("lo", &a);
+        }
+        for a in [format!("{HUB_V6}/128"), format!("{DNS_V6}/128")] {
+            self.router_addr("lo", &a);
+        }
+        let dns = self.dns(
+            &[DNS_V4, DNS_V6],
+            &[&format!("{HUB_NAME},{HUB_V4},{HUB_V6}")],
+        );
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/grid/grid.py");
+        let ca_dir = self.path("grid-ca");
+        if !ca_dir.join("server.pem").exists() {
+            let names = format!("{HUB_NAME},{HUB_V4},{HUB_V6}");
+            run_ok(&[
+                PYTHON,
+                &script.to_string_lossy(),
+                "--make-ca",
+                &ca_dir.to_string_lossy(),
+                "--names",
+                &names,
+            ]);
+        }
+        let root = self.path("grid-root");
+        fs::create_dir_all(&root).expect("mkdir grid root");
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let ready = self.path(&format!("grid-{n}.ready"));
+        let records = self.path("grid-records.json");
+        let mut args: Vec<String> = vec![
+            script.to_string_lossy().into_owned(),
+            "--root".into(),
+            root.to_string_lossy().into_owned(),
+            "--https".into(),
+            format!("{HUB_V4}:443"),
+            "--https".into(),
+            format!("[{HUB_V6}]:443"),
+            "--http".into(),
+            format!("{HUB_V4}:80"),
+            "--http".into(),
+            format!("[{HUB_V6}]:80"),
+            "--cert".into(),
+            ca_dir.join("server.pem").to_string_lossy().into_owned(),
+            "--key".into(),
+            ca_dir.join("server-key.pem").to_string_lossy().into_owned(),
+            "--records".into(),
+            records.to_string_lossy().into_owned(),
+            "--ready-file".into(),
+            ready.to_string_lossy().into_owned(),
+            "--exit-after".into(),
+            (DAEMON_MAX_SECS - 10).to_string(),
+        ];
+        args.extend(faults.iter().map(|f| f.to_string()));
+        let stderr = self.path(&format!("grid-{n}.stderr"));
+        let mut d = self.spawn_router_daemon("grid.py", PYTHON, &args, stderr, None);
+        let ok = wait_until(Duration::from_secs(20), || {
+            ready.exists() || !matches!(d.child.try_wait(), Ok(None))
+        });
+        if !d.alive() {
+            panic!("grid.py exited early:\n{}", d.describe());
+        }
+        if !ok {
+            panic!("grid.py not ready within 20 s:\n{}", d.describe());
+        }
+        d.ready = Instant::now();
+        Grid {
+            daemon: d,
+            dns,
+            root,
+            ca: ca_dir.join("ca.pem"),
+            records,
+        }
+    }
+}
+
+/// The test grid started by [`Lab::grid`]; stops when dropped.
+pub struct Grid {
+    pub daemon: Daemon,
+    pub dns: Daemon,
+    /// Served as static files: `https://hub.lab.test/<path>`.
+    pub root: PathBuf,
+    /// The test CA's certificate (PEM): what the node must trust.
+    pub ca: PathBuf,
+    /// The registrar's records (JSON object keyed by node id), rewritten on each registration.
+    pub records: PathBuf,
+}
+
+impl Grid {
+    /// The registrar's records, `{}` before the first registration.
+    pub fn records(&self) -> Value {
+        match fs::read_to_string(&self.records) {
+            Ok(text) => serde_json::from_str(&text).expect("grid records are JSON"),
+            Err(_) => serde_json::json!({}),
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        format!("{}\n{}", self.daemon.describe(), self.dns.describe())
     }
 }

@@ -350,7 +350,14 @@ class Handler(BaseHTTPRequestHandler):
         sent = 0
         try:
             if urlsplit(self.path).path != REGISTRAR_PATH:
-                self.close_connection = True  # its body was not read
+                # Read the body first: closing a socket with unread data
+                # makes the kernel send a reset, which can destroy the
+                # answer before the client reads it.
+                length = self.headers.get("Content-Length", "")
+                if length.isdigit() and int(length) <= MAX_BODY:
+                    self.rfile.read(int(length))
+                else:
+                    self.close_connection = True
                 sent = self.send_json(404, {"error": "no such endpoint"})
             else:
                 sent = self.handle_registration(notes)
