@@ -4,12 +4,16 @@
 #   oob  10.77.0.1/24       dnsmasq: DHCPv4 + DNS (hub.lab.test)
 #   pub  2001:db8:77::1/64  radvd: SLAAC prefix 2001:db8:77::/64 + RDNSS
 #   busybox httpd on port 80 as the probe target http://hub.lab.test/
+#   the test grid (tests/grid/grid.py) on port 443: HTTPS with a CA made for the demo and
+#   baked into the image, serving a manifest and a next root, and taking the registration
 # The VM's serial console is this terminal: drivers, lease, SLAAC, probes, the farmer's
-# diagnosis, the hand-off, and the next root printing the handed-over state; then it powers off
-# and everything is removed.
+# diagnosis, the clock, the fetched and verified next root, the registration, the hand-off into
+# the fetched root, and that root printing the handed-over state; then it powers off, the grid's
+# registration record is shown, and everything is removed.
 #
 #   bash qemu/demo.sh [--user] [--append "MORE KERNEL ARGS"]
 #     --user   use QEMU's own user-mode network (its DHCP and RA) instead of the router namespace
+#              (no grid there: the fetch is off and the next root baked into the image is used)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
@@ -40,16 +44,18 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-echo "==> building the static binary, the next root and the initramfs"
+echo "==> building the static binary, the next root, a test CA and the initramfs"
 bash scripts/build.sh >/dev/null
 bash qemu/build-next-root.sh "$work/next-root" >/dev/null
-bash scripts/build-initramfs.sh --out "$work/initramfs.img" --next-root "$work/next-root" | tail -n 1
+/usr/bin/python3 tests/grid/grid.py --make-ca "$work/ca" --names hub.lab.test,10.77.0.1,2001:db8:77::1 >/dev/null 2>&1
+bash scripts/build-initramfs.sh --out "$work/initramfs.img" --next-root "$work/next-root" \
+  --ca "$work/ca/ca.pem" | tail -n 1
 
 cmdline="loglevel=4 farmer_id=7 runmode=test zos.init=/sbin/init $append"
 if [ "$mode" = user ]; then
   echo "==> booting with QEMU user-mode networking (DHCP 10.0.2.15, RA 2001:db8:7::/64)"
   bash qemu/run.sh --initrd "$work/initramfs.img" --user --timeout 180 \
-    --append "$cmdline zos.probe=none"
+    --append "$cmdline zos.probe=none zos.fetch=none"
   exit
 fi
 
@@ -88,7 +94,31 @@ echo "hub stand-in" >"$work/www/index.html"
 timeout 600 ip netns exec "$ns" busybox httpd -f -p 80 -h "$work/www" &
 pids+=($!)
 
+# The grid's next root: the same tiny root, marked so its init says where it came from.
+bash qemu/build-next-root.sh "$work/fetched-root" >/dev/null
+echo "the test grid" >"$work/fetched-root/etc/zos-root-origin"
+mkdir -p "$work/grid/zos"
+tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@1700000000 -C "$work/fetched-root" \
+  -czf "$work/grid/zos/next-root.tar.gz" .
+size=$(stat -c %s "$work/grid/zos/next-root.tar.gz")
+sum=$(sha256sum "$work/grid/zos/next-root.tar.gz" | awk '{ print $1 }')
+printf '{"version": 1, "artifacts": [{"name": "next-root", "url": "next-root.tar.gz", "size": %s, "sha256": "%s", "kind": "rootfs"}]}\n' \
+  "$size" "$sum" >"$work/grid/zos/manifest.json"
+timeout 600 ip netns exec "$ns" /usr/bin/python3 tests/grid/grid.py --root "$work/grid" \
+  --https 10.77.0.1:443 --https '[2001:db8:77::1]:443' --cert "$work/ca/server.pem" \
+  --key "$work/ca/server-key.pem" --records "$work/records.json" --ready-file "$work/grid.ready" \
+  --exit-after 590 2>"$work/grid.log" &
+pids+=($!)
+for _ in $(seq 100); do [ -f "$work/grid.ready" ] && break; sleep 0.1; done
+[ -f "$work/grid.ready" ] || { cat "$work/grid.log" >&2; echo "demo.sh: the grid did not start" >&2; exit 1; }
+
 echo "==> QEMU start (the console below is the VM's)"
 ip netns exec "$ns" bash qemu/run.sh --initrd "$work/initramfs.img" --tap oob --tap pub \
-  --timeout 180 --append "$cmdline zos.probe=http://hub.lab.test/"
-echo "==> the VM powered off; removing the router namespace"
+  --timeout 180 --append "$cmdline zos.probe=http://hub.lab.test/ \
+  zos.manifest=https://hub.lab.test/zos/manifest.json zos.ca=/etc/zos/ca.pem \
+  zos.registrar=https://hub.lab.test/api/v1/nodes zos.root=/fetched-root"
+echo "==> the VM powered off; what the grid saw:"
+grep -E "GET|POST" "$work/grid.log" | sed 's/^/  /' || true
+echo "==> its registration record:"
+/usr/bin/python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); [print("  node %s: farmer_id %s, %d registration(s), macs %s" % (k, v["body"]["farmer_id"], v["registrations"], ", ".join(v["body"]["macs"]))) for k, v in r.items()]' "$work/records.json" || true
+echo "==> removing the router namespace"

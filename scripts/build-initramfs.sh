@@ -2,7 +2,7 @@
 # Builds the zos-netboot boot initramfs: a reproducible, compressed newc cpio archive.
 #
 #   scripts/build-initramfs.sh --out FILE [--kernel-version VER] [--bin PATH] [--next-root DIR]
-#                              [--compress zstd|gzip] [--check-reproducible]
+#                              [--ca PEM] [--compress zstd|gzip] [--check-reproducible]
 #
 # The archive holds only:
 #   /init                               the static zos-netboot binary (--bin; default
@@ -15,6 +15,8 @@
 #                                       modules.order filtered to them, and modules.builtin
 #   /etc/ssl/certs/ca-certificates.crt  from the ca-certificates package
 #   /next-root/                         the tree of --next-root DIR, when given
+#   /etc/zos/ca.pem                     --ca PEM, when given: an extra CA to trust for the hub
+#                                       (boot with zos.ca=/etc/zos/ca.pem), e.g. a test grid's
 #
 # VER defaults to the newest *-cloud-amd64 under /lib/modules (Debian's linux-image-cloud-amd64,
 # the kernel qemu/run.sh boots). Same inputs give the same bytes: names sorted, uid/gid 0, every
@@ -30,7 +32,7 @@ die() { printf 'build-initramfs.sh: %s\n' "$*" >&2; exit 1; }
 note() { printf '  %s\n' "$*" >&2; }
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$self"; }
 
-out='' kver='' bin='' next_root='' compress=zstd check=0
+out='' kver='' bin='' next_root='' ca='' compress=zstd check=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --out) out=${2:?--out needs a FILE}; shift 2 ;;
@@ -41,6 +43,8 @@ while [ $# -gt 0 ]; do
     --bin=*) bin=${1#*=}; shift ;;
     --next-root) next_root=${2:?--next-root needs a DIR}; shift 2 ;;
     --next-root=*) next_root=${1#*=}; shift ;;
+    --ca) ca=${2:?--ca needs a PEM file}; shift 2 ;;
+    --ca=*) ca=${1#*=}; shift ;;
     --compress) compress=${2:?--compress needs gzip or zstd}; shift 2 ;;
     --compress=*) compress=${1#*=}; shift ;;
     --check-reproducible) check=1; shift ;;
@@ -84,6 +88,10 @@ if [ -n "$next_root" ]; then
   [ -d "$next_root" ] || die "--next-root $next_root is not a directory"
   next_root=$(realpath "$next_root")
 fi
+if [ -n "$ca" ]; then
+  grep -q "BEGIN CERTIFICATE" "$ca" 2>/dev/null || die "--ca $ca is not a PEM certificate file"
+  ca=$(realpath "$ca")
+fi
 certs=/etc/ssl/certs/ca-certificates.crt
 [ -s "$certs" ] || die "$certs is missing (apt-get install ca-certificates)"
 modlist="$repo/initramfs/modules.list"
@@ -96,6 +104,7 @@ if [ "$check" = 1 ]; then
   trap 'rm -rf "$tmpd"' EXIT
   args=(--kernel-version "$kver" --bin "$bin" --compress "$compress")
   [ -z "$next_root" ] || args+=(--next-root "$next_root")
+  [ -z "$ca" ] || args+=(--ca "$ca")
   bash "$self" "${args[@]}" --out "$tmpd/a" >/dev/null 2>"$tmpd/a.log" || { cat "$tmpd/a.log" >&2; die "first build failed"; }
   bash "$self" "${args[@]}" --out "$tmpd/b" >/dev/null 2>"$tmpd/b.log" || { cat "$tmpd/b.log" >&2; die "second build failed"; }
   a=$(sha "$tmpd/a") b=$(sha "$tmpd/b")
@@ -195,6 +204,12 @@ if [ -f "$moddir/modules.softdep" ]; then
 fi
 cp "$moddir/modules.builtin" "$kdir/modules.builtin"
 chmod 0644 "$kdir"/modules.*
+
+if [ -n "$ca" ]; then
+  mkdir -p "$root/etc/zos"
+  cp "$ca" "$root/etc/zos/ca.pem"
+  chmod 0644 "$root/etc/zos/ca.pem"
+fi
 
 # --- the next root ---------------------------------------------------------------------------
 if [ -n "$next_root" ]; then

@@ -6,18 +6,23 @@
 //!
 //! * `qemu_tap_lab_boot_to_next_root`: two NICs on taps in a router namespace: `oob` (dnsmasq:
 //!   DHCPv4 10.77.0.0/24 and DNS answering hub.lab.test) and `pub` (radvd: SLAAC
-//!   2001:db8:77::/64, RDNSS), busybox httpd as the probe target http://hub.lab.test/.
+//!   2001:db8:77::/64, RDNSS), busybox httpd as the probe target http://hub.lab.test/, and the
+//!   test grid (tests/grid/grid.py, HTTPS with the CA the image trusts as /etc/zos/ca.pem):
+//!   the VM fetches a next root that is not in the image (`zos.root=/fetched-root`), verifies
+//!   and unpacks it, registers once, and hands off into it.
 //! * `qemu_user_net_boot_to_next_root`: one NIC on QEMU user-mode networking (DHCPv4 10.0.2.15,
-//!   RA 2001:db8:7::/64, restrict=on), probes off.
+//!   RA 2001:db8:7::/64, restrict=on), probes and fetch off, the next root baked in the image.
 //!
 //! Needs root, /dev/net/tun, qemu-system-x86_64 and linux-image-cloud-amd64 (bash
 //! scripts/setup.sh); skips with a `SKIP` line otherwise (`ZOS_QEMU_REQUIRED=1`: fail instead).
 //! `ZOS_INITRAMFS=FILE` boots FILE instead of building the image. See tests/qemu/mod.rs.
 mod qemu;
 
+use std::fs;
 use std::net::Ipv4Addr;
 
 use qemu::*;
+use serde_json::{json, Value};
 
 const NEXT_PID1: &str = "NEXT-ROOT: init running as PID 1";
 const NEXT_STATE: &str = "NEXT-ROOT: state readable";
@@ -91,18 +96,36 @@ fn qemu_tap_lab_boot_to_next_root() {
     let ra = radvd(&r, &dir, "pub", "2001:db8:77::/64", "2001:db8:77::1");
     let http = httpd(&r, &dir);
 
+    // The test grid on the same addresses, HTTPS with the CA baked into the image: it serves
+    // the manifest and a next root that is not in the image, and takes the registration.
+    let www = dir.join("grid-root");
+    fs::create_dir_all(www.join("zos")).unwrap();
+    let tgz = www.join("zos/next-root.tar.gz");
+    fetched_root_tarball(&dir, &tgz, "the test grid");
+    let size = fs::metadata(&tgz).unwrap().len();
+    let manifest = json!({"version": 1, "artifacts": [{
+        "name": "next-root", "url": "next-root.tar.gz", "size": size,
+        "sha256": sha256_file(&tgz), "kind": "rootfs"}]});
+    fs::write(www.join("zos/manifest.json"), manifest.to_string()).unwrap();
+    let records = dir.join("grid-records.json");
+    let grid = grid(&r, &dir, &www, &records, &["10.77.0.1", "2001:db8:77::1"]);
+
     let mut vm = Vm::start(
         &r,
         &dir,
         &image,
         &["--tap", "oob", "--tap", "pub"],
-        "loglevel=4 zos.probe=http://hub.lab.test/ zos.init=/sbin/init farmer_id=7 runmode=test",
+        "loglevel=4 zos.probe=http://hub.lab.test/ zos.init=/sbin/init farmer_id=7 runmode=test \
+         zos.manifest=https://hub.lab.test/zos/manifest.json zos.ca=/etc/zos/ca.pem \
+         zos.registrar=https://hub.lab.test/api/v1/nodes zos.root=/fetched-root",
     );
     let status = vm.wait(&[
         "virtio_net",
         "DHCPv4 10.77.0.",
         "SLAAC 2001:db8:77:",
         " node:",
+        "fetched next-root",
+        "registered as",
         "handing off",
         NEXT_PID1,
         NEXT_STATE,
@@ -110,7 +133,7 @@ fn qemu_tap_lab_boot_to_next_root() {
     ]);
     timings(t, &vm);
     let console = vm.console_text();
-    let why = |msg: &str| format!("{msg}\n{}", report(&vm, &[&dns, &ra, &http]));
+    let why = |msg: &str| format!("{msg}\n{}", report(&vm, &[&dns, &ra, &http, &grid]));
     assert!(
         status.is_some(),
         "{}",
@@ -137,12 +160,32 @@ fn qemu_tap_lab_boot_to_next_root() {
             any: &["PUBLIC node:", "IPv6 node:", "HIDDEN node:"],
         }],
         &[Expect {
+            what: "manifest from the test grid",
+            any: &["manifest https://hub.lab.test/zos/manifest.json: 1 artifacts"],
+        }],
+        &[Expect {
+            what: "next root fetched and verified",
+            any: &["fetched next-root"],
+        }],
+        &[Expect {
+            what: "next root unpacked",
+            any: &["installed next-root (rootfs) into /fetched-root"],
+        }],
+        &[Expect {
+            what: "registered",
+            any: &["registered as"],
+        }],
+        &[Expect {
             what: "handoff",
             any: &["switch_root", "handing off"],
         }],
         &[Expect {
             what: "next root running as PID 1",
             any: &[NEXT_PID1],
+        }],
+        &[Expect {
+            what: "the next root is the fetched one",
+            any: &["NEXT-ROOT: origin the test grid"],
         }],
         &[Expect {
             what: "state file readable in the next root",
@@ -172,6 +215,42 @@ fn qemu_tap_lab_boot_to_next_root() {
         "{t}: state online, oob {addr}, classification {}",
         state["headline"]
     ));
+
+    // Registered exactly once, as this VM: farm 7, its MACs, the id the state names.
+    let recs: Value = serde_json::from_str(&fs::read_to_string(&records).unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{}", why(&format!("grid records unreadable: {e}"))));
+    let recs = recs.as_object().cloned().unwrap_or_default();
+    assert_eq!(recs.len(), 1, "{}", why(&format!("records: {recs:?}")));
+    let (id, rec) = recs.iter().next().unwrap();
+    assert_eq!(
+        rec["registrations"],
+        1,
+        "{}",
+        why("registered more than once")
+    );
+    assert_eq!(rec["body"]["farmer_id"], 7, "{}", why("farmer id"));
+    assert_eq!(
+        state["registration"]["node_id"],
+        json!(id),
+        "{}",
+        why("node id")
+    );
+    let oob_mac = state["interfaces"]
+        .as_array()
+        .and_then(|a| a.iter().find(|i| i["role"] == "oob"))
+        .map(|i| i["mac"].clone())
+        .unwrap_or_default();
+    assert!(
+        rec["body"]["macs"]
+            .as_array()
+            .is_some_and(|m| m.contains(&oob_mac)),
+        "{}",
+        why(&format!("the OOB MAC {oob_mac} is not in the registration"))
+    );
+    assert_eq!(
+        state["fetch"]["artifacts"][0]["sha256"],
+        json!(sha256_file(&tgz))
+    );
 }
 
 #[test]
@@ -195,7 +274,7 @@ fn qemu_user_net_boot_to_next_root() {
         &dir,
         &image,
         &["--user"],
-        "loglevel=4 zos.probe=none zos.init=/sbin/init runmode=test",
+        "loglevel=4 zos.probe=none zos.fetch=none zos.init=/sbin/init runmode=test",
     );
     let status = vm.wait(&[
         "virtio_net",
@@ -223,6 +302,10 @@ fn qemu_user_net_boot_to_next_root() {
         &[Expect {
             what: "DHCPv4 lease from QEMU",
             any: &["DHCPv4 10.0.2."],
+        }],
+        &[Expect {
+            what: "fetch skipped as asked",
+            any: &["fetch: skipped (zos.fetch=none)"],
         }],
         &[Expect {
             what: "handoff",

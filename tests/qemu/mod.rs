@@ -224,6 +224,18 @@ fn target_dir() -> PathBuf {
         .unwrap_or_else(|| Path::new(REPO).join("target"))
 }
 
+/// Debian's Python (it has python3-cryptography) for tests/grid/grid.py.
+pub const PYTHON: &str = "/usr/bin/python3";
+/// What the test grid's server certificate names: the tap lab's hub.
+pub const GRID_NAMES: &str = "hub.lab.test,10.77.0.1,2001:db8:77::1";
+
+/// Where the test grid's CA (ca.pem, server.pem, server-key.pem) is made, next to the image.
+pub fn test_ca_dir() -> PathBuf {
+    target_dir()
+        .join("qemu-e2e")
+        .join(format!("grid-ca-{}", std::process::id()))
+}
+
 /// The initramfs to boot: `ZOS_INITRAMFS`, or (once per test process) a fresh build of the
 /// release binary (scripts/build.sh), the next root (qemu/build-next-root.sh) and the image
 /// (scripts/build-initramfs.sh) at target/qemu-e2e/initramfs.img.
@@ -269,6 +281,22 @@ fn build_initramfs() -> Result<PathBuf, String> {
     let build = format!("{REPO}/scripts/build.sh");
     step("building the release binary", &["bash", &build], 1800)?;
     let bin = target_dir().join("x86_64-unknown-linux-musl/release/zos-netboot");
+    // The test grid's CA, trusted by the image as /etc/zos/ca.pem (zos.ca=). Made once per
+    // test process, for the names the tap lab's hub answers to.
+    let ca = test_ca_dir();
+    let _ = fs::remove_dir_all(&ca);
+    step(
+        "making the test grid's CA",
+        &[
+            PYTHON,
+            &format!("{REPO}/tests/grid/grid.py"),
+            "--make-ca",
+            &ca.to_string_lossy(),
+            "--names",
+            GRID_NAMES,
+        ],
+        60,
+    )?;
     let next_root = out_dir.join(format!("next-root-{}", std::process::id()));
     let _ = fs::remove_dir_all(&next_root);
     let nr = next_root.to_string_lossy().into_owned();
@@ -292,6 +320,8 @@ fn build_initramfs() -> Result<PathBuf, String> {
                 &bin.to_string_lossy(),
                 "--next-root",
                 &nr,
+                "--ca",
+                &ca.join("ca.pem").to_string_lossy(),
             ],
             300,
         )?;
@@ -627,6 +657,94 @@ pub fn httpd(ns: &Netns, dir: &TestDir) -> Daemon {
         panic!("httpd did not start:\n{}", d.describe());
     }
     d
+}
+
+/// The test grid (tests/grid/grid.py) in `ns`: HTTPS on port 443 of `listen` (addresses that
+/// exist in `ns`) with the test CA's server certificate, serving `root`, keeping registration
+/// records in `records`. Ready when it writes its ready file.
+pub fn grid(ns: &Netns, dir: &TestDir, root: &Path, records: &Path, listen: &[&str]) -> Daemon {
+    let ca = test_ca_dir();
+    let ready = dir.join("grid.ready");
+    let mut args: Vec<String> = vec![
+        format!("{REPO}/tests/grid/grid.py"),
+        "--root".into(),
+        root.to_string_lossy().into_owned(),
+        "--cert".into(),
+        ca.join("server.pem").to_string_lossy().into_owned(),
+        "--key".into(),
+        ca.join("server-key.pem").to_string_lossy().into_owned(),
+        "--records".into(),
+        records.to_string_lossy().into_owned(),
+        "--ready-file".into(),
+        ready.to_string_lossy().into_owned(),
+        "--exit-after".into(),
+        (DAEMON_MAX_SECS - 10).to_string(),
+    ];
+    for a in listen {
+        args.push("--https".into());
+        args.push(if a.contains(':') {
+            format!("[{a}]:443")
+        } else {
+            format!("{a}:443")
+        });
+    }
+    let mut d = ns.spawn("grid.py", PYTHON, &args, dir.join("grid.stderr"));
+    let ok = wait_until(Duration::from_secs(20), || {
+        ready.exists() || !matches!(d.child.try_wait(), Ok(None))
+    });
+    if !d.alive() || !ok {
+        panic!("grid.py did not start:\n{}", d.describe());
+    }
+    d
+}
+
+/// A next root for the grid to serve: qemu/build-next-root.sh's tree plus
+/// /etc/zos-root-origin (its init prints it), as a reproducible tar.gz at `out`.
+pub fn fetched_root_tarball(dir: &TestDir, out: &Path, origin: &str) {
+    let tree = dir.join("fetched-root");
+    let t = tree.to_string_lossy().into_owned();
+    let built = run_cmd(
+        &["bash", &format!("{REPO}/qemu/build-next-root.sh"), &t],
+        60,
+    );
+    assert!(
+        built.status.success(),
+        "build-next-root.sh: {}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    fs::write(tree.join("etc/zos-root-origin"), format!("{origin}\n")).unwrap();
+    let tar = run_cmd(
+        &[
+            "tar",
+            "--sort=name",
+            "--owner=0",
+            "--group=0",
+            "--numeric-owner",
+            "--mtime=@1700000000",
+            "-C",
+            &t,
+            "-czf",
+            &out.to_string_lossy(),
+            ".",
+        ],
+        60,
+    );
+    assert!(
+        tar.status.success(),
+        "tar: {}",
+        String::from_utf8_lossy(&tar.stderr)
+    );
+}
+
+/// Lowercase hex SHA-256 of a file (sha256sum).
+pub fn sha256_file(path: &Path) -> String {
+    let out = run_cmd(&["sha256sum", &path.to_string_lossy()], 60);
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string()
 }
 
 // ------------------------------------------------------------------------------------------
