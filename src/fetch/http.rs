@@ -28,7 +28,7 @@ pub const MAX_REDIRECTS: u8 = 5;
 const MAX_HEAD: usize = 16 * 1024;
 /// One read from the connection; also the most a body chunk handed out can be. Fixed: memory
 /// does not grow with the size of what is downloaded.
-const READ_BUF: usize = 16 * 1024;
+const READ_BUF: usize = 128 * 1024;
 const MAX_HEADERS: usize = 100;
 /// A chunk-size line with extensions, or one trailer field, longer than this is refused.
 const MAX_CHUNK_LINE: usize = 4096;
