@@ -47,7 +47,9 @@ trap cleanup EXIT INT TERM
 echo "==> building the static binary, the next root, a test CA and the initramfs"
 bash scripts/build.sh >/dev/null
 bash qemu/build-next-root.sh "$work/next-root" >/dev/null
-/usr/bin/python3 tests/grid/grid.py --make-ca "$work/ca" --names hub.lab.test,10.77.0.1,2001:db8:77::1 >/dev/null 2>&1
+timeout 60 /usr/bin/python3 tests/grid/grid.py --make-ca "$work/ca" \
+  --names hub.lab.test,10.77.0.1,2001:db8:77::1 >"$work/make-ca.log" 2>&1 ||
+  { cat "$work/make-ca.log" >&2; echo "demo.sh: grid.py --make-ca failed" >&2; exit 1; }
 bash scripts/build-initramfs.sh --out "$work/initramfs.img" --next-root "$work/next-root" \
   --ca "$work/ca/ca.pem" | tail -n 1
 
@@ -59,7 +61,7 @@ if [ "$mode" = user ]; then
   exit
 fi
 
-echo "==> router namespace $ns: oob (DHCPv4, DNS), pub (IPv6 RA), probe target"
+echo "==> router namespace $ns: oob (DHCPv4, DNS), pub (IPv6 RA), probe target; test grid (HTTPS) next"
 mkdir -p "/etc/netns/$ns"
 : >"/etc/netns/$ns/resolv.conf"
 t ip netns add "$ns"
@@ -94,22 +96,30 @@ echo "hub stand-in" >"$work/www/index.html"
 timeout 600 ip netns exec "$ns" busybox httpd -f -p 80 -h "$work/www" &
 pids+=($!)
 
-# The grid's next root: the same tiny root, marked so its init says where it came from.
+# The grid's next root: the same tiny root, marked so its init says where it came from, as a
+# reproducible tarball; and a `file` artifact, /etc/motd in the next root.
 bash qemu/build-next-root.sh "$work/fetched-root" >/dev/null
 echo "the test grid" >"$work/fetched-root/etc/zos-root-origin"
 mkdir -p "$work/grid/zos"
-tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@1700000000 -C "$work/fetched-root" \
-  -czf "$work/grid/zos/next-root.tar.gz" .
-size=$(stat -c %s "$work/grid/zos/next-root.tar.gz")
-sum=$(sha256sum "$work/grid/zos/next-root.tar.gz" | awk '{ print $1 }')
-printf '{"version": 1, "artifacts": [{"name": "next-root", "url": "next-root.tar.gz", "size": %s, "sha256": "%s", "kind": "rootfs"}]}\n' \
-  "$size" "$sum" >"$work/grid/zos/manifest.json"
+tar --format=gnu --sort=name --mode=u+rwX,go+rX,go-w --owner=0 --group=0 --numeric-owner \
+  --mtime=@1700000000 -C "$work/fetched-root" -czf "$work/grid/zos/next-root.tar.gz" .
+echo "installed from the test grid as a file artifact" >"$work/grid/zos/motd.txt"
+artifact() { # NAME FILE KIND [DEST]
+  printf '{"name": "%s", "url": "%s", "size": %s, "sha256": "%s", "kind": "%s"%s}' "$1" \
+    "$(basename "$2")" "$(stat -c %s "$2")" "$(sha256sum "$2" | awk '{ print $1 }')" "$3" \
+    "${4:+, \"dest\": \"$4\"}"
+}
+printf '{"version": 1, "artifacts": [%s, %s]}\n' \
+  "$(artifact next-root "$work/grid/zos/next-root.tar.gz" rootfs)" \
+  "$(artifact motd "$work/grid/zos/motd.txt" file /etc/motd)" >"$work/grid/zos/manifest.json"
 timeout 600 ip netns exec "$ns" /usr/bin/python3 tests/grid/grid.py --root "$work/grid" \
   --https 10.77.0.1:443 --https '[2001:db8:77::1]:443' --cert "$work/ca/server.pem" \
   --key "$work/ca/server-key.pem" --records "$work/records.json" --ready-file "$work/grid.ready" \
   --exit-after 590 2>"$work/grid.log" &
-pids+=($!)
-for _ in $(seq 100); do [ -f "$work/grid.ready" ] && break; sleep 0.1; done
+grid=$!
+pids+=("$grid")
+# Ready when it wrote its ready file (at most 10 s; at once if it died).
+for _ in $(seq 100); do [ -f "$work/grid.ready" ] && break; kill -0 "$grid" 2>/dev/null || break; sleep 0.1; done
 [ -f "$work/grid.ready" ] || { cat "$work/grid.log" >&2; echo "demo.sh: the grid did not start" >&2; exit 1; }
 
 echo "==> QEMU start (the console below is the VM's)"

@@ -260,6 +260,7 @@ nmods=$(grep -c . "$stage/modules.sel")
   note "modules        $(bytes "$kdir") bytes, $nmods files: $(names | sort | tr '\n' ' ')"
   [ ! -s "$stage/modules.notes" ] || while IFS= read -r l; do note "  $l"; done <"$stage/modules.notes"
   note "certificates   $(stat -c %s "$root/etc/ssl/certs/ca-certificates.crt") bytes"
+  [ -z "$ca" ] || note "/etc/zos/ca.pem $(stat -c %s "$root/etc/zos/ca.pem") bytes  ($ca)"
   [ -z "$next_root" ] || note "next-root      $(bytes "$root/next-root") bytes  ($next_root)"
   note "cpio           $(stat -c %s "$stage/archive.cpio") bytes uncompressed"
 } >&2

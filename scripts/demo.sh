@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The demo: installs what it needs, then boots zos-netboot as PID 1 of a real kernel in QEMU,
-# wired to a router namespace with DHCPv4, IPv6 RAs and a probe target (qemu/demo.sh), so the
-# whole flow shows on the console: drivers → lease → SLAAC → probes → diagnosis → hand-off.
+# wired to a router namespace with DHCPv4, IPv6 RAs, a probe target and the test grid over HTTPS
+# (qemu/demo.sh), so the whole flow shows on the console: drivers → lease → SLAAC → probes →
+# diagnosis → clock → manifest → verified downloads → install → registration → hand-off into the
+# fetched next root.
 #   bash scripts/demo.sh           the QEMU demo
 #   bash scripts/demo.sh --lab     the quicker namespace-only demo (no VM)
 set -euo pipefail

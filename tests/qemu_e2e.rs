@@ -8,14 +8,16 @@
 //!   DHCPv4 10.77.0.0/24 and DNS answering hub.lab.test) and `pub` (radvd: SLAAC
 //!   2001:db8:77::/64, RDNSS), busybox httpd as the probe target http://hub.lab.test/, and the
 //!   test grid (tests/grid/grid.py, HTTPS with the CA the image trusts as /etc/zos/ca.pem):
-//!   the VM fetches a next root that is not in the image (`zos.root=/fetched-root`), verifies
-//!   and unpacks it, registers once, and hands off into it.
+//!   the VM fetches a next root that is not in the image (`zos.root=/fetched-root`, a rootfs
+//!   tarball whose init says where it came from) and a `file` artifact (/etc/motd), verifies
+//!   and installs them, registers once (farm 7, its NICs' MACs), and hands off into that root.
 //! * `qemu_user_net_boot_to_next_root`: one NIC on QEMU user-mode networking (DHCPv4 10.0.2.15,
 //!   RA 2001:db8:7::/64, restrict=on), probes and fetch off, the next root baked in the image.
 //!
 //! Needs root, /dev/net/tun, qemu-system-x86_64 and linux-image-cloud-amd64 (bash
 //! scripts/setup.sh); skips with a `SKIP` line otherwise (`ZOS_QEMU_REQUIRED=1`: fail instead).
-//! `ZOS_INITRAMFS=FILE` boots FILE instead of building the image. See tests/qemu/mod.rs.
+//! `ZOS_INITRAMFS=FILE` boots FILE instead of building the image (`ZOS_GRID_CA=DIR`: the test
+//! CA it was built with). See tests/qemu/mod.rs.
 mod qemu;
 
 use std::fs;
@@ -26,6 +28,10 @@ use serde_json::{json, Value};
 
 const NEXT_PID1: &str = "NEXT-ROOT: init running as PID 1";
 const NEXT_STATE: &str = "NEXT-ROOT: state readable";
+/// The `file` artifact the test grid serves (installed as /etc/motd in the next root).
+const MOTD: &str = "installed from the test grid as a file artifact";
+/// The MACs qemu/run.sh gives the NICs, in --tap order.
+const VM_MACS: [&str; 2] = ["52:54:00:7a:00:01", "52:54:00:7a:00:02"];
 
 /// Everything a failure message needs: what ran, what it printed, what the daemons saw.
 fn report(vm: &Vm, daemons: &[&Daemon]) -> String {
@@ -70,6 +76,22 @@ fn qemu_tap_lab_boot_to_next_root() {
         return;
     }
     let image = initramfs();
+    // The grid's certificate must chain to the CA the image trusts (zos.ca=/etc/zos/ca.pem).
+    let ca = test_ca_dir().join("ca.pem");
+    let in_image = image_member(&image, "etc/zos/ca.pem");
+    if in_image.is_none() || in_image != fs::read(&ca).ok() {
+        skip(
+            t,
+            &format!(
+                "{} has no /etc/zos/ca.pem equal to {} (an image from ZOS_INITRAMFS needs \
+                 ZOS_GRID_CA=DIR, the grid.py --make-ca directory whose ca.pem it was built \
+                 with: scripts/build-initramfs.sh --ca DIR/ca.pem)",
+                image.display(),
+                ca.display()
+            ),
+        );
+        return;
+    }
     let dir = TestDir::new(t);
     let r = Netns::new();
 
@@ -97,15 +119,22 @@ fn qemu_tap_lab_boot_to_next_root() {
     let http = httpd(&r, &dir);
 
     // The test grid on the same addresses, HTTPS with the CA baked into the image: it serves
-    // the manifest and a next root that is not in the image, and takes the registration.
+    // the manifest, a next root that is not in the image (a rootfs tarball, URL relative to
+    // the manifest) and a `file` artifact (absolute URL naming the hub by its IPv4 literal,
+    // which the certificate also names), and takes the registration.
     let www = dir.join("grid-root");
     fs::create_dir_all(www.join("zos")).unwrap();
     let tgz = www.join("zos/next-root.tar.gz");
     fetched_root_tarball(&dir, &tgz, "the test grid");
-    let size = fs::metadata(&tgz).unwrap().len();
-    let manifest = json!({"version": 1, "artifacts": [{
-        "name": "next-root", "url": "next-root.tar.gz", "size": size,
-        "sha256": sha256_file(&tgz), "kind": "rootfs"}]});
+    let motd = www.join("zos/motd.txt");
+    fs::write(&motd, format!("{MOTD}\n")).unwrap();
+    let manifest = json!({"version": 1, "artifacts": [
+        {"name": "next-root", "url": "next-root.tar.gz", "kind": "rootfs",
+         "size": fs::metadata(&tgz).unwrap().len(), "sha256": sha256_file(&tgz)},
+        {"name": "motd", "url": "https://10.77.0.1/zos/motd.txt", "kind": "file",
+         "dest": "/etc/motd",
+         "size": fs::metadata(&motd).unwrap().len(), "sha256": sha256_file(&motd)},
+    ]});
     fs::write(www.join("zos/manifest.json"), manifest.to_string()).unwrap();
     let records = dir.join("grid-records.json");
     let grid = grid(&r, &dir, &www, &records, &["10.77.0.1", "2001:db8:77::1"]);
@@ -124,7 +153,9 @@ fn qemu_tap_lab_boot_to_next_root() {
         "DHCPv4 10.77.0.",
         "SLAAC 2001:db8:77:",
         " node:",
+        "manifest https://",
         "fetched next-root",
+        "installed motd",
         "registered as",
         "handing off",
         NEXT_PID1,
@@ -161,7 +192,7 @@ fn qemu_tap_lab_boot_to_next_root() {
         }],
         &[Expect {
             what: "manifest from the test grid",
-            any: &["manifest https://hub.lab.test/zos/manifest.json: 1 artifacts"],
+            any: &["manifest https://hub.lab.test/zos/manifest.json: 2 artifacts"],
         }],
         &[Expect {
             what: "next root fetched and verified",
@@ -169,7 +200,15 @@ fn qemu_tap_lab_boot_to_next_root() {
         }],
         &[Expect {
             what: "next root unpacked",
-            any: &["installed next-root (rootfs) into /fetched-root"],
+            any: &["installed next-root (rootfs) into /fetched-root:"],
+        }],
+        &[Expect {
+            what: "file artifact fetched and verified",
+            any: &["fetched motd ("],
+        }],
+        &[Expect {
+            what: "file artifact installed",
+            any: &["installed motd (file) into /fetched-root/etc/motd:"],
         }],
         &[Expect {
             what: "registered",
@@ -186,6 +225,10 @@ fn qemu_tap_lab_boot_to_next_root() {
         &[Expect {
             what: "the next root is the fetched one",
             any: &["NEXT-ROOT: origin the test grid"],
+        }],
+        &[Expect {
+            what: "the file artifact is in it",
+            any: &[&format!("NEXT-ROOT: motd {MOTD}")],
         }],
         &[Expect {
             what: "state file readable in the next root",
@@ -216,11 +259,17 @@ fn qemu_tap_lab_boot_to_next_root() {
         state["headline"]
     ));
 
-    // Registered exactly once, as this VM: farm 7, its MACs, the id the state names.
+    // Registered exactly once, as this VM: farm 7, the MACs QEMU gave its NICs (qemu/run.sh:
+    // 52:54:00:7a:00:NN in --tap order), from one of its addresses, the id its state names.
     let recs: Value = serde_json::from_str(&fs::read_to_string(&records).unwrap_or_default())
         .unwrap_or_else(|e| panic!("{}", why(&format!("grid records unreadable: {e}"))));
     let recs = recs.as_object().cloned().unwrap_or_default();
-    assert_eq!(recs.len(), 1, "{}", why(&format!("records: {recs:?}")));
+    assert_eq!(
+        recs.len(),
+        1,
+        "{}",
+        why(&format!("want one registration record: {recs:?}"))
+    );
     let (id, rec) = recs.iter().next().unwrap();
     assert_eq!(
         rec["registrations"],
@@ -229,28 +278,104 @@ fn qemu_tap_lab_boot_to_next_root() {
         why("registered more than once")
     );
     assert_eq!(rec["body"]["farmer_id"], 7, "{}", why("farmer id"));
-    assert_eq!(
-        state["registration"]["node_id"],
-        json!(id),
-        "{}",
-        why("node id")
-    );
+    assert_eq!(rec["body"]["runmode"], "test", "{}", why("runmode"));
+    for mac in VM_MACS {
+        assert!(
+            rec["body"]["macs"]
+                .as_array()
+                .is_some_and(|m| m.iter().any(|x| x == mac)),
+            "{}",
+            why(&format!(
+                "the VM's NIC MAC {mac} is not in the registration"
+            ))
+        );
+    }
     let oob_mac = state["interfaces"]
         .as_array()
         .and_then(|a| a.iter().find(|i| i["role"] == "oob"))
         .map(|i| i["mac"].clone())
         .unwrap_or_default();
+    assert_eq!(oob_mac, VM_MACS[0], "{}", why("state: the OOB NIC's MAC"));
+    let vm_addrs: Vec<&str> = state["interfaces"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|i| {
+            ["ipv4", "ipv6"]
+                .iter()
+                .flat_map(move |f| i[*f].as_array().into_iter().flatten())
+        })
+        .filter_map(|a| a["address"].as_str())
+        .collect();
     assert!(
-        rec["body"]["macs"]
-            .as_array()
-            .is_some_and(|m| m.contains(&oob_mac)),
+        rec["remote"]
+            .as_str()
+            .is_some_and(|r| vm_addrs.contains(&r)),
         "{}",
-        why(&format!("the OOB MAC {oob_mac} is not in the registration"))
+        why(&format!(
+            "registration came from {}, not from the VM ({vm_addrs:?})",
+            rec["remote"]
+        ))
     );
     assert_eq!(
-        state["fetch"]["artifacts"][0]["sha256"],
-        json!(sha256_file(&tgz))
+        state["registration"]["node_id"],
+        json!(id),
+        "{}",
+        why("state: registration.node_id is not the registered node id")
     );
+
+    // The handed-over state names what was fetched, by hash.
+    let fetched: Vec<(&str, &str)> = state["fetch"]["artifacts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| Some((a["name"].as_str()?, a["sha256"].as_str()?)))
+        .collect();
+    assert_eq!(
+        fetched,
+        [
+            ("next-root", sha256_file(&tgz).as_str()),
+            ("motd", sha256_file(&motd).as_str())
+        ],
+        "{}",
+        why("state: fetch.artifacts")
+    );
+
+    // What the grid saw: every registration POST was accepted (one), and the artifacts came
+    // from it.
+    let seen =
+        grid_state(&r, "https://10.77.0.1/_grid/state").unwrap_or_else(|e| panic!("{}", why(&e)));
+    let c = &seen["counters"];
+    assert_eq!(
+        (
+            c["registration_posts"].as_u64(),
+            c["registrations_created"].as_u64()
+        ),
+        (Some(1), Some(1)),
+        "{}",
+        why(&format!("grid counters: {c}"))
+    );
+    for path in [
+        "/zos/manifest.json",
+        "/zos/next-root.tar.gz",
+        "/zos/motd.txt",
+    ] {
+        assert!(
+            seen["paths"][path].as_u64().is_some_and(|n| n >= 1),
+            "{}",
+            why(&format!("the grid never served {path}: {}", seen["paths"]))
+        );
+    }
+    let online = console_stamp(&console, "online in");
+    let handoff = console_stamp(&console, "handing off");
+    if let (Some(on), Some(off)) = (online, handoff) {
+        say(&format!(
+            "{t}: guest clock: online {on:.3}s, hand-off {off:.3}s: clock + manifest + 2 \
+             downloads + install + registration {:.3}s; grid paths {}",
+            off - on,
+            seen["paths"]
+        ));
+    }
 }
 
 #[test]

@@ -12,7 +12,11 @@
 //! Environment:
 //! * `ZOS_QEMU_REQUIRED=1`: a missing requirement fails the test instead of skipping it.
 //! * `ZOS_INITRAMFS=FILE`: boot FILE instead of building the image (scripts/build.sh, then
-//!   qemu/build-next-root.sh and scripts/build-initramfs.sh into target/qemu-e2e/).
+//!   tests/grid/grid.py --make-ca into target/qemu-e2e/grid-ca, qemu/build-next-root.sh and
+//!   scripts/build-initramfs.sh --ca into target/qemu-e2e/initramfs.img).
+//! * `ZOS_GRID_CA=DIR` (with `ZOS_INITRAMFS`): the `grid.py --make-ca` directory whose ca.pem
+//!   that image holds as /etc/zos/ca.pem (default target/qemu-e2e/grid-ca); the tap-lab test
+//!   checks that they match and skips otherwise.
 //! * `ZOS_QEMU_KEEP=1`: keep each test's directory (console log, daemon logs) even on success.
 #![allow(dead_code)]
 
@@ -122,6 +126,13 @@ fn check(needs: &Needs) -> Result<(), String> {
             ));
         }
     }
+    // The image carries the test grid's CA, which grid.py makes (python3-cryptography).
+    let py = run_cmd(&[PYTHON, "-c", "import cryptography"], CMD_SECS);
+    if !py.status.success() {
+        return Err(format!(
+            "needs {PYTHON} with python3-cryptography for tests/grid/grid.py (bash scripts/setup.sh)"
+        ));
+    }
     for tool in ["cpio", "zstd", "ss"].iter().chain(needs.tools) {
         if !on_path(tool) {
             return Err(format!("needs {tool} (not on PATH; bash scripts/setup.sh)"));
@@ -229,11 +240,36 @@ pub const PYTHON: &str = "/usr/bin/python3";
 /// What the test grid's server certificate names: the tap lab's hub.
 pub const GRID_NAMES: &str = "hub.lab.test,10.77.0.1,2001:db8:77::1";
 
-/// Where the test grid's CA (ca.pem, server.pem, server-key.pem) is made, next to the image.
+/// The test grid's CA directory (`grid.py --make-ca`: ca.pem, server.pem, server-key.pem),
+/// whose ca.pem the image holds as /etc/zos/ca.pem: target/qemu-e2e/grid-ca, made with the
+/// image; with `ZOS_INITRAMFS=FILE`, `ZOS_GRID_CA=DIR` names the one that image was built with
+/// (default the same target/qemu-e2e/grid-ca).
 pub fn test_ca_dir() -> PathBuf {
-    target_dir()
-        .join("qemu-e2e")
-        .join(format!("grid-ca-{}", std::process::id()))
+    let made = target_dir().join("qemu-e2e").join("grid-ca");
+    if std::env::var_os("ZOS_INITRAMFS").is_none() {
+        return made;
+    }
+    std::env::var_os("ZOS_GRID_CA").map_or(made, PathBuf::from)
+}
+
+/// Removes `<prefix><pid>` directories under `dir` whose process is gone (earlier runs that
+/// were killed before they could clean up).
+fn sweep_stale_dirs(dir: &Path, prefix: &str) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix(prefix)
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 /// The initramfs to boot: `ZOS_INITRAMFS`, or (once per test process) a fresh build of the
@@ -281,8 +317,12 @@ fn build_initramfs() -> Result<PathBuf, String> {
     let build = format!("{REPO}/scripts/build.sh");
     step("building the release binary", &["bash", &build], 1800)?;
     let bin = target_dir().join("x86_64-unknown-linux-musl/release/zos-netboot");
-    // The test grid's CA, trusted by the image as /etc/zos/ca.pem (zos.ca=). Made once per
-    // test process, for the names the tap lab's hub answers to.
+    // Leftovers of runs that were killed (and of the per-process CA directories of before).
+    sweep_stale_dirs(&out_dir, "next-root-");
+    sweep_stale_dirs(&out_dir, "grid-ca-");
+    // The test grid's CA, trusted by the image as /etc/zos/ca.pem (zos.ca=): made with the
+    // image (next to it, so a later ZOS_INITRAMFS run of that image finds it), for the names
+    // the tap lab's hub answers to.
     let ca = test_ca_dir();
     let _ = fs::remove_dir_all(&ca);
     step(
@@ -699,7 +739,9 @@ pub fn grid(ns: &Netns, dir: &TestDir, root: &Path, records: &Path, listen: &[&s
 }
 
 /// A next root for the grid to serve: qemu/build-next-root.sh's tree plus
-/// /etc/zos-root-origin (its init prints it), as a reproducible tar.gz at `out`.
+/// /etc/zos-root-origin (its init prints it), as a reproducible tar.gz at `out` (names sorted,
+/// owner 0:0, modes without group/other write, one fixed mtime; gzip from tar has no name or
+/// time in its header).
 pub fn fetched_root_tarball(dir: &TestDir, out: &Path, origin: &str) {
     let tree = dir.join("fetched-root");
     let t = tree.to_string_lossy().into_owned();
@@ -716,7 +758,9 @@ pub fn fetched_root_tarball(dir: &TestDir, out: &Path, origin: &str) {
     let tar = run_cmd(
         &[
             "tar",
+            "--format=gnu",
             "--sort=name",
+            "--mode=u+rwX,go+rX,go-w",
             "--owner=0",
             "--group=0",
             "--numeric-owner",
@@ -745,6 +789,56 @@ pub fn sha256_file(path: &Path) -> String {
         .next()
         .unwrap_or_default()
         .to_string()
+}
+
+/// The bytes of `member` (a path inside the archive, e.g. `etc/zos/ca.pem`) in the initramfs
+/// `image` (a zstd, gzip or plain newc cpio), or None when it has no such file.
+pub fn image_member(image: &Path, member: &str) -> Option<Vec<u8>> {
+    let mut magic = [0u8; 4];
+    {
+        use std::io::Read as _;
+        fs::File::open(image).ok()?.read_exact(&mut magic).ok()?;
+    }
+    let decompress = match magic {
+        [0x28, 0xb5, 0x2f, 0xfd] => "zstd -q -dc",
+        [0x1f, 0x8b, ..] => "gzip -dc",
+        _ => "cat",
+    };
+    // No pipefail: cpio stops at the first archive's trailer, so the decompressor may die of
+    // SIGPIPE before the /dev/console archive after it; a missing member is an empty output.
+    let script =
+        format!("{decompress} -- \"$1\" | cpio -i --quiet --to-stdout -- \"$2\" 2>/dev/null");
+    let out = run_cmd(
+        &[
+            "bash",
+            "-c",
+            &script,
+            "bash",
+            &image.to_string_lossy(),
+            member,
+        ],
+        60,
+    );
+    (out.status.success() && !out.stdout.is_empty()).then_some(out.stdout)
+}
+
+/// `GET url` from inside `ns` (the test grid's `/_grid/state`), trusting only the test CA and
+/// never going through a proxy; the JSON answer.
+pub fn grid_state(ns: &Netns, url: &str) -> Result<Value, String> {
+    const GET: &str = "import ssl, sys, urllib.request as u\n\
+        ctx = ssl.create_default_context(cafile=sys.argv[1])\n\
+        op = u.build_opener(u.ProxyHandler({}), u.HTTPSHandler(context=ctx))\n\
+        sys.stdout.write(op.open(sys.argv[2], timeout=10).read().decode())\n";
+    let ca = test_ca_dir().join("ca.pem");
+    let out = ns.exec(&[PYTHON, "-c", GET, &ca.to_string_lossy(), url]);
+    if !out.status.success() {
+        return Err(format!(
+            "GET {url} in {}: {}",
+            ns.name,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| format!("GET {url}: not JSON: {e}"))
 }
 
 // ------------------------------------------------------------------------------------------
@@ -960,6 +1054,17 @@ pub fn expect_in_order(console: &str, groups: &[&[Expect]]) -> Result<Vec<String
         from = last;
     }
     Ok(matched)
+}
+
+/// The guest's own timestamp (seconds since zos-netboot started, the `[   2.584]` prefix of
+/// its console lines) of the first console line containing `needle`.
+pub fn console_stamp(console: &str, needle: &str) -> Option<f64> {
+    console
+        .lines()
+        .filter(|l| !is_kernel_line(l))
+        .find(|l| l.contains(needle))
+        .and_then(|l| l.strip_prefix('[')?.split_once(']'))
+        .and_then(|(stamp, _)| stamp.trim().parse().ok())
 }
 
 /// The state JSON the next root printed between `---STATE---` and `---END---`, parsed.
