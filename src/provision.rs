@@ -393,11 +393,14 @@ async fn fetch_and_install(
     if !notes.is_empty() {
         record.note = Some(notes.join("; "));
     }
+    let count = |n: u64, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
     console.line(format_args!(
-        "installed {} ({}) into {}: {files} files, {dirs} directories",
+        "installed {} ({}) into {}: {}, {}",
         a.name,
         a.kind,
-        target.display()
+        target.display(),
+        count(files, "file", "files"),
+        count(dirs, "directory", "directories")
     ));
     for n in notes.iter().take(4) {
         console.line(format_args!("  {}: {n}", a.name));
