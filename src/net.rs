@@ -203,6 +203,7 @@ pub async fn run(cfg: &NetConfig, console: &Console) -> Result<State, NetError> 
 
     let deadline = Instant::now() + cfg.timeout;
     let mut dhcp4_ms = None;
+    let mut bound_ms = None;
     let mut error = None;
     loop {
         let now = Instant::now();
@@ -299,6 +300,7 @@ pub async fn run(cfg: &NetConfig, console: &Console) -> Result<State, NetError> 
                                 if is_oob {
                                     oob = Some(run.nic.index);
                                     dhcp4_ms = Some(u.since_first_send.as_millis() as u64);
+                                    bound_ms = Some(console.start().elapsed().as_millis() as u64);
                                 }
                                 run.lease = Some(lease);
                                 run.obtained = Some(SystemTime::now());
@@ -450,6 +452,7 @@ pub async fn run(cfg: &NetConfig, console: &Console) -> Result<State, NetError> 
         reach,
         timings: Timings {
             dhcp4: dhcp4_ms,
+            bound: bound_ms,
             slaac: slaac.values().filter_map(|s| s.ready_after_ms).min(),
             probes: probes_ms,
             total: online.then(|| console.start().elapsed().as_millis() as u64),

@@ -36,6 +36,11 @@ pub const SIGNED_BODY_LIFETIME: Duration = Duration::from_secs(9 * 60);
 /// that accepts the connection and never answers must not hold the boot forever.
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Before its first POST a node waits a random time below this: nodes that power on together
+/// (a farm after an outage) reach the registrar spread over a second instead of at once. The
+/// retries' jitter ([`Backoff::REGISTER`]) keeps them apart afterwards.
+pub const FIRST_POST_SPREAD: Duration = Duration::from_millis(1000);
+
 /// Longest server-provided text we put on the console.
 const MAX_SERVER_TEXT: usize = 160;
 
@@ -580,6 +585,12 @@ pub async fn run(
             }
         }
     };
+    let spread = Duration::from_millis(fastrand::u64(..FIRST_POST_SPREAD.as_millis() as u64));
+    log::debug!(
+        "registration: first POST in {} ms (spread)",
+        spread.as_millis()
+    );
+    smol::Timer::after(spread).await;
     let attempts = std::cell::Cell::new(1u32);
     let start = Instant::now();
     let result = register(

@@ -122,6 +122,8 @@ pub struct Ipv6Summary {
 pub struct Timings {
     /// First DISCOVER to BOUND on the OOB NIC.
     pub dhcp4: Option<u64>,
+    /// Process start to the OOB NIC's lease applied.
+    pub bound: Option<u64>,
     /// Carrier up → the first NIC's SLAAC ready.
     pub slaac: Option<u64>,
     /// The probes, all families at once.
