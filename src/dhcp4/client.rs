@@ -471,6 +471,15 @@ impl Client {
             );
             return Vec::new();
         }
+        // dhcproto's chaddr() slices chaddr[..hlen] and panics on an hlen over 16 (found by
+        // fuzzing): anything but Ethernet's 6 is not a reply to us anyway.
+        if msg.hlen() != 6 {
+            self.drop_packet(format_args!(
+                "reply with hardware address length {}",
+                msg.hlen()
+            ));
+            return Vec::new();
+        }
         if msg.chaddr().get(..6) != Some(&self.config.mac[..]) {
             self.drop_packet(format_args!("reply with our xid but another chaddr"));
             return Vec::new();

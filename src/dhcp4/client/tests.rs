@@ -239,6 +239,25 @@ fn replies_for_other_transactions_or_hardware_are_dropped() {
     assert_eq!(c.state_name(), "SELECTING");
 }
 
+/// Regression (fuzz/artifacts/dhcp4_client/crash-8d04169c…): a reply with our xid and an hlen
+/// over 16 made dhcproto's `chaddr()` slice out of bounds and panic — any host on the segment
+/// could crash-loop a booting node. It is dropped like any reply not for our MAC.
+#[test]
+fn a_reply_with_an_oversized_hardware_address_length_is_dropped_not_a_panic() {
+    let t0 = Instant::now();
+    let mut c = Client::new(config(), t0, 5);
+    let (discover, _) = sent(&c.handle_timeout(t0)).remove(0);
+    for hlen in [0u8, 5, 7, 16, 17, 0x24, 255] {
+        let mut bytes = reply(&discover, MessageType::Offer, |_| {});
+        bytes[2] = hlen; // op, htype, hlen
+        assert!(c.handle_packet(t0, &bytes).is_empty(), "hlen {hlen}");
+        assert_eq!(c.state_name(), "SELECTING", "hlen {hlen}");
+    }
+    // The same offer with hlen 6 is taken.
+    let ok = reply(&discover, MessageType::Offer, |_| {});
+    assert!(!c.handle_packet(t0, &ok).is_empty());
+}
+
 #[test]
 fn offers_with_insane_options_are_dropped() {
     let t0 = Instant::now();
