@@ -39,6 +39,8 @@ for t in "${targets[@]}"; do
   seeds="fuzz/seeds/$t"
   mkdir -p "$corpus" "$seeds" "fuzz/artifacts/$t"
   log=$(mktemp)
+  count_crashes() { find "fuzz/artifacts/$t" -type f \( -name 'crash-*' -o -name 'leak-*' -o -name 'timeout-*' -o -name 'oom-*' \) | wc -l; }
+  before=$(count_crashes)
   echo "==> $t: ${secs}s"
   set +e
   (cd fuzz && timeout -k 10 $((secs + 120)) cargo +nightly fuzz run -O "$t" "../$corpus" "../$seeds" -- \
@@ -46,7 +48,7 @@ for t in "${targets[@]}"; do
   rc=$?
   set -e
   runs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$' | tail -n 1)
-  crashes=$(find "fuzz/artifacts/$t" -type f \( -name 'crash-*' -o -name 'leak-*' -o -name 'timeout-*' -o -name 'oom-*' \) | wc -l)
+  crashes=$(($(count_crashes) - before)) # found by this run
   size=$(find "$corpus" -type f | wc -l)
   if [ "$rc" -ne 0 ]; then
     failed=1
