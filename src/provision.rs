@@ -163,6 +163,7 @@ async fn stage(
     clock.floor(cfg.build_unix);
     let mut ntp = cfg.ntp.clone();
     ntp.extend(state.ntp.iter().map(|ip| IpAddr::V4(*ip)));
+    ntp.sort();
     ntp.dedup();
     clock.sntp(&ntp).await;
     out.record.clock = clock.report.clone();
@@ -501,6 +502,8 @@ struct ClockSync<'a> {
     report: Option<ClockReport>,
     /// SNTP answered: the HTTP Date (second precision) is not needed.
     synced: bool,
+    /// This binary's build time (ms): no source may set the clock earlier.
+    floor_ms: i64,
 }
 
 impl<'a> ClockSync<'a> {
@@ -510,11 +513,26 @@ impl<'a> ClockSync<'a> {
             console,
             report: None,
             synced: false,
+            floor_ms: 0,
         }
     }
 
     fn step(&mut self, source: String, step_ms: Option<i64>) {
-        let Some(step_ms) = step_ms else {
+        // Never before the build: a server (or a forged answer) saying 1999 is wrong.
+        let step_ms = step_ms.map(|s| {
+            let now = clock::now_unix_ms();
+            if now.saturating_add(s) < self.floor_ms {
+                self.console.line(format_args!(
+                    "clock: {source} says {}, before this binary was built; keeping the build time",
+                    clock::format_unix(now.saturating_add(s) / 1000)
+                ));
+                self.floor_ms - now
+            } else {
+                s
+            }
+        });
+        let Some(step_ms) = step_ms.filter(|s| s.unsigned_abs() > clock::STEP_THRESHOLD_MS as u64)
+        else {
             self.console.line(format_args!(
                 "clock: {} (within 1 s of {source})",
                 clock::format_unix(clock::now_unix_ms() / 1000)
@@ -559,6 +577,9 @@ impl<'a> ClockSync<'a> {
 
     fn floor(&mut self, build_unix: u64) {
         let now = clock::now_unix_ms();
+        self.floor_ms = i64::try_from(build_unix)
+            .unwrap_or(i64::MAX)
+            .saturating_mul(1000);
         if let Some(floor) = clock::floor(build_unix, u64::try_from(now / 1000).unwrap_or(0)) {
             let target = i64::try_from(floor)
                 .unwrap_or(i64::MAX)
@@ -615,6 +636,26 @@ mod tests {
         ));
         fs::create_dir_all(&d).unwrap();
         d
+    }
+
+    #[test]
+    fn no_clock_source_may_go_before_the_build() {
+        let console = Console::new(std::time::Instant::now());
+        let mut c = ClockSync::new(false, &console);
+        // A build an hour ahead of this clock; a server says a day behind it.
+        let now = clock::now_unix_ms();
+        c.floor_ms = now + 3_600_000;
+        c.step("sntp 192.0.2.1".into(), Some(-86_400_000));
+        let r = c.report.clone().unwrap();
+        assert!(
+            (3_590_000..=3_600_000).contains(&r.step_ms),
+            "clamped to the build time: {r:?}"
+        );
+        assert!(!r.applied, "not PID 1");
+        // Within a second of now: no step at all.
+        c.floor_ms = 0;
+        c.step("sntp 192.0.2.1".into(), Some(400));
+        assert_eq!(c.report.clone().unwrap().step_ms, 0);
     }
 
     #[test]
