@@ -352,7 +352,11 @@ class Handler(BaseHTTPRequestHandler):
         started, notes = time.monotonic(), []
         sent = 0
         try:
-            if urlsplit(self.path).path != REGISTRAR_PATH:
+            path = urlsplit(self.path).path
+            if path != REGISTRAR_PATH:
+                # Counted per path like a static file, so a test can see
+                # how often a node POSTed to a wrong endpoint.
+                self.grid.count_path(path)
                 # Read the body first: closing a socket with unread data
                 # makes the kernel send a reset, which can destroy the
                 # answer before the client reads it.
