@@ -174,19 +174,24 @@ fn standard_artifacts(lab: &Lab, grid: &Grid) -> Vec<Value> {
 
 /// A lab with one NIC, dnsmasq handing out the router and the grid's DNS, and the grid.
 fn grid_lab(t: &str, faults: &[&str]) -> Option<(Lab, Dnsmasq, Grid)> {
+    grid_lab_with(t, faults, &[])
+}
+
+/// [`grid_lab`] with more dnsmasq options (`--dhcp-option=42,...`).
+fn grid_lab_with(t: &str, faults: &[&str], dhcp: &[&str]) -> Option<(Lab, Dnsmasq, Grid)> {
     if !require_root(t) || !require_tool(t, "dnsmasq", "--version") || !require_grid(t) {
         return None;
     }
     let lab = Lab::new(t);
     lab.wire("eth0", "r0", "10.61.0.1/24");
-    let dns = lab.dnsmasq(
-        "r0",
-        &[
-            "--dhcp-range=10.61.0.100,10.61.0.200,255.255.255.0,1h",
-            "--dhcp-option=3,10.61.0.1",
-            &format!("--dhcp-option=6,{DNS_V4}"),
-        ],
-    );
+    let dns_option = format!("--dhcp-option=6,{DNS_V4}");
+    let mut args = vec![
+        "--dhcp-range=10.61.0.100,10.61.0.200,255.255.255.0,1h",
+        "--dhcp-option=3,10.61.0.1",
+        &dns_option,
+    ];
+    args.extend_from_slice(dhcp);
+    let dns = lab.dnsmasq("r0", &args);
     let grid = lab.grid(faults);
     Some((lab, dns, grid))
 }
@@ -1178,6 +1183,116 @@ fn a_registrar_that_finds_the_clock_off_is_not_retried_and_says_so() {
     assert_eq!(c["registration_posts"], 1, "{c}");
     assert_eq!(c["registrations_rejected"], json!({"401": 1}), "{c}");
     assert_eq!(grid.records(), json!({}));
+}
+
+/// A registrar that accepts the connection and says nothing for longer than the TLS
+/// handshake timeout (10 s): that attempt is given up, the next one (a new connection)
+/// registers the node, once; the whole run stays under 25 s.
+#[test]
+fn a_registrar_that_never_answers_is_given_up_on_and_tried_again() {
+    let t = "register_stall";
+    let Some((lab, _dns, grid)) = grid_lab(t, &["--stall-accept=14", "--stall-count=1"]) else {
+        return;
+    };
+    let root = sysroot(&lab, &grid, "node");
+    // zos.fetch=none: the registration's connection is the first, the stalled one.
+    let run = boot(&lab, &root, "zos.fetch=none");
+    assert_exit(&run, 0, &grid);
+    let reg = &state_of(&lab, &root)["registration"];
+    assert_eq!(reg["attempts"], 2, "{}\n{}", pretty(reg), run.describe());
+    assert_eq!(reg["created"], true, "{}", pretty(reg));
+    assert!(
+        num(&reg["ms"]) >= 9000,
+        "the silent attempt was not waited for: {}",
+        pretty(reg)
+    );
+    assert_says(&run, "registration attempt 1 failed");
+    assert!(
+        run.elapsed < Duration::from_secs(25),
+        "took {:?}\n{}",
+        run.elapsed,
+        run.describe()
+    );
+    let seen = grid.state();
+    assert_eq!(seen["counters"]["faults"]["stall"], 1, "{}", pretty(&seen));
+    assert_eq!(
+        seen["counters"]["registration_posts"],
+        1,
+        "the stalled connection never delivered a POST: {}",
+        pretty(&seen)
+    );
+    let id = reg["node_id"].as_str().unwrap();
+    assert_eq!(grid.records()[id]["registrations"], 1);
+}
+
+/// The clock: an SNTP server from DHCP option 42 (the grid's, its clock an hour ahead) is
+/// asked, and the step it implies is reported but, outside PID 1, not applied. A server that
+/// answers with a kiss-o'-death is not believed: the hub's HTTP `Date` decides instead.
+#[test]
+fn the_clock_comes_from_the_leases_ntp_server_else_from_the_hubs_date() {
+    let t = "fetch_clock";
+    let option42 = format!("--dhcp-option=42,{HUB_V4}");
+    let cases: &[(&str, &[&str])] = &[
+        ("sntp", &["--ntp-offset=3600"]),
+        ("kiss", &["--ntp-offset=3600", "--ntp-stratum=0"]),
+    ];
+    for (name, faults) in cases {
+        let Some((lab, _dns, grid)) = grid_lab_with(&format!("{t}_{name}"), faults, &[&option42])
+        else {
+            return;
+        };
+        write_manifest(&grid, vec![motd_artifact(&grid)]);
+        let root = sysroot(&lab, &grid, "node");
+        let before = unix_now();
+        let run = boot_with(&lab, &root, "");
+        // The hub's certificate is checked against this machine's clock (not stepped): fine.
+        assert_exit(&run, 0, &grid);
+        assert!(
+            unix_now() - before < 30,
+            "{name}: the host's clock was stepped?"
+        );
+        let state = state_of(&lab, &root);
+        assert_eq!(
+            state["ntp"],
+            json!([HUB_V4]),
+            "{name}: option 42 in the state"
+        );
+        let clock = &state["fetch"]["clock"];
+        assert_eq!(clock["applied"], false, "{name}: {}", pretty(clock));
+        let step = clock["step_ms"].as_i64().unwrap();
+        let seen = grid.state();
+        assert!(
+            num(&seen["counters"]["ntp_requests"]) >= 1,
+            "{name}: the NTP server was not asked: {}",
+            pretty(&seen)
+        );
+        if *name == "sntp" {
+            assert_eq!(
+                clock["source"],
+                format!("sntp {HUB_V4}"),
+                "{}",
+                pretty(clock)
+            );
+            assert!(
+                (3_598_000..=3_602_000).contains(&step),
+                "an hour ahead, not {step} ms"
+            );
+            assert_says(&run, &format!("clock: sntp {HUB_V4} says"));
+            assert_says(&run, "not PID 1: the clock is left alone");
+        } else {
+            assert_eq!(
+                clock["source"],
+                format!("http-date {MANIFEST}"),
+                "{}",
+                pretty(clock)
+            );
+            assert!(
+                step.abs() < 2000,
+                "the hub's Date is now, not {step} ms off"
+            );
+            assert_says(&run, "RATE");
+        }
+    }
 }
 
 /// `zos.identity=` files: 32 raw bytes give the same node as the 64-hex form; a file that is

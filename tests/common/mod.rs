@@ -1614,7 +1614,8 @@ impl Lab {
     }
 
     /// The test grid (tests/grid/grid.py) as "the Internet": [`HUB_V4`]/[`HUB_V6`] on the
-    /// router's `lo` with HTTPS on 443 and HTTP on 80, a test CA made for this lab
+    /// router's `lo` with HTTPS on 443 and HTTP on 80 (and SNTP on [`HUB_V4`]:123, for nodes
+    /// told about it with DHCP option 42 or `zos.ntp=`), a test CA made for this lab
     /// ([`Grid::ca`], naming [`HUB_NAME`] and both addresses), DNS answering [`HUB_NAME`], and
     /// `faults` passed to grid.py as they are. Serves [`Grid::root`] (create files there before
     /// or after; the grid reads them per request). Ready when grid.py writes its ready file.
@@ -1659,6 +1660,8 @@ impl Lab {
             format!("{HUB_V4}:80"),
             "--http".into(),
             format!("[{HUB_V6}]:80"),
+            "--ntp".into(),
+            format!("{HUB_V4}:123"),
             "--cert".into(),
             ca_dir.join("server.pem").to_string_lossy().into_owned(),
             "--key".into(),

@@ -9,6 +9,8 @@ those):
   POST /api/v1/nodes    node registration: ed25519 signature over the body,
                         replay guard, one record per node id (idempotent)
   GET /_grid/state      records and counters, for tests
+  SNTP (UDP, --ntp)     a server whose clock runs --ntp-offset seconds ahead
+                        (--ntp-stratum 0: kiss-o'-death "RATE" answers)
 
 Fault switches (static files matching --fault-path, default all) make it a
 bad hub on purpose: slow, dropping, corrupting, lying about lengths, failing
@@ -30,6 +32,7 @@ import signal
 import socket
 import socketserver
 import ssl
+import struct
 import sys
 import threading
 import time
@@ -57,6 +60,7 @@ CHUNK = 64 * 1024
 HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 HEX128 = re.compile(r"[0-9a-fA-F]{128}")
 RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+NTP_EPOCH = 2208988800  # 1900-01-01 to 1970-01-01, in seconds
 
 
 def log(msg):
@@ -109,6 +113,7 @@ class Grid:
             "requests": 0,
             "tls_failures": 0,
             "registration_posts": 0,
+            "ntp_requests": 0,
             # Registration POSTs being handled at once: now, and the most seen.
             "registrations_in_flight": 0,
             "registrations_in_flight_peak": 0,
@@ -595,6 +600,67 @@ class GridServer(ThreadingHTTPServer):
             tls_sock.close()
 
 
+# --- SNTP --------------------------------------------------------------------
+
+def ntp_timestamp(unix):
+    secs = int(unix)
+    frac = int((unix - secs) * (1 << 32)) & 0xFFFFFFFF
+    return struct.pack("!II", (secs + NTP_EPOCH) & 0xFFFFFFFF, frac)
+
+
+class NtpServer:
+    """An SNTP server (RFC 4330 §5) on one UDP address: answers client
+    (mode 3) requests with a clock --ntp-offset seconds ahead of this
+    machine's, echoing the request's transmit timestamp as the originate
+    timestamp. Stratum 0 sends kiss-o'-death "RATE" packets instead."""
+
+    def __init__(self, address, grid, offset, stratum):
+        host, port = address
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_DGRAM)
+        if family == socket.AF_INET6:
+            self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        self.sock.bind((host, port))
+        self.sock.settimeout(0.2)
+        self.grid, self.offset, self.stratum = grid, offset, stratum
+        self.stop = threading.Event()
+
+    def url(self):
+        host, port = self.sock.getsockname()[:2]
+        return "ntp://%s:%d" % ("[%s]" % host if ":" in host else host, port)
+
+    def serve(self):
+        while not self.stop.is_set():
+            try:
+                data, peer = self.sock.recvfrom(512)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            received = time.time() + self.offset
+            if len(data) < 48 or data[0] & 7 != 3:
+                log("%s NTP: not a client request (%d bytes)"
+                    % (peer[0], len(data)))
+                continue
+            self.grid.count("ntp_requests")
+            version = (data[0] >> 3) & 7
+            leap = 0 if self.stratum else 3
+            ref_id = b"LAB\0" if self.stratum else b"RATE"
+            reply = (struct.pack("!BBbb", leap << 6 | version << 3 | 4,
+                                 self.stratum, 4, -20)
+                     + struct.pack("!II", 0, 0) + ref_id
+                     + ntp_timestamp(received) + data[40:48]
+                     + ntp_timestamp(received)
+                     + ntp_timestamp(time.time() + self.offset))
+            self.sock.sendto(reply, peer)
+            log("%s NTP stratum %d offset %+gs"
+                % (peer[0], self.stratum, self.offset))
+
+    def close(self):
+        self.stop.set()
+        self.sock.close()
+
+
 # --- command line ----------------------------------------------------------
 
 def listen_address(text):
@@ -630,6 +696,15 @@ def parse_args(argv):
                    type=listen_address, metavar="ADDR:PORT")
     p.add_argument("--https", action="append", default=[],
                    type=listen_address, metavar="ADDR:PORT")
+    p.add_argument("--ntp", action="append", default=[],
+                   type=listen_address, metavar="ADDR:PORT",
+                   help="answer SNTP requests (UDP) here")
+    p.add_argument("--ntp-offset", type=float, default=0, metavar="SECS",
+                   help="the SNTP server's clock runs SECS ahead (negative: "
+                   "behind)")
+    p.add_argument("--ntp-stratum", type=int, default=1, metavar="N",
+                   help="stratum of the SNTP answers; 0 sends kiss-o'-death "
+                   "RATE packets (leap indicator 3)")
     p.add_argument("--cert", help="server certificate (PEM) for --https")
     p.add_argument("--key", help="its private key (PEM)")
     p.add_argument("--root", help="directory served as static files")
@@ -677,8 +752,8 @@ def parse_args(argv):
         if not args.names:
             p.error("--make-ca needs --names")
         return args
-    if not args.http and not args.https:
-        p.error("nothing to serve on: give --http and/or --https")
+    if not args.http and not args.https and not args.ntp:
+        p.error("nothing to serve on: give --http, --https and/or --ntp")
     if args.https and not (args.cert and args.key):
         p.error("--https needs --cert and --key")
     return args
@@ -763,10 +838,11 @@ def make_ca(out_dir, names):
 
 # --- main ------------------------------------------------------------------
 
-def write_ready(path, servers):
+def write_ready(path, servers, ntp):
     info = {"pid": os.getpid(),
             "http": [s.url() for s in servers if not s.tls],
-            "https": [s.url() for s in servers if s.tls]}
+            "https": [s.url() for s in servers if s.tls],
+            "ntp": [n.url() for n in ntp]}
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
         json.dump(info, f)
@@ -788,24 +864,30 @@ def main(argv):
         tls.load_cert_chain(args.cert, args.key)
     servers = [GridServer(a, grid, None) for a in args.http]
     servers += [GridServer(a, grid, tls) for a in args.https]
+    ntp = [NtpServer(a, grid, args.ntp_offset, args.ntp_stratum)
+           for a in args.ntp]
 
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     threads = [threading.Thread(target=s.serve_forever, daemon=True)
                for s in servers]
+    threads += [threading.Thread(target=n.serve, daemon=True) for n in ntp]
     for t in threads:
         t.start()
     log("serving %s (root %s) pid %d" % (
-        " ".join(s.url() for s in servers), args.root or "none: no files",
+        " ".join([s.url() for s in servers] + [n.url() for n in ntp]),
+        args.root or "none: no files",
         os.getpid()))
     if args.ready_file:
-        write_ready(args.ready_file, servers)
+        write_ready(args.ready_file, servers, ntp)
     if not stop.wait(args.exit_after):
         log("--exit-after %ss reached" % args.exit_after)
     for s in servers:
         s.shutdown()
         s.server_close()
+    for n in ntp:
+        n.close()
     log("stopped")
     return 0
 

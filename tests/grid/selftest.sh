@@ -204,6 +204,44 @@ check "stall-count 1: the next connection is served at once (${ms} ms)" test "$m
 check "stall logged" log_has stall "stalling 3.0s before reading"
 stop "$pid"
 
+# --- SNTP ------------------------------------------------------------------------------------
+# sntp_offset READY: one SNTP (RFC 4330) request to the grid's NTP listener; prints
+# "mode stratum leap echo offset_s" of the answer.
+sntp_offset() {
+  "$py" - "$1" <<'PY'
+import json, socket, struct, sys, time
+host, port = json.load(open(sys.argv[1]))["ntp"][0][len("ntp://"):].rsplit(":", 1)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(5)
+t1 = time.time()
+req = bytes([0x23]) + bytes(39) + struct.pack("!II", int(t1) + 2208988800, 4242)
+s.sendto(req, (host, int(port)))
+data = s.recv(512)
+t4 = time.time()
+unix = lambda off: struct.unpack("!I", data[off:off + 4])[0] - 2208988800 + struct.unpack(
+    "!I", data[off + 4:off + 8])[0] / 2**32
+offset = ((unix(32) - t1) + (unix(40) - t4)) / 2
+print(data[0] & 7, data[1], data[0] >> 6, int(data[24:32] == req[40:48]), round(offset))
+PY
+}
+"$py" "$grid" --ntp 127.0.0.1:0 --ntp-offset 3600 --ready-file "$T/ntp.ready" --exit-after 60 \
+  2>"$T/ntp.log" &
+pid=$!
+pids+=("$pid")
+for _ in $(seq 200); do [ -s "$T/ntp.ready" ] && break; sleep 0.05; done
+got=$(timeout 10 bash -c "$(declare -f sntp_offset); py=$py; sntp_offset '$T/ntp.ready'" || true)
+check "ntp-offset 3600: mode 4, stratum 1, leap 0, our timestamp echoed, +3600 s ($got)" \
+  test "$got" = "4 1 0 1 3600"
+stop "$pid"
+"$py" "$grid" --ntp 127.0.0.1:0 --ntp-stratum 0 --ready-file "$T/kod.ready" --exit-after 60 \
+  2>"$T/kod.log" &
+pid=$!
+pids+=("$pid")
+for _ in $(seq 200); do [ -s "$T/kod.ready" ] && break; sleep 0.05; done
+got=$(timeout 10 bash -c "$(declare -f sntp_offset); py=$py; sntp_offset '$T/kod.ready'" || true)
+check "ntp-stratum 0: a kiss-o'-death (stratum 0, leap 3): ${got% *}" test "${got% *}" = "4 0 3 1"
+stop "$pid"
+
 # --- IPv6 loopback ----------------------------------------------------------------------------
 if ip -6 addr show dev lo 2>/dev/null | grep -q '::1/128'; then
   "$py" "$grid" --root "$T/root" --http '[::1]:0' --ready-file "$T/v6.ready" --exit-after 60 \
