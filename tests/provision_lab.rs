@@ -861,6 +861,81 @@ fn persistent_failures_end_in_bounded_tries_with_a_reason() {
     assert_eq!(grid.records(), json!({}));
 }
 
+/// Redirects: an artifact moved within the hub (a relative `Location`) is followed and still
+/// verified; an https manifest redirected to plain http is refused (its integrity is TLS);
+/// a redirect loop ends with a reason; a registrar that moved (307) gets the signed POST, body
+/// and all, at its new place.
+#[test]
+fn redirects_are_followed_within_https_but_never_down_to_http() {
+    let t = "fetch_redirects";
+    let Some((lab, _dns, grid)) = grid_lab(
+        t,
+        &[
+            "--redirect=/zos/moved.bin=/zos/motd",
+            "--redirect=/zos/down.json=http://hub.lab.test/zos/manifest.json",
+            "--redirect=/zos/loop1=/zos/loop2",
+            "--redirect=/zos/loop2=/zos/loop1",
+            "--redirect=307:/api/v1/old=/api/v1/nodes",
+        ],
+    ) else {
+        return;
+    };
+    let mut moved = motd_artifact(&grid);
+    moved["url"] = json!("/zos/moved.bin");
+    write_manifest(&grid, vec![moved]);
+    let root = sysroot(&lab, &grid, "node-moved");
+    let run = boot_with(&lab, &root, "zos.registrar=https://hub.lab.test/api/v1/old");
+    assert_exit(&run, 0, &grid);
+    assert_eq!(fs::read(root.join("next-root/etc/motd")).unwrap(), MOTD);
+    let state = state_of(&lab, &root);
+    assert_eq!(state["registration"]["created"], true, "{}", pretty(&state));
+    let seen = grid.state();
+    for (path, n) in [("/zos/moved.bin", 1), ("/zos/motd", 1), ("/api/v1/old", 1)] {
+        assert_eq!(seen["paths"][path], n, "{path}: {}", pretty(&seen));
+    }
+    assert_eq!(
+        seen["counters"]["registration_posts"],
+        1,
+        "{}",
+        pretty(&seen)
+    );
+    assert_eq!(seen["counters"]["registrations_created"], 1);
+
+    // https → http: refused, and the http manifest is never asked for.
+    let root = sysroot(&lab, &grid, "node-down");
+    let run = boot_with(
+        &lab,
+        &root,
+        "zos.manifest=https://hub.lab.test/zos/down.json",
+    );
+    assert_exit(&run, 1, &grid);
+    let err = fetch_error(&state_of(&lab, &root), &run);
+    assert!(err.contains("refusing to follow https"), "{err}");
+    let seen = grid.state();
+    assert_eq!(seen["paths"]["/zos/down.json"], 1, "{}", pretty(&seen));
+    assert_eq!(
+        seen["paths"]["/zos/manifest.json"],
+        1,
+        "only the first boot's: {}",
+        pretty(&seen)
+    );
+
+    // A loop: bounded, and not retried as if it were transient.
+    let mut looping = motd_artifact(&grid);
+    looping["url"] = json!("/zos/loop1");
+    write_manifest(&grid, vec![looping]);
+    let root = sysroot(&lab, &grid, "node-loop");
+    let run = boot_with(&lab, &root, "");
+    assert_exit(&run, 1, &grid);
+    let err = fetch_error(&state_of(&lab, &root), &run);
+    assert!(err.contains("redirects") && err.contains("motd"), "{err}");
+    let seen = grid.state();
+    let hops = num(&seen["paths"]["/zos/loop1"]) + num(&seen["paths"]["/zos/loop2"]);
+    assert!((2..=12).contains(&hops), "{hops} requests in the loop");
+    assert!(!root.join("next-root/etc/motd").exists());
+    assert_no_leftovers(&root);
+}
+
 /// Tarballs that try to write outside the next root, each refused as a whole (not even the
 /// good entry lands), with the entry named. Sentinels: a directory outside the sysroot that
 /// absolute names and links point at stays as it was.
@@ -910,6 +985,12 @@ fn tarballs_that_escape_the_next_root_are_refused() {
             "hardlink",
             "h".into(),
             json!([ok, {"name": "h", "type": "link", "target": format!("{out}/secret")}]),
+        ),
+        // Not an escape, but as bad: a privileged binary from the network.
+        (
+            "setuid",
+            "h".into(),
+            json!([ok, {"name": "h", "data": "#!/bin/sh\n", "mode": 0o4755}]),
         ),
     ];
     for (name, entry, entries) in &cases {

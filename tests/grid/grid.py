@@ -9,6 +9,8 @@ those):
   POST /api/v1/nodes    node registration: ed25519 signature over the body,
                         replay guard, one record per node id (idempotent)
   GET /_grid/state      records and counters, for tests
+  --redirect            [STATUS:]PATH=LOCATION answers requests (any method) for
+                        PATH with a redirect (302 by default)
   SNTP (UDP, --ntp)     a server whose clock runs --ntp-offset seconds ahead
                         (--ntp-stratum 0: kiss-o'-death "RATE" answers)
 
@@ -104,6 +106,7 @@ class Grid:
         self.records_path = records_path
         self.faults = faults
         self.clock_offset = clock_offset
+        self.redirects = {}  # URL path -> (status, Location)
         self.lock = threading.Lock()
         self.records = self._load_records()
         self.path_requests = {}
@@ -370,7 +373,10 @@ class Handler(BaseHTTPRequestHandler):
                     self.rfile.read(int(length))
                 else:
                     self.close_connection = True
-                sent = self.send_json(404, {"error": "no such endpoint"})
+                if path in self.grid.redirects:
+                    sent = self.send_redirect(path, notes)
+                else:
+                    sent = self.send_json(404, {"error": "no such endpoint"})
             else:
                 grid = self.grid
                 with grid.lock:
@@ -397,6 +403,9 @@ class Handler(BaseHTTPRequestHandler):
             elif path == REGISTRAR_PATH:
                 sent = self.send_json(405, {"error": "POST registrations"},
                                       [("Allow", "POST")])
+            elif path in self.grid.redirects:
+                self.grid.count_path(path)
+                sent = self.send_redirect(path, notes)
             else:
                 sent = self.serve_file(path, notes)
         except OSError as e:
@@ -406,6 +415,12 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         finally:
             self.finish_line(started, sent, notes)
+
+    def send_redirect(self, path, notes):
+        status, location = self.grid.redirects[path]
+        notes.append("redirect=%s" % location)
+        return self.send_json(status, {"location": location},
+                              [("Location", location)])
 
     def handle_registration(self, notes):
         grid, faults = self.grid, self.grid.faults
@@ -683,6 +698,15 @@ def listen_address(text):
     return host, int(port)
 
 
+def redirect_spec(text):
+    """[STATUS:]PATH=LOCATION → (path, (status, location))."""
+    m = re.fullmatch(r"(?:(30[1278]):)?(/[^=]*)=(.+)", text)
+    if not m:
+        raise argparse.ArgumentTypeError(
+            "%r: expected [301|302|307|308:]/PATH=LOCATION" % text)
+    return m.group(2), (int(m.group(1) or 302), m.group(3))
+
+
 def signed_int(text):
     if not re.fullmatch(r"[+-]\d+", text) or int(text) == 0:
         raise argparse.ArgumentTypeError("%r: expected +N or -N" % text)
@@ -705,6 +729,10 @@ def parse_args(argv):
     p.add_argument("--ntp-stratum", type=int, default=1, metavar="N",
                    help="stratum of the SNTP answers; 0 sends kiss-o'-death "
                    "RATE packets (leap indicator 3)")
+    p.add_argument("--redirect", action="append", default=[],
+                   type=redirect_spec, metavar="[STATUS:]PATH=LOCATION",
+                   help="answer PATH (any method) with a redirect to LOCATION "
+                   "(302 unless STATUS says 301, 307 or 308)")
     p.add_argument("--cert", help="server certificate (PEM) for --https")
     p.add_argument("--key", help="its private key (PEM)")
     p.add_argument("--root", help="directory served as static files")
@@ -857,6 +885,7 @@ def main(argv):
         return 0
 
     grid = Grid(args.root, args.records, Faults(args), args.clock_offset)
+    grid.redirects = dict(args.redirect)
     tls = None
     if args.https:
         tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

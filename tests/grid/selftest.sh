@@ -185,6 +185,16 @@ code=$(c -o /dev/null -w '%{http_code}' "$(hub /manifest.json)")
 check "fail-5xx counts per path: manifest first request $code" test "$code" = 503
 stop "$pid"
 
+start redirect --redirect /moved.json=/manifest.json --redirect 307:/api/v1/old=/api/v1/nodes
+got=$(c -o /dev/null -w '%{http_code} %{redirect_url}' "$(hub /moved.json)")
+check "redirect: 302 to /manifest.json ($got)" test "$got" = "302 $(hub /manifest.json)"
+check "redirect: followed, the manifest" bash -c "$(declare -f c hub); port=$port T=$T; \
+  c -L '$(hub /moved.json)' | grep -q artifacts"
+got=$(c -o /dev/null -w '%{http_code} %{redirect_url}' -H 'Content-Type: application/json' \
+  --data '{}' "$(hub /api/v1/old)")
+check "redirect: 307 for a POST ($got)" test "$got" = "307 $(hub /api/v1/nodes)"
+stop "$pid"
+
 start regfail --registrar-fail 1
 check "registrar-fail 1: first POST 503, then registered" \
   "$py" "$here/selftest_registration.py" "https://127.0.0.1:$port" "$T/ca/ca.pem" --registrar-fail 1
