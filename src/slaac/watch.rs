@@ -152,13 +152,16 @@ impl Watch {
                 removed,
                 ..
             } => {
+                // With optimistic DAD the kernel deletes a SLAAC address whose DAD failed, and
+                // the DADFAILED flag is only on that RTM_DELADDR (it adds the address again at
+                // the next RA, and it fails again): look at the flags on removals too.
+                if flags.dad_failed && !nic.dad_failed.contains(&address) {
+                    nic.dad_failed.push(address);
+                    changes.push(Change::DadFailed { ifindex, address });
+                }
                 if removed {
                     nic.addrs.remove(&address);
                 } else {
-                    if flags.dad_failed && !nic.dad_failed.contains(&address) {
-                        nic.dad_failed.push(address);
-                        changes.push(Change::DadFailed { ifindex, address });
-                    }
                     nic.addrs.insert(address, (prefix, flags));
                 }
             }
@@ -556,6 +559,46 @@ mod tests {
             .diagnosis(IF, Duration::from_secs(1))
             .unwrap()
             .contains("DAD failed"));
+    }
+
+    /// What the kernel does with optimistic DAD (seen with `ip -6 monitor address` against a
+    /// host holding the node's EUI-64 address): NEWADDR optimistic+tentative, then DELADDR with
+    /// dadfailed — the only place the failure shows.
+    #[test]
+    fn dad_failure_seen_only_on_the_removal_is_diagnosed() {
+        let t0 = Instant::now();
+        let mut w = watch(t0);
+        let optimistic = AddrFlags {
+            tentative: true,
+            optimistic: true,
+            ..AddrFlags::default()
+        };
+        assert!(w
+            .handle(t0, address("2001:db8:1::5", optimistic))
+            .is_empty());
+        let gone = Input::Address {
+            ifindex: IF,
+            address: addr("2001:db8:1::5"),
+            prefix: 64,
+            flags: AddrFlags {
+                dad_failed: true,
+                ..optimistic
+            },
+            removed: true,
+        };
+        assert_eq!(
+            w.handle(t0, gone),
+            vec![Change::DadFailed {
+                ifindex: IF,
+                address: addr("2001:db8:1::5")
+            }]
+        );
+        assert!(!w.is_ready(IF));
+        let d = w.diagnosis(IF, Duration::from_secs(3)).unwrap();
+        assert!(
+            d.contains("DAD failed") && d.contains("2001:db8:1::5"),
+            "{d}"
+        );
     }
 
     #[test]
