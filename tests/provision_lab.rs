@@ -648,8 +648,9 @@ fn a_handshake_stalled_past_the_timeout_is_retried_on_a_new_connection() {
     let run = boot_with(&lab, &root, "");
     assert_exit(&run, 0, &grid);
     assert_eq!(fs::read(root.join("next-root/etc/motd")).unwrap(), MOTD);
+    // The stall hit the manifest's connection (not some later one): the run waited for it.
     assert!(
-        run.elapsed >= Duration::from_secs(9),
+        run.elapsed >= Duration::from_secs(2),
         "the stalled handshake was not waited for: {:?}\n{}",
         run.elapsed,
         run.describe()
@@ -1283,7 +1284,7 @@ fn a_registrar_that_never_answers_is_given_up_on_and_tried_again() {
     assert_eq!(reg["attempts"], 2, "{}\n{}", pretty(reg), run.describe());
     assert_eq!(reg["created"], true, "{}", pretty(reg));
     assert!(
-        num(&reg["ms"]) >= 9000,
+        num(&reg["ms"]) >= 2000,
         "the silent attempt was not waited for: {}",
         pretty(reg)
     );
