@@ -269,3 +269,65 @@ fn a_dad_conflict_on_the_slaac_address_is_reported() {
         "{ctx}"
     );
 }
+
+/// The link flaps while the node is looking for a DHCP server: carrier up, down (the switch
+/// port bounces), up again with the server now there. The node binds soon after the last
+/// carrier-up (it re-sends at once on carrier, it does not wait out its backoff) and ends with
+/// one address.
+#[test]
+fn a_link_flap_during_dhcp_is_ridden_out() {
+    let t = "flap_dhcp";
+    if !ok(t, false) {
+        return;
+    }
+    let lab = Lab::new(t);
+    lab.wire("eth0", "r0", "10.76.0.1/24");
+    let state = lab.state_path().to_string_lossy().into_owned();
+    let resolv = lab.path("resolv.conf").to_string_lossy().into_owned();
+    let mut node = lab.spawn_node(
+        &[
+            "net",
+            "--cmdline",
+            "zos.probe=none",
+            "--state",
+            &state,
+            "--resolv",
+            &resolv,
+            "--wait-ipv6",
+            "0",
+            "--timeout",
+            "60",
+        ],
+        RUN_LIMIT,
+    );
+    let seen = |node: &NodeProc, what: &str| node.output_so_far().0.contains(what);
+    // No server yet: wait for the node to have carrier and be asking.
+    assert!(
+        wait_until(Duration::from_secs(10), || seen(&node, "eth0: carrier up")),
+        "{:?}",
+        node.output_so_far()
+    );
+    run_ok(&["ip", "-n", &lab.router, "link", "set", "r0", "down"]);
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            lab.node_link("eth0")["flags"]
+                .as_array()
+                .is_some_and(|f| !f.iter().any(|x| x == "LOWER_UP"))
+        }),
+        "the node's side lost carrier"
+    );
+    let dhcp = lab.dnsmasq("r0", &[]);
+    let up = std::time::Instant::now();
+    run_ok(&["ip", "-n", &lab.router, "link", "set", "r0", "up"]);
+    let run = node
+        .wait_timeout(Duration::from_secs(60))
+        .expect("the node finished");
+    let ctx = format!("{}\n{}", run.describe(), dhcp.describe());
+    assert_eq!(run.code(), Some(0), "bound after the flap\n{ctx}");
+    let after = up.elapsed();
+    assert!(
+        after < Duration::from_secs(3),
+        "bound {after:?} after the carrier came back: the node must ask at once\n{ctx}"
+    );
+    assert_eq!(lab.node_ipv4("eth0").len(), 1, "one address\n{ctx}");
+}

@@ -22,6 +22,7 @@ mod qemu;
 
 use std::fs;
 use std::net::Ipv4Addr;
+use std::time::Duration;
 
 use qemu::*;
 use serde_json::{json, Value};
@@ -457,4 +458,156 @@ fn qemu_user_net_boot_to_next_root() {
         )
     });
     say(&format!("{t}: oob {addr}, online {}", state["online"]));
+}
+
+/// PID 1 rides out every stage failing in turn (issue 6): no DHCP server, then no hub, then a
+/// hub serving a broken manifest, then a registrar failing twice. Each fault is lifted only
+/// once the console has reported it and announced a retry; the VM must keep going without a
+/// kernel panic and end in the fetched next root.
+#[test]
+fn qemu_pid1_rides_out_every_stage_failing_in_turn() {
+    let t = "qemu_pid1_rides_out_every_stage_failing_in_turn";
+    let needs = Needs {
+        tun: true,
+        tools: &["dnsmasq", "radvd"],
+    };
+    if !require(t, &needs) {
+        return;
+    }
+    let image = initramfs();
+    let ca = test_ca_dir().join("ca.pem");
+    let in_image = image_member(&image, "etc/zos/ca.pem");
+    if in_image.is_none() || in_image != fs::read(&ca).ok() {
+        skip(
+            t,
+            "the image does not trust this run's test CA (see the tap-lab test)",
+        );
+        return;
+    }
+    let dir = TestDir::new(t);
+    let r = Netns::new();
+    r.tap("oob");
+    r.tap("pub");
+    r.ip(&["addr", "add", "10.77.0.1/24", "dev", "oob"]);
+    r.sysctl(&[
+        "net.ipv6.conf.all.forwarding=1",
+        "net.ipv6.conf.pub.forwarding=1",
+        "net.ipv6.conf.pub.accept_dad=0",
+        "net.ipv6.conf.pub.accept_ra=0",
+    ]);
+    r.ip(&["addr", "add", "2001:db8:77::1/64", "dev", "pub", "nodad"]);
+    let ra = radvd(&r, &dir, "pub", "2001:db8:77::/64", "2001:db8:77::1");
+    let http = httpd(&r, &dir);
+    let www = dir.join("grid-root");
+    fs::create_dir_all(www.join("zos")).unwrap();
+    let tgz = www.join("zos/next-root.tar.gz");
+    fetched_root_tarball(&dir, &tgz, "the test grid");
+    // Broken first: the hub answers, but not with a manifest.
+    fs::write(
+        www.join("zos/manifest.json"),
+        "{\"version\": 1, \"artifacts\": [",
+    )
+    .unwrap();
+    let records = dir.join("grid-records.json");
+
+    // URLs by address: until DHCP works there is no DNS server either.
+    let mut vm = Vm::start(
+        &r,
+        &dir,
+        &image,
+        &["--tap", "oob", "--tap", "pub"],
+        "loglevel=4 zos.timeout=4 zos.probe=http://10.77.0.1/ zos.init=/sbin/init farmer_id=7 \
+         runmode=test zos.manifest=https://10.77.0.1/zos/manifest.json zos.ca=/etc/zos/ca.pem \
+         zos.registrar=https://10.77.0.1/api/v1/nodes zos.root=/fetched-root",
+    );
+    let phase = Duration::from_secs(40);
+    let fail = |vm: &Vm, daemons: &[&Daemon], what: &str| -> String {
+        format!("{what}\n{}", report(vm, daemons))
+    };
+
+    // 1. No DHCP server: the network stage fails, says so, and is retried.
+    assert!(
+        vm.wait_for("retrying the network in", 1, phase),
+        "{}",
+        fail(&vm, &[&ra, &http], "no retry of the network stage")
+    );
+    let dns = dnsmasq(
+        &r,
+        &dir,
+        &["oob"],
+        "10.77.0.100,10.77.0.200,255.255.255.0,1h",
+        "10.77.0.1",
+        &[],
+    );
+    assert!(
+        vm.wait_for("online in", 1, phase),
+        "{}",
+        fail(&vm, &[&ra, &http, &dns], "not online once DHCP came")
+    );
+    // 2. No hub: the fetch fails (connection refused) and is retried.
+    assert!(
+        vm.wait_for("retrying the fetch in", 1, phase),
+        "{}",
+        fail(&vm, &[&ra, &http, &dns], "no retry of the fetch")
+    );
+    // 3. A hub with a broken manifest and a registrar that fails twice.
+    let grid = grid_with(
+        &r,
+        &dir,
+        &www,
+        &records,
+        &["10.77.0.1"],
+        &["--registrar-fail=2"],
+    );
+    assert!(
+        vm.wait_for(
+            "fetch failed: manifest https://10.77.0.1/zos/manifest.json:",
+            1,
+            phase
+        ),
+        "{}",
+        fail(
+            &vm,
+            &[&ra, &http, &dns, &grid],
+            "the bad manifest was not reported"
+        )
+    );
+    let size = fs::metadata(&tgz).unwrap().len();
+    let manifest = json!({"version": 1, "artifacts": [
+        {"name": "next-root", "url": "next-root.tar.gz", "kind": "rootfs",
+         "size": size, "sha256": sha256_file(&tgz)}]});
+    fs::write(www.join("zos/manifest.json"), manifest.to_string()).unwrap();
+    // 4. The fetch completes; the registration is refused twice (503) and then taken.
+    let status_ok = vm.wait_for("registered as", 1, Duration::from_secs(60));
+    let done = vm.wait(&[NEXT_PID1, "NEXT-ROOT: origin the test grid"]);
+    let console = vm.console_text();
+    let why = |msg: &str| format!("{msg}\n{}", report(&vm, &[&ra, &http, &dns, &grid]));
+    assert!(status_ok, "{}", why("never registered"));
+    assert!(done.is_some(), "{}", why("the VM did not finish"));
+    for bad in ["Kernel panic", "panicked at", "rescue shell"] {
+        assert!(
+            !console.contains(bad),
+            "{}",
+            why(&format!("console shows {bad:?}"))
+        );
+    }
+    assert!(
+        console.matches("registration attempt").count() >= 2,
+        "{}",
+        why("the registrar's two 503s were not retried")
+    );
+    assert!(
+        console.contains("NEXT-ROOT: origin the test grid"),
+        "{}",
+        why("not in the fetched root")
+    );
+    let recs: Value =
+        serde_json::from_str(&fs::read_to_string(&records).unwrap_or_default()).unwrap_or_default();
+    assert_eq!(
+        recs.as_object().map(|o| o.len()),
+        Some(1),
+        "{}",
+        why("one registration record")
+    );
+    timings(t, &vm);
 }

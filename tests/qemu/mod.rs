@@ -703,8 +703,21 @@ pub fn httpd(ns: &Netns, dir: &TestDir) -> Daemon {
 /// exist in `ns`) with the test CA's server certificate, serving `root`, keeping registration
 /// records in `records`. Ready when it writes its ready file.
 pub fn grid(ns: &Netns, dir: &TestDir, root: &Path, records: &Path, listen: &[&str]) -> Daemon {
+    grid_with(ns, dir, root, records, listen, &[])
+}
+
+/// [`grid`] with extra grid.py arguments (fault switches such as `--registrar-fail=2`).
+pub fn grid_with(
+    ns: &Netns,
+    dir: &TestDir,
+    root: &Path,
+    records: &Path,
+    listen: &[&str],
+    extra: &[&str],
+) -> Daemon {
     let ca = test_ca_dir();
-    let ready = dir.join("grid.ready");
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    let ready = dir.join(&format!("grid-{n}.ready"));
     let mut args: Vec<String> = vec![
         format!("{REPO}/tests/grid/grid.py"),
         "--root".into(),
@@ -728,7 +741,13 @@ pub fn grid(ns: &Netns, dir: &TestDir, root: &Path, records: &Path, listen: &[&s
             format!("{a}:443")
         });
     }
-    let mut d = ns.spawn("grid.py", PYTHON, &args, dir.join("grid.stderr"));
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let mut d = ns.spawn(
+        "grid.py",
+        PYTHON,
+        &args,
+        dir.join(&format!("grid-{n}.stderr")),
+    );
     let ok = wait_until(Duration::from_secs(20), || {
         ready.exists() || !matches!(d.child.try_wait(), Ok(None))
     });
@@ -938,6 +957,25 @@ impl Vm {
             if Instant::now() > deadline {
                 self.kill();
                 return None;
+            }
+            sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits until the console has shown `marker` at least `times` times (true), or QEMU
+    /// exited, or `limit` passed (false). Notes when the marker first appeared.
+    pub fn wait_for(&mut self, marker: &str, times: usize, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        loop {
+            let text = self.console_text();
+            if text.matches(marker).count() >= times {
+                if !self.seen.iter().any(|(s, _)| s == marker) {
+                    self.seen.push((marker.to_string(), self.started.elapsed()));
+                }
+                return true;
+            }
+            if matches!(self.child.try_wait(), Ok(Some(_))) || Instant::now() > deadline {
+                return false;
             }
             sleep(Duration::from_millis(50));
         }
