@@ -1614,7 +1614,8 @@ impl Lab {
     }
 
     /// The test grid (tests/grid/grid.py) as "the Internet": [`HUB_V4`]/[`HUB_V6`] on the
-    /// router's `lo` with HTTPS on 443 and HTTP on 80, a test CA made for this lab
+    /// router's `lo` with HTTPS on 443 and HTTP on 80 (and SNTP on [`HUB_V4`]:123, for nodes
+    /// told about it with DHCP option 42 or `zos.ntp=`), a test CA made for this lab
     /// ([`Grid::ca`], naming [`HUB_NAME`] and both addresses), DNS answering [`HUB_NAME`], and
     /// `faults` passed to grid.py as they are. Serves [`Grid::root`] (create files there before
     /// or after; the grid reads them per request). Ready when grid.py writes its ready file.
@@ -1659,6 +1660,8 @@ impl Lab {
             format!("{HUB_V4}:80"),
             "--http".into(),
             format!("[{HUB_V6}]:80"),
+            "--ntp".into(),
+            format!("{HUB_V4}:123"),
             "--cert".into(),
             ca_dir.join("server.pem").to_string_lossy().into_owned(),
             "--key".into(),
@@ -1686,6 +1689,7 @@ impl Lab {
         Grid {
             daemon: d,
             dns,
+            router: self.router.clone(),
             root,
             ca: ca_dir.join("ca.pem"),
             records,
@@ -1697,6 +1701,8 @@ impl Lab {
 pub struct Grid {
     pub daemon: Daemon,
     pub dns: Daemon,
+    /// The router namespace it runs in (where [`Grid::state`] asks it).
+    pub router: String,
     /// Served as static files: `https://hub.lab.test/<path>`.
     pub root: PathBuf,
     /// The test CA's certificate (PEM): what the node must trust.
@@ -1706,6 +1712,24 @@ pub struct Grid {
 }
 
 impl Grid {
+    /// `GET /_grid/state` over plain HTTP on [`HUB_V4`], from inside the router namespace
+    /// (Python's urllib, no proxy, under `timeout`): `{"records", "counters", "paths"}`, what
+    /// the grid itself saw (requests per path, registrations created/updated/rejected, faults
+    /// applied, TLS handshakes that failed).
+    pub fn state(&self) -> Value {
+        const GET: &str = "import sys, urllib.request as u\n\
+            op = u.build_opener(u.ProxyHandler({}))\n\
+            sys.stdout.write(op.open(sys.argv[1], timeout=10).read().decode())\n";
+        let url = format!("http://{HUB_V4}/_grid/state");
+        let out = run_ok(&["ip", "netns", "exec", &self.router, PYTHON, "-c", GET, &url]);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{url}: not JSON ({e}): {out}"))
+    }
+
+    /// How many requests the grid saw for a URL path (`paths` in [`Grid::state`]).
+    pub fn requests(&self, path: &str) -> u64 {
+        self.state()["paths"][path].as_u64().unwrap_or(0)
+    }
+
     /// The registrar's records, `{}` before the first registration.
     pub fn records(&self) -> Value {
         match fs::read_to_string(&self.records) {

@@ -9,6 +9,10 @@ those):
   POST /api/v1/nodes    node registration: ed25519 signature over the body,
                         replay guard, one record per node id (idempotent)
   GET /_grid/state      records and counters, for tests
+  --redirect            [STATUS:]PATH=LOCATION answers requests (any method) for
+                        PATH with a redirect (302 by default)
+  SNTP (UDP, --ntp)     a server whose clock runs --ntp-offset seconds ahead
+                        (--ntp-stratum 0: kiss-o'-death "RATE" answers)
 
 Fault switches (static files matching --fault-path, default all) make it a
 bad hub on purpose: slow, dropping, corrupting, lying about lengths, failing
@@ -30,6 +34,7 @@ import signal
 import socket
 import socketserver
 import ssl
+import struct
 import sys
 import threading
 import time
@@ -57,6 +62,7 @@ CHUNK = 64 * 1024
 HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 HEX128 = re.compile(r"[0-9a-fA-F]{128}")
 RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+NTP_EPOCH = 2208988800  # 1900-01-01 to 1970-01-01, in seconds
 
 
 def log(msg):
@@ -100,6 +106,7 @@ class Grid:
         self.records_path = records_path
         self.faults = faults
         self.clock_offset = clock_offset
+        self.redirects = {}  # URL path -> (status, Location)
         self.lock = threading.Lock()
         self.records = self._load_records()
         self.path_requests = {}
@@ -109,6 +116,7 @@ class Grid:
             "requests": 0,
             "tls_failures": 0,
             "registration_posts": 0,
+            "ntp_requests": 0,
             # Registration POSTs being handled at once: now, and the most seen.
             "registrations_in_flight": 0,
             "registrations_in_flight_peak": 0,
@@ -352,7 +360,11 @@ class Handler(BaseHTTPRequestHandler):
         started, notes = time.monotonic(), []
         sent = 0
         try:
-            if urlsplit(self.path).path != REGISTRAR_PATH:
+            path = urlsplit(self.path).path
+            if path != REGISTRAR_PATH:
+                # Counted per path like a static file, so a test can see
+                # how often a node POSTed to a wrong endpoint.
+                self.grid.count_path(path)
                 # Read the body first: closing a socket with unread data
                 # makes the kernel send a reset, which can destroy the
                 # answer before the client reads it.
@@ -361,7 +373,10 @@ class Handler(BaseHTTPRequestHandler):
                     self.rfile.read(int(length))
                 else:
                     self.close_connection = True
-                sent = self.send_json(404, {"error": "no such endpoint"})
+                if path in self.grid.redirects:
+                    sent = self.send_redirect(path, notes)
+                else:
+                    sent = self.send_json(404, {"error": "no such endpoint"})
             else:
                 grid = self.grid
                 with grid.lock:
@@ -388,6 +403,9 @@ class Handler(BaseHTTPRequestHandler):
             elif path == REGISTRAR_PATH:
                 sent = self.send_json(405, {"error": "POST registrations"},
                                       [("Allow", "POST")])
+            elif path in self.grid.redirects:
+                self.grid.count_path(path)
+                sent = self.send_redirect(path, notes)
             else:
                 sent = self.serve_file(path, notes)
         except OSError as e:
@@ -397,6 +415,12 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         finally:
             self.finish_line(started, sent, notes)
+
+    def send_redirect(self, path, notes):
+        status, location = self.grid.redirects[path]
+        notes.append("redirect=%s" % location)
+        return self.send_json(status, {"location": location},
+                              [("Location", location)])
 
     def handle_registration(self, notes):
         grid, faults = self.grid, self.grid.faults
@@ -591,6 +615,67 @@ class GridServer(ThreadingHTTPServer):
             tls_sock.close()
 
 
+# --- SNTP --------------------------------------------------------------------
+
+def ntp_timestamp(unix):
+    secs = int(unix)
+    frac = int((unix - secs) * (1 << 32)) & 0xFFFFFFFF
+    return struct.pack("!II", (secs + NTP_EPOCH) & 0xFFFFFFFF, frac)
+
+
+class NtpServer:
+    """An SNTP server (RFC 4330 §5) on one UDP address: answers client
+    (mode 3) requests with a clock --ntp-offset seconds ahead of this
+    machine's, echoing the request's transmit timestamp as the originate
+    timestamp. Stratum 0 sends kiss-o'-death "RATE" packets instead."""
+
+    def __init__(self, address, grid, offset, stratum):
+        host, port = address
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_DGRAM)
+        if family == socket.AF_INET6:
+            self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        self.sock.bind((host, port))
+        self.sock.settimeout(0.2)
+        self.grid, self.offset, self.stratum = grid, offset, stratum
+        self.stop = threading.Event()
+
+    def url(self):
+        host, port = self.sock.getsockname()[:2]
+        return "ntp://%s:%d" % ("[%s]" % host if ":" in host else host, port)
+
+    def serve(self):
+        while not self.stop.is_set():
+            try:
+                data, peer = self.sock.recvfrom(512)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            received = time.time() + self.offset
+            if len(data) < 48 or data[0] & 7 != 3:
+                log("%s NTP: not a client request (%d bytes)"
+                    % (peer[0], len(data)))
+                continue
+            self.grid.count("ntp_requests")
+            version = (data[0] >> 3) & 7
+            leap = 0 if self.stratum else 3
+            ref_id = b"LAB\0" if self.stratum else b"RATE"
+            reply = (struct.pack("!BBbb", leap << 6 | version << 3 | 4,
+                                 self.stratum, 4, -20)
+                     + struct.pack("!II", 0, 0) + ref_id
+                     + ntp_timestamp(received) + data[40:48]
+                     + ntp_timestamp(received)
+                     + ntp_timestamp(time.time() + self.offset))
+            self.sock.sendto(reply, peer)
+            log("%s NTP stratum %d offset %+gs"
+                % (peer[0], self.stratum, self.offset))
+
+    def close(self):
+        self.stop.set()
+        self.sock.close()
+
+
 # --- command line ----------------------------------------------------------
 
 def listen_address(text):
@@ -613,6 +698,15 @@ def listen_address(text):
     return host, int(port)
 
 
+def redirect_spec(text):
+    """[STATUS:]PATH=LOCATION → (path, (status, location))."""
+    m = re.fullmatch(r"(?:(30[1278]):)?(/[^=]*)=(.+)", text)
+    if not m:
+        raise argparse.ArgumentTypeError(
+            "%r: expected [301|302|307|308:]/PATH=LOCATION" % text)
+    return m.group(2), (int(m.group(1) or 302), m.group(3))
+
+
 def signed_int(text):
     if not re.fullmatch(r"[+-]\d+", text) or int(text) == 0:
         raise argparse.ArgumentTypeError("%r: expected +N or -N" % text)
@@ -626,6 +720,19 @@ def parse_args(argv):
                    type=listen_address, metavar="ADDR:PORT")
     p.add_argument("--https", action="append", default=[],
                    type=listen_address, metavar="ADDR:PORT")
+    p.add_argument("--ntp", action="append", default=[],
+                   type=listen_address, metavar="ADDR:PORT",
+                   help="answer SNTP requests (UDP) here")
+    p.add_argument("--ntp-offset", type=float, default=0, metavar="SECS",
+                   help="the SNTP server's clock runs SECS ahead (negative: "
+                   "behind)")
+    p.add_argument("--ntp-stratum", type=int, default=1, metavar="N",
+                   help="stratum of the SNTP answers; 0 sends kiss-o'-death "
+                   "RATE packets (leap indicator 3)")
+    p.add_argument("--redirect", action="append", default=[],
+                   type=redirect_spec, metavar="[STATUS:]PATH=LOCATION",
+                   help="answer PATH (any method) with a redirect to LOCATION "
+                   "(302 unless STATUS says 301, 307 or 308)")
     p.add_argument("--cert", help="server certificate (PEM) for --https")
     p.add_argument("--key", help="its private key (PEM)")
     p.add_argument("--root", help="directory served as static files")
@@ -673,8 +780,8 @@ def parse_args(argv):
         if not args.names:
             p.error("--make-ca needs --names")
         return args
-    if not args.http and not args.https:
-        p.error("nothing to serve on: give --http and/or --https")
+    if not args.http and not args.https and not args.ntp:
+        p.error("nothing to serve on: give --http, --https and/or --ntp")
     if args.https and not (args.cert and args.key):
         p.error("--https needs --cert and --key")
     return args
@@ -759,10 +866,11 @@ def make_ca(out_dir, names):
 
 # --- main ------------------------------------------------------------------
 
-def write_ready(path, servers):
+def write_ready(path, servers, ntp):
     info = {"pid": os.getpid(),
             "http": [s.url() for s in servers if not s.tls],
-            "https": [s.url() for s in servers if s.tls]}
+            "https": [s.url() for s in servers if s.tls],
+            "ntp": [n.url() for n in ntp]}
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
         json.dump(info, f)
@@ -777,6 +885,7 @@ def main(argv):
         return 0
 
     grid = Grid(args.root, args.records, Faults(args), args.clock_offset)
+    grid.redirects = dict(args.redirect)
     tls = None
     if args.https:
         tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -784,24 +893,30 @@ def main(argv):
         tls.load_cert_chain(args.cert, args.key)
     servers = [GridServer(a, grid, None) for a in args.http]
     servers += [GridServer(a, grid, tls) for a in args.https]
+    ntp = [NtpServer(a, grid, args.ntp_offset, args.ntp_stratum)
+           for a in args.ntp]
 
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     threads = [threading.Thread(target=s.serve_forever, daemon=True)
                for s in servers]
+    threads += [threading.Thread(target=n.serve, daemon=True) for n in ntp]
     for t in threads:
         t.start()
     log("serving %s (root %s) pid %d" % (
-        " ".join(s.url() for s in servers), args.root or "none: no files",
+        " ".join([s.url() for s in servers] + [n.url() for n in ntp]),
+        args.root or "none: no files",
         os.getpid()))
     if args.ready_file:
-        write_ready(args.ready_file, servers)
+        write_ready(args.ready_file, servers, ntp)
     if not stop.wait(args.exit_after):
         log("--exit-after %ss reached" % args.exit_after)
     for s in servers:
         s.shutdown()
         s.server_close()
+    for n in ntp:
+        n.close()
     log("stopped")
     return 0
 

@@ -185,6 +185,16 @@ code=$(c -o /dev/null -w '%{http_code}' "$(hub /manifest.json)")
 check "fail-5xx counts per path: manifest first request $code" test "$code" = 503
 stop "$pid"
 
+start redirect --redirect /moved.json=/manifest.json --redirect 307:/api/v1/old=/api/v1/nodes
+got=$(c -o /dev/null -w '%{http_code} %{redirect_url}' "$(hub /moved.json)")
+check "redirect: 302 to /manifest.json ($got)" test "$got" = "302 $(hub /manifest.json)"
+check "redirect: followed, the manifest" bash -c "$(declare -f c hub); port=$port T=$T; \
+  c -L '$(hub /moved.json)' | grep -q artifacts"
+got=$(c -o /dev/null -w '%{http_code} %{redirect_url}' -H 'Content-Type: application/json' \
+  --data '{}' "$(hub /api/v1/old)")
+check "redirect: 307 for a POST ($got)" test "$got" = "307 $(hub /api/v1/nodes)"
+stop "$pid"
+
 start regfail --registrar-fail 1
 check "registrar-fail 1: first POST 503, then registered" \
   "$py" "$here/selftest_registration.py" "https://127.0.0.1:$port" "$T/ca/ca.pem" --registrar-fail 1
@@ -202,6 +212,44 @@ c -o /dev/null "$(hub /manifest.json)"
 ms=$((($(date +%s%N) - t0) / 1000000))
 check "stall-count 1: the next connection is served at once (${ms} ms)" test "$ms" -lt 1000
 check "stall logged" log_has stall "stalling 3.0s before reading"
+stop "$pid"
+
+# --- SNTP ------------------------------------------------------------------------------------
+# sntp_offset READY: one SNTP (RFC 4330) request to the grid's NTP listener; prints
+# "mode stratum leap echo offset_s" of the answer.
+sntp_offset() {
+  "$py" - "$1" <<'PY'
+import json, socket, struct, sys, time
+host, port = json.load(open(sys.argv[1]))["ntp"][0][len("ntp://"):].rsplit(":", 1)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(5)
+t1 = time.time()
+req = bytes([0x23]) + bytes(39) + struct.pack("!II", int(t1) + 2208988800, 4242)
+s.sendto(req, (host, int(port)))
+data = s.recv(512)
+t4 = time.time()
+unix = lambda off: struct.unpack("!I", data[off:off + 4])[0] - 2208988800 + struct.unpack(
+    "!I", data[off + 4:off + 8])[0] / 2**32
+offset = ((unix(32) - t1) + (unix(40) - t4)) / 2
+print(data[0] & 7, data[1], data[0] >> 6, int(data[24:32] == req[40:48]), round(offset))
+PY
+}
+"$py" "$grid" --ntp 127.0.0.1:0 --ntp-offset 3600 --ready-file "$T/ntp.ready" --exit-after 60 \
+  2>"$T/ntp.log" &
+pid=$!
+pids+=("$pid")
+for _ in $(seq 200); do [ -s "$T/ntp.ready" ] && break; sleep 0.05; done
+got=$(timeout 10 bash -c "$(declare -f sntp_offset); py=$py; sntp_offset '$T/ntp.ready'" || true)
+check "ntp-offset 3600: mode 4, stratum 1, leap 0, our timestamp echoed, +3600 s ($got)" \
+  test "$got" = "4 1 0 1 3600"
+stop "$pid"
+"$py" "$grid" --ntp 127.0.0.1:0 --ntp-stratum 0 --ready-file "$T/kod.ready" --exit-after 60 \
+  2>"$T/kod.log" &
+pid=$!
+pids+=("$pid")
+for _ in $(seq 200); do [ -s "$T/kod.ready" ] && break; sleep 0.05; done
+got=$(timeout 10 bash -c "$(declare -f sntp_offset); py=$py; sntp_offset '$T/kod.ready'" || true)
+check "ntp-stratum 0: a kiss-o'-death (stratum 0, leap 3): ${got% *}" test "${got% *}" = "4 0 3 1"
 stop "$pid"
 
 # --- IPv6 loopback ----------------------------------------------------------------------------
