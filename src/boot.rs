@@ -225,15 +225,25 @@ fn register_stage(
     opts: &BootOptions,
     state: &mut State,
 ) -> bool {
-    let Some(registrar) = settings.registrar.clone() else {
-        console.line("registration: skipped (no zos.registrar=)");
-        return true;
-    };
     if let Some(why) = no_files_here(opts) {
         // The identity seed is handed over in a file.
         console.line(format_args!("registration: skipped ({why})"));
         return true;
     }
+    let Some(registrar) = settings.registrar.clone() else {
+        // The full OS still gets the node's identity (README: "either way").
+        let identity = settings.identity.as_deref().map(|p| opts.path(p));
+        match register::Identity::load_or_generate(identity.as_deref(), &opts.state_dir) {
+            Ok((id, source)) => console.line(format_args!(
+                "registration: skipped (no zos.registrar=); node id {} ({source})",
+                id.node_id()
+            )),
+            Err(e) => console.line(format_args!(
+                "registration: skipped (no zos.registrar=); no identity: {e}"
+            )),
+        }
+        return true;
+    };
     let cfg = RegisterConfig {
         registrar,
         identity: settings.identity.as_deref().map(|p| opts.path(p)),

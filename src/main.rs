@@ -27,7 +27,8 @@ boot   the whole pipeline (what PID 1 runs with any arguments): as PID 1 it moun
        (zos.manifest=), registers (zos.registrar=) and switches into the next root (zos.root=,
        zos.init=). Elsewhere, --sysroot DIR runs the fetch and registration with every file
        path inside DIR (state DIR/run/zos-netboot, modules DIR/lib/modules, next root
-       DIR/next-root, zos.ca=/zos.identity= files); without it they are skipped.
+       DIR/next-root, zos.ca=/zos.identity= files); without it they are skipped. The download
+       cache and identity.seed go next to the state file (--state moves them too).
 
 Settings come from the kernel command line (/proc/cmdline, or --cmdline); see README.md for
 the zos.* keys. Outside PID 1 and in the host's own network namespace, nothing is touched

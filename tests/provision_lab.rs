@@ -1455,7 +1455,8 @@ fn identity_files_are_used_as_they_are_or_refused_untouched() {
 
 /// The command line decides what runs: `zos.fetch=none` fetches nothing and still registers;
 /// without `zos.manifest=` the manifest is `<zos.hub>/zos/<runmode>/<version>/manifest.json`;
-/// without `zos.registrar=` there is no registration (said so, `null` in the state); without
+/// without `zos.registrar=` there is no registration (said so, `null` in the state, the
+/// identity still handed over); without
 /// `--sysroot` (not PID 1) neither stage runs and the grid sees no request at all.
 #[test]
 fn the_command_line_decides_what_is_fetched_and_whether_to_register() {
@@ -1500,7 +1501,15 @@ fn the_command_line_decides_what_is_fetched_and_whether_to_register() {
     assert_eq!(state["fetch"]["manifest"], url);
     assert_eq!(state["registration"], Value::Null, "{}", pretty(&state));
     assert_eq!(fs::read(root.join("next-root/etc/motd")).unwrap(), MOTD);
-    assert!(!root.join("run/zos-netboot/identity.seed").exists());
+    // The full OS gets the node's identity even when nothing registered it.
+    let seed = root.join("run/zos-netboot/identity.seed");
+    assert_eq!(
+        fs::metadata(&seed)
+            .map(|m| m.permissions().mode() & 0o777)
+            .ok(),
+        Some(0o600),
+        "identity handed over without a registrar"
+    );
     assert_eq!(grid.state()["counters"]["registration_posts"], 1);
 
     // No --sysroot, not PID 1: this machine's files are not the node's. The manifest URL is
