@@ -81,9 +81,7 @@ pub fn run(console: &Console, settings: &Settings, opts: BootOptions) -> bool {
         if attempt == 0 && settings.debug {
             crate::early::rescue_shell("the network is not up (zos.debug)");
         }
-        let wait = STAGE_RETRY.delay(attempt, fastrand::u32(..));
-        console.line(format_args!("retrying the network in {}s", wait.as_secs()));
-        std::thread::sleep(wait);
+        pause_before_retry(console, "the network", attempt);
         attempt += 1;
     };
     console.line(format_args!(
@@ -116,11 +114,16 @@ pub fn run(console: &Console, settings: &Settings, opts: BootOptions) -> bool {
         if settings.debug {
             crate::early::rescue_shell("the hand-off failed (zos.debug)");
         }
-        let wait = STAGE_RETRY.delay(attempt, fastrand::u32(..));
-        console.line(format_args!("retrying the hand-off in {}s", wait.as_secs()));
-        std::thread::sleep(wait);
+        pause_before_retry(console, "the hand-off", attempt);
         attempt = (attempt + 1).min(10);
     }
+}
+
+/// PID 1 between two attempts of a failed stage: says when it tries again, then waits.
+fn pause_before_retry(console: &Console, what: &str, attempt: u32) {
+    let wait = STAGE_RETRY.delay(attempt, fastrand::u32(..));
+    console.line(format_args!("retrying {what} in {}s", wait.as_secs()));
+    std::thread::sleep(wait);
 }
 
 fn coldplug(console: &Console, opts: &BootOptions) {
@@ -211,9 +214,7 @@ fn fetch_stage(
         if attempt == 0 && settings.debug {
             crate::early::rescue_shell("fetching the boot artifacts failed (zos.debug)");
         }
-        let wait = STAGE_RETRY.delay(attempt, fastrand::u32(..));
-        console.line(format_args!("retrying the fetch in {}s", wait.as_secs()));
-        std::thread::sleep(wait);
+        pause_before_retry(console, "the fetch", attempt);
         attempt = (attempt + 1).min(10);
     }
 }
@@ -264,14 +265,8 @@ fn register_stage(
             Err(e) => {
                 console.line(format_args!("registration failed: {e}"));
                 register::RegistrationRecord {
-                    registrar: cfg.registrar.clone(),
-                    node_id: None,
-                    identity: None,
-                    created: None,
-                    registrations: None,
-                    attempts: 0,
-                    ms: 0,
                     error: Some(e),
+                    ..register::RegistrationRecord::new(&cfg.registrar)
                 }
             }
         };
@@ -284,12 +279,7 @@ fn register_stage(
         if !opts.pid1 {
             return false;
         }
-        let wait = STAGE_RETRY.delay(attempt, fastrand::u32(..));
-        console.line(format_args!(
-            "retrying the registration in {}s",
-            wait.as_secs()
-        ));
-        std::thread::sleep(wait);
+        pause_before_retry(console, "the registration", attempt);
         attempt = (attempt + 1).min(10);
     }
 }

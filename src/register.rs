@@ -512,6 +512,22 @@ pub struct RegistrationRecord {
     pub error: Option<String>,
 }
 
+impl RegistrationRecord {
+    /// Nothing known yet but where to register.
+    pub fn new(registrar: &str) -> Self {
+        RegistrationRecord {
+            registrar: registrar.to_string(),
+            node_id: None,
+            identity: None,
+            created: None,
+            registrations: None,
+            attempts: 0,
+            ms: 0,
+            error: None,
+        }
+    }
+}
+
 /// The registration stage's inputs, paths resolved.
 #[derive(Debug, Clone)]
 pub struct RegisterConfig {
@@ -536,16 +552,7 @@ pub async fn run(
     http: &crate::fetch::http::HttpOptions,
     console: &crate::report::Console,
 ) -> RegistrationRecord {
-    let mut record = RegistrationRecord {
-        registrar: cfg.registrar.clone(),
-        node_id: None,
-        identity: None,
-        created: None,
-        registrations: None,
-        attempts: 0,
-        ms: 0,
-        error: None,
-    };
+    let mut record = RegistrationRecord::new(&cfg.registrar);
     let (identity, source) =
         match Identity::load_or_generate(cfg.identity.as_deref(), &cfg.handoff_dir) {
             Ok(x) => x,

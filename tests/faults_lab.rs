@@ -23,21 +23,7 @@ fn ok(t: &str, radvd: bool) -> bool {
 
 /// `zos-netboot net` with a state and resolv.conf in the lab directory.
 fn net(lab: &Lab, cmdline: &str, extra: &[&str]) -> Run {
-    let state = lab.state_path().to_string_lossy().into_owned();
-    let resolv = lab.path("resolv.conf").to_string_lossy().into_owned();
-    let mut args = vec![
-        "net",
-        "--cmdline",
-        cmdline,
-        "--state",
-        &state,
-        "--resolv",
-        &resolv,
-    ];
-    args.extend_from_slice(extra);
-    let run = lab.run_node(&args, RUN_LIMIT);
-    let _ = std::fs::write(lab.path("run.txt"), run.describe());
-    run
+    lab.run_net(cmdline, extra, RUN_LIMIT)
 }
 
 fn state_of(lab: &Lab, run: &Run) -> Value {

@@ -66,6 +66,41 @@ fn timings(test: &str, vm: &Vm) {
     say(&s);
 }
 
+/// The tap lab's router side: taps `oob` (10.77.0.1/24: DHCPv4, DNS) and `pub`
+/// (2001:db8:77::1/64: RA, RDNSS), forwarding on, no DAD or RA on the router's own side.
+fn tap_router(r: &Netns) {
+    r.tap("oob");
+    r.tap("pub");
+    r.ip(&["addr", "add", "10.77.0.1/24", "dev", "oob"]);
+    r.sysctl(&[
+        "net.ipv6.conf.all.forwarding=1",
+        "net.ipv6.conf.pub.forwarding=1",
+        "net.ipv6.conf.pub.accept_dad=0",
+        "net.ipv6.conf.pub.accept_ra=0",
+    ]);
+    r.ip(&["addr", "add", "2001:db8:77::1/64", "dev", "pub", "nodad"]);
+}
+
+/// The grid's certificate must chain to the CA the image trusts (zos.ca=/etc/zos/ca.pem);
+/// skips `t` with the reason when it does not.
+fn image_trusts_test_ca(t: &str, image: &std::path::Path) -> bool {
+    let ca = test_ca_dir().join("ca.pem");
+    let in_image = image_member(image, "etc/zos/ca.pem");
+    if in_image.is_some() && in_image == fs::read(&ca).ok() {
+        return true;
+    }
+    skip(
+        t,
+        &format!(
+            "{} has no /etc/zos/ca.pem equal to {} (an image from ZOS_INITRAMFS needs \
+             ZOS_GRID_CA=DIR, the grid.py --make-ca directory whose ca.pem it was built \
+             with: scripts/build-initramfs.sh --ca DIR/ca.pem)",
+            image.display(),
+            ca.display()
+        ),
+    )
+}
+
 #[test]
 fn qemu_tap_lab_boot_to_next_root() {
     let t = "qemu_tap_lab_boot_to_next_root";
@@ -77,20 +112,7 @@ fn qemu_tap_lab_boot_to_next_root() {
         return;
     }
     let image = initramfs();
-    // The grid's certificate must chain to the CA the image trusts (zos.ca=/etc/zos/ca.pem).
-    let ca = test_ca_dir().join("ca.pem");
-    let in_image = image_member(&image, "etc/zos/ca.pem");
-    if in_image.is_none() || in_image != fs::read(&ca).ok() {
-        skip(
-            t,
-            &format!(
-                "{} has no /etc/zos/ca.pem equal to {} (an image from ZOS_INITRAMFS needs \
-                 ZOS_GRID_CA=DIR, the grid.py --make-ca directory whose ca.pem it was built \
-                 with: scripts/build-initramfs.sh --ca DIR/ca.pem)",
-                image.display(),
-                ca.display()
-            ),
-        );
+    if !image_trusts_test_ca(t, &image) {
         return;
     }
     let dir = TestDir::new(t);
@@ -98,16 +120,7 @@ fn qemu_tap_lab_boot_to_next_root() {
 
     // The router: oob 10.77.0.1/24 (DHCPv4, DNS), pub 2001:db8:77::1/64 (RA, RDNSS), and the
     // probe target hub.lab.test = both addresses, port 80.
-    r.tap("oob");
-    r.tap("pub");
-    r.ip(&["addr", "add", "10.77.0.1/24", "dev", "oob"]);
-    r.sysctl(&[
-        "net.ipv6.conf.all.forwarding=1",
-        "net.ipv6.conf.pub.forwarding=1",
-        "net.ipv6.conf.pub.accept_dad=0",
-        "net.ipv6.conf.pub.accept_ra=0",
-    ]);
-    r.ip(&["addr", "add", "2001:db8:77::1/64", "dev", "pub", "nodad"]);
+    tap_router(&r);
     let dns = dnsmasq(
         &r,
         &dir,
@@ -475,27 +488,12 @@ fn qemu_pid1_rides_out_every_stage_failing_in_turn() {
         return;
     }
     let image = initramfs();
-    let ca = test_ca_dir().join("ca.pem");
-    let in_image = image_member(&image, "etc/zos/ca.pem");
-    if in_image.is_none() || in_image != fs::read(&ca).ok() {
-        skip(
-            t,
-            "the image does not trust this run's test CA (see the tap-lab test)",
-        );
+    if !image_trusts_test_ca(t, &image) {
         return;
     }
     let dir = TestDir::new(t);
     let r = Netns::new();
-    r.tap("oob");
-    r.tap("pub");
-    r.ip(&["addr", "add", "10.77.0.1/24", "dev", "oob"]);
-    r.sysctl(&[
-        "net.ipv6.conf.all.forwarding=1",
-        "net.ipv6.conf.pub.forwarding=1",
-        "net.ipv6.conf.pub.accept_dad=0",
-        "net.ipv6.conf.pub.accept_ra=0",
-    ]);
-    r.ip(&["addr", "add", "2001:db8:77::1/64", "dev", "pub", "nodad"]);
+    tap_router(&r);
     let ra = radvd(&r, &dir, "pub", "2001:db8:77::/64", "2001:db8:77::1");
     let http = httpd(&r, &dir);
     let www = dir.join("grid-root");

@@ -40,25 +40,12 @@ const SS: (&str, &str) = ("ss", "-V");
 /// `zos-netboot net --cmdline CMDLINE --state <lab>/state.json --resolv <lab>/resolv.conf
 /// --timeout 10 EXTRA...`, in the node namespace.
 fn net(lab: &Lab, cmdline: &str, extra: &[&str]) -> Run {
-    let state = lab.state_path().to_string_lossy().into_owned();
-    let resolv = lab.path("resolv.conf").to_string_lossy().into_owned();
-    let mut args = vec![
-        "net",
-        "--cmdline",
-        cmdline,
-        "--state",
-        &state,
-        "--resolv",
-        &resolv,
-    ];
+    let mut extra = extra.to_vec();
     if !extra.contains(&"--timeout") {
-        args.extend(["--timeout", "10"]);
+        extra.extend(["--timeout", "10"]);
     }
-    args.extend_from_slice(extra);
-    let run = lab.run_node(&args, RUN_LIMIT);
     // Kept with the lab's files when the test fails or ZOS_LAB_KEEP=1.
-    let _ = std::fs::write(lab.path("run.txt"), run.describe());
-    run
+    lab.run_net(cmdline, &extra, RUN_LIMIT)
 }
 
 /// The state file the run wrote; panics with the run's output if there is none.

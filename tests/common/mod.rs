@@ -640,6 +640,26 @@ impl Lab {
         }
     }
 
+    /// `zos-netboot net --cmdline CMDLINE --state <lab>/state.json --resolv <lab>/resolv.conf
+    /// EXTRA...` in the node namespace; the run is also kept as `run.txt` in the lab directory.
+    pub fn run_net(&self, cmdline: &str, extra: &[&str], limit: Duration) -> Run {
+        let state = self.state_path().to_string_lossy().into_owned();
+        let resolv = self.path("resolv.conf").to_string_lossy().into_owned();
+        let mut args = vec![
+            "net",
+            "--cmdline",
+            cmdline,
+            "--state",
+            &state,
+            "--resolv",
+            &resolv,
+        ];
+        args.extend_from_slice(extra);
+        let run = self.run_node(&args, limit);
+        let _ = fs::write(self.path("run.txt"), run.describe());
+        run
+    }
+
     /// Starts the binary in the node namespace like [`Lab::run_node`] without waiting;
     /// stdout/stderr go to files in the lab directory (no pipe can fill up).
     pub fn spawn_node(&self, args: &[&str], timeout: Duration) -> NodeProc {
