@@ -492,6 +492,13 @@ pub fn format_unix(unix: i64) -> String {
     )
 }
 
+/// CLOCK_BOOTTIME in ms: a clock no one steps, shared by the initramfs and the full OS (same
+/// kernel), so a lease's age survives the hand-over and any correction of the wall clock.
+pub fn boottime_ms() -> Option<u64> {
+    let ts = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME).ok()?;
+    Some(ts.tv_sec() as u64 * 1000 + ts.tv_nsec() as u64 / 1_000_000)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

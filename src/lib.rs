@@ -4,7 +4,8 @@
 //! → `dhcp4` (lease) and `slaac` → `net` (the stage that ties them, with `probe` and
 //! `classify`) → `state`/`report` (what the next stage and the farmer see) → `provision`
 //! (clock, manifest, artifacts) → `register` → `handoff`. `boot` sequences the stages;
-//! `main.rs` is only the command line.
+//! `keep` runs in the full OS and holds the lease the boot handed over. `main.rs` is only the
+//! command line.
 //!
 //! A library as well as a binary so that the fuzz targets (`fuzz/`) reach the parsers.
 pub mod boot;
@@ -16,6 +17,7 @@ pub mod drivers;
 pub mod early;
 pub mod fetch;
 pub mod handoff;
+pub mod keep;
 pub mod links;
 pub mod net;
 pub mod probe;

@@ -1,5 +1,5 @@
 //! zos-netboot's command line; the stages are in the library (src/lib.rs).
-use zos_netboot::{boot, cmdline, early, handoff, net, report, state};
+use zos_netboot::{boot, cmdline, early, handoff, keep, net, report, state};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,6 +14,7 @@ usage:
   zos-netboot dhcp4 IF [--cmdline STR|@FILE] [--state PATH] [--timeout SECS] [--resolv PATH]
                     [--allow-host]
   zos-netboot boot  [--no-handoff] [--sysroot DIR] [same options as net]
+  zos-netboot keep  [--state PATH] [--resolv PATH] [--allow-host]
   zos-netboot version
 
 net    brings up every physical NIC (or the --iface ones), runs DHCPv4 on all of them at once
@@ -29,6 +30,12 @@ boot   the whole pipeline (what PID 1 runs with any arguments): as PID 1 it moun
        path inside DIR (state DIR/run/zos-netboot, modules DIR/lib/modules, next root
        DIR/next-root, zos.ca=/zos.identity= files); without it they are skipped. The download
        cache and identity.seed go next to the state file (--state moves them too).
+keep   for the full OS, after the hand-over: resumes each lease the boot wrote next to the state
+       file (leases/IF.json) and holds it: RENEWING at T1 with the same client-id (never a
+       second DISCOVER), the lease file rewritten at each renewal, carrier losses and outages
+       reported and recovered from (the same address asked for again), resolv.conf kept in
+       step with the lease's DNS and the routers' RDNSS. Runs until stopped; as a service in
+       the full OS it needs --allow-host.
 
 Settings come from the kernel command line (/proc/cmdline, or --cmdline); see README.md for
 the zos.* keys. Outside PID 1 and in the host's own network namespace, nothing is touched
@@ -42,6 +49,7 @@ enum Command {
     Boot { handoff: bool },
     Net { ifaces: Vec<String> },
     Dhcp4 { iface: String },
+    Keep,
     Version,
     Help,
 }
@@ -112,6 +120,7 @@ fn parse_args() -> Result<Cli, lexopt::Error> {
             iface: positional.remove(0),
         },
         Some("dhcp4") => return Err("dhcp4 takes exactly one interface name".into()),
+        Some("keep") if positional.is_empty() && ifaces.is_empty() => Command::Keep,
         Some("version") => Command::Version,
         Some("help") | None => Command::Help,
         Some(other) => return Err(format!("unknown command {other:?}").into()),
@@ -222,6 +231,7 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Command::Net { ifaces } => (ifaces.clone(), None, true),
+        Command::Keep => (Vec::new(), None, false),
         Command::Boot { .. } => (Vec::new(), None, true),
         Command::Dhcp4 { iface } => (vec![iface.clone()], Some(iface.clone()), false),
     };
@@ -257,6 +267,24 @@ fn main() -> ExitCode {
             settings.runmode,
             settings.version.as_deref().unwrap_or("(default)")
         ));
+    }
+    if matches!(cli.command, Command::Keep) {
+        let cfg = keep::KeepConfig {
+            state_path: cli.state.clone(),
+            resolv_path: cli.resolv.clone(),
+        };
+        console.line(format_args!(
+            "zos-netboot {} keep: holding the leases handed over in {}",
+            env!("CARGO_PKG_VERSION"),
+            cli.state.parent().unwrap_or(&cli.state).display()
+        ));
+        return match smol::block_on(keep::run(&cfg, &console)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                console.line(format_args!("keep: {e}"));
+                ExitCode::FAILURE
+            }
+        };
     }
     for p in &early_problems {
         console.line(format_args!("early: {p}"));

@@ -15,6 +15,7 @@ use rtnetlink::packet_route::RouteNetlinkMessage;
 use smol::channel::{self, Receiver, Sender};
 
 use crate::classify::{self, Classification, NicFacts, RaFacts, Reach};
+use crate::clock;
 use crate::cmdline::StaticIpv4;
 use crate::dhcp4::apply;
 use crate::dhcp4::client::{self, Client, Config, Event, Lease};
@@ -31,8 +32,8 @@ use crate::state::{
 };
 
 /// Route metric of the OOB NIC's routes; other NICs' routes come after it.
-const OOB_METRIC: u32 = 100;
-const OTHER_METRIC: u32 = 200;
+pub(crate) const OOB_METRIC: u32 = 100;
+pub(crate) const OTHER_METRIC: u32 = 200;
 /// One DNS try, one TCP connect, one HTTP exchange: each bounded by this.
 const PROBE_STEP_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -107,6 +108,9 @@ struct NicRun {
     client_id: Vec<u8>,
     lease: Option<Lease>,
     obtained: Option<SystemTime>,
+    obtained_boottime_ms: Option<u64>,
+    /// Option 12 as sent, handed over with the lease.
+    hostname: Option<String>,
     confirmed: bool,
     dhcp_state: &'static str,
     sent: Arc<AtomicU32>,
@@ -172,6 +176,8 @@ pub async fn run(cfg: &NetConfig, console: &Console) -> Result<State, NetError> 
                 nic,
                 dhcp: None,
                 dhcp_kick: None,
+                obtained_boottime_ms: None,
+                hostname: None,
                 ra_task,
                 ra_socket,
                 client_id,
@@ -302,8 +308,16 @@ pub async fn run(cfg: &NetConfig, console: &Console) -> Result<State, NetError> 
                                     dhcp4_ms = Some(u.since_first_send.as_millis() as u64);
                                     bound_ms = Some(console.start().elapsed().as_millis() as u64);
                                 }
+                                console.line(format_args!(
+                                    "{}: to keep this address, reserve it for MAC {} \
+                                     (client-id {}) on the DHCP server",
+                                    run.nic.name,
+                                    client::fmt_mac(&run.nic.mac),
+                                    client::fmt_mac(&run.client_id)
+                                ));
                                 run.lease = Some(lease);
                                 run.obtained = Some(SystemTime::now());
+                                run.obtained_boottime_ms = clock::boottime_ms();
                                 run.dhcp_state = "BOUND";
                             }
                             Err(e) => {
@@ -336,6 +350,7 @@ pub async fn run(cfg: &NetConfig, console: &Console) -> Result<State, NetError> 
                         }
                         run.lease = Some(lease);
                         run.obtained = Some(SystemTime::now());
+                        run.obtained_boottime_ms = clock::boottime_ms();
                     }
                     Event::Deconfigured(why) => {
                         console.line(format_args!(
@@ -574,15 +589,16 @@ fn start_dhcp(run: &mut NicRun, cfg: &NetConfig, tx: &Sender<Msg>) {
     }
     let mac = run.nic.mac;
     let mac_text = client::fmt_mac(&mac);
+    let hostname = cfg
+        .hostname
+        .clone()
+        .unwrap_or_else(|| format!("zos-{}", mac_text.replace(':', "")));
+    run.hostname = Some(hostname.clone());
     let config = Config {
         ifname: run.nic.name.clone(),
         mac,
         client_id: run.client_id.clone(),
-        hostname: Some(
-            cfg.hostname
-                .clone()
-                .unwrap_or_else(|| format!("zos-{}", mac_text.replace(':', ""))),
-        ),
+        hostname: Some(hostname),
         vendor_class: "zos".into(),
     };
     let now = Instant::now();
@@ -976,8 +992,12 @@ fn build_state(b: Built) -> State {
                         .obtained
                         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
                         .map_or(0, |d| d.as_secs());
-                    LeaseRecord::new(client::fmt_mac(&run.client_id), l.clone(), obtained)
+                    let mut record =
+                        LeaseRecord::new(client::fmt_mac(&run.client_id), l.clone(), obtained);
+                    record.obtained_boottime_ms = run.obtained_boottime_ms;
+                    record
                 }),
+                dhcp_hostname: run.hostname.clone(),
                 roles,
                 slaac: s.map(|s| SlaacRecord {
                     ready_after_ms: s.ready_after_ms,

@@ -830,6 +830,7 @@ mod tests {
             }],
             dhcp4: "BOUND".into(),
             lease: None,
+            dhcp_hostname: None,
             roles,
             slaac: None,
         }

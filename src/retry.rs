@@ -23,6 +23,15 @@ impl Backoff {
         jitter_pct: 20,
     };
 
+    /// DHCPv4 retransmission in `keep` after the lease was lost (outage, expiry, NAK): 1 s
+    /// doubling to 8 s, so the node is back within ~8 s of the server, while a segment full
+    /// of nodes waiting out an outage sends one DISCOVER each per 8 s, not per second.
+    pub const DHCP_KEEP: Backoff = Backoff {
+        initial: Duration::from_secs(1),
+        cap: Duration::from_secs(8),
+        jitter_pct: 20,
+    };
+
     /// Downloads from the hub (timeouts, resets, 5xx): 100 ms doubling to 5 s, the schedule
     /// Ignition uses for its fetches. A dropped connection resumes almost at once; a hub that is
     /// down is asked every 5 s, and the jitter spreads a rack of nodes that retry together.

@@ -1,7 +1,7 @@
 //! The state file: what the boot found, for the full OS, the tests and a farmer's support ticket.
 //! A serialisation of the stages' typed results, never a second source of truth.
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -47,6 +47,70 @@ pub struct LeaseRecord {
     pub routes: Vec<RouteRecord>,
     /// Unix time of the ACK, so T1/T2/expiry can be computed after a handoff.
     pub obtained_unix: u64,
+    /// CLOCK_BOOTTIME of the ACK, in ms: what `keep` counts T1/T2 from when it is there, since
+    /// the wall clock may be stepped (by the clock stage) between the lease and the hand-over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub obtained_boottime_ms: Option<u64>,
+}
+
+/// One lease as handed to the full OS: `<state dir>/leases/<interface>.json`. `zos-netboot
+/// keep` resumes it and rewrites the file at every renewal, so a restarted `keep` (or any other
+/// tool) always finds the lease as it stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseFile {
+    pub interface: String,
+    pub mac: String,
+    pub role: Role,
+    /// Option 12 as sent at boot, so renewals don't rename the node in the server's table.
+    #[serde(default)]
+    pub hostname: Option<String>,
+    #[serde(flatten)]
+    pub record: LeaseRecord,
+}
+
+impl LeaseFile {
+    pub const DIR: &'static str = "leases";
+
+    /// `<dir of state.json>/leases/<interface>.json`.
+    pub fn path(state_path: &Path, interface: &str) -> PathBuf {
+        state_path
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join(Self::DIR)
+            .join(format!("{interface}.json"))
+    }
+
+    pub fn write(&self, state_path: &Path) -> std::io::Result<()> {
+        let mut json = serde_json::to_vec_pretty(self)?;
+        json.push(b'\n');
+        crate::dhcp4::apply::write_file_atomic(&Self::path(state_path, &self.interface), &json)
+    }
+
+    /// Every lease file next to `state_path`, sorted by interface; unreadable ones are
+    /// reported as errors, not skipped silently.
+    pub fn read_all(state_path: &Path) -> std::io::Result<Vec<Result<LeaseFile, String>>> {
+        let dir = state_path
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join(Self::DIR);
+        let mut paths: Vec<PathBuf> = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "json"))
+                .collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        paths.sort();
+        Ok(paths
+            .iter()
+            .map(|p| {
+                let text =
+                    std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+                serde_json::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))
+            })
+            .collect())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,6 +134,7 @@ impl LeaseRecord {
                 .collect(),
             lease,
             obtained_unix,
+            obtained_boottime_ms: None,
         }
     }
 }
@@ -86,6 +151,9 @@ pub struct Interface {
     /// Where DHCPv4 stood when the state was written, e.g. BOUND or SELECTING.
     pub dhcp4: String,
     pub lease: Option<LeaseRecord>,
+    /// Option 12 sent with the DHCP requests (kept in the lease file, not shown here).
+    #[serde(skip)]
+    pub dhcp_hostname: Option<String>,
     /// Every role this NIC carries; `role` is the first. A single-NIC node is oob and public.
     pub roles: Vec<Role>,
     /// What SLAAC found on this NIC; absent when IPv6 was not waited for (`dhcp4` command).
@@ -161,10 +229,25 @@ pub struct State {
 }
 
 impl State {
+    /// Writes the state file and, next to it, one [`LeaseFile`] per lease held (the hand-over
+    /// to `keep`).
     pub fn write(&self, path: &Path) -> std::io::Result<()> {
         let mut json = serde_json::to_vec_pretty(self)?;
         json.push(b'\n');
-        crate::dhcp4::apply::write_file_atomic(path, &json)
+        crate::dhcp4::apply::write_file_atomic(path, &json)?;
+        for nic in &self.interfaces {
+            if let Some(record) = &nic.lease {
+                LeaseFile {
+                    interface: nic.name.clone(),
+                    mac: nic.mac.clone(),
+                    role: nic.role,
+                    hostname: nic.dhcp_hostname.clone(),
+                    record: record.clone(),
+                }
+                .write(path)?;
+            }
+        }
+        Ok(())
     }
 
     /// The address this NIC had in a previous state file, for INIT-REBOOT. Reads only the
@@ -227,6 +310,7 @@ mod tests {
                 ipv6: vec![],
                 dhcp4: "BOUND".into(),
                 lease: Some(LeaseRecord::new("01:02:00:00:00:00:01".into(), lease, 1)),
+                dhcp_hostname: Some("zos-node".into()),
                 roles: vec![Role::Oob],
                 slaac: None,
             }],
@@ -266,6 +350,13 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("zos-state-{}", std::process::id()));
         let path = dir.join("state.json");
         state.write(&path).unwrap();
+        let leases = LeaseFile::read_all(&path).unwrap();
+        assert_eq!(leases.len(), 1, "{leases:?}");
+        let handed = leases[0].as_ref().unwrap();
+        assert_eq!(handed.interface, "eth0");
+        assert_eq!(handed.hostname.as_deref(), Some("zos-node"));
+        assert_eq!(Some(&handed.record), state.interfaces[0].lease.as_ref());
+        assert!(LeaseFile::path(&path, "eth0").ends_with("leases/eth0.json"));
         assert_eq!(
             State::previous_address(&path, "02:00:00:00:00:01"),
             Some(Ipv4Addr::new(10, 1, 0, 23))

@@ -204,6 +204,9 @@ pub struct Client {
     state: State,
     backoff: Backoff,
     rng: fastrand::Rng,
+    /// The address of the last lease held, asked for again (option 50) in DISCOVER after it
+    /// was lost, so a node that rides out an outage comes back with the same address.
+    last_address: Option<Ipv4Addr>,
 }
 
 impl Client {
@@ -221,6 +224,53 @@ impl Client {
             state,
             backoff: Backoff::DHCP_BOOT,
             rng,
+            last_address: None,
+        }
+    }
+
+    /// A client that already holds `lease`, obtained `held_for` ago (by the boot, before a
+    /// hand-over): BOUND, and its first wake-up is T1 (RENEWING by unicast, not DISCOVER), or
+    /// T2 / expiry if those passed already. A lease that expired while nobody held it is asked
+    /// for again with INIT-REBOOT.
+    pub fn resume(
+        config: Config,
+        lease: Lease,
+        held_for: Duration,
+        now: Instant,
+        seed: u64,
+    ) -> Self {
+        if held_for >= secs(lease.lease_secs) {
+            let mut client = Client::reboot(config, lease.address, now, seed);
+            client.last_address = Some(lease.address);
+            return client;
+        }
+        let mut client = Client::new(config, now, seed);
+        // An Instant can't go before the clock's origin; then the lease counts from now, which
+        // at worst renews late by the time the system was up before the lease.
+        let bound_at = now.checked_sub(held_for).unwrap_or(now);
+        client.last_address = Some(lease.address);
+        client.state = State::Bound {
+            lease,
+            bound_at,
+            watch_until: None,
+        };
+        client
+    }
+
+    /// Replaces the retransmission schedule used while looking for a server (DISCOVER,
+    /// REQUEST, INIT-REBOOT); `keep` uses a slower one than the boot.
+    pub fn with_backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// The lease held (BOUND, RENEWING, REBINDING), if any.
+    pub fn lease(&self) -> Option<&Lease> {
+        match &self.state {
+            State::Bound { lease, .. }
+            | State::Renewing { lease, .. }
+            | State::Rebinding { lease, .. } => Some(lease),
+            _ => None,
         }
     }
 
@@ -272,7 +322,23 @@ impl Client {
     /// The link just became able to transmit (its queue was activated after carrier came up):
     /// what was sent before may have been dropped by the kernel, so retransmit now instead of
     /// waiting for the backoff. Counts as no extra attempt.
+    ///
+    /// Holding a lease, it means the link came back after a carrier loss: the server may have
+    /// moved on meanwhile, so check the lease with it now (REQUEST from RENEWING, or REBINDING
+    /// after T2) instead of trusting it until T1.
     pub fn kick(&mut self, now: Instant) -> Vec<Action> {
+        if let State::Bound {
+            lease, bound_at, ..
+        }
+        | State::Renewing {
+            lease, bound_at, ..
+        }
+        | State::Rebinding {
+            lease, bound_at, ..
+        } = self.state.clone()
+        {
+            return self.renew_or_rebind(now, lease, bound_at, true);
+        }
         match &mut self.state {
             State::Selecting {
                 retry_at, attempt, ..
@@ -673,6 +739,7 @@ impl Client {
     }
 
     fn bind(&mut self, now: Instant, lease: Lease, watch_until: Option<Instant>) -> Vec<Action> {
+        self.last_address = Some(lease.address);
         self.state = State::Bound {
             lease: lease.clone(),
             bound_at: now,
@@ -688,6 +755,7 @@ impl Client {
         opts.insert(DhcpOption::RequestedIpAddress(lease.address));
         opts.insert(DhcpOption::ServerIdentifier(lease.server));
         opts.insert(DhcpOption::Message("address in use (ARP)".into()));
+        self.last_address = None;
         let was_bound = matches!(self.state, State::Bound { .. });
         self.state = State::Declined {
             until: now + DECLINE_WAIT,
@@ -765,7 +833,12 @@ impl Client {
     }
 
     fn discover(&self, xid: u32, started: Instant, now: Instant) -> Action {
-        let msg = self.message(xid, MessageType::Discover, None, elapsed_secs(started, now));
+        let mut msg = self.message(xid, MessageType::Discover, None, elapsed_secs(started, now));
+        if let Some(previous) = self.last_address {
+            // RFC 2131 §4.4.1: a client MAY suggest the address it had.
+            msg.opts_mut()
+                .insert(DhcpOption::RequestedIpAddress(previous));
+        }
         self.transmit(msg, Destination::Broadcast, false)
     }
 

@@ -263,6 +263,11 @@ impl Watch {
             .map_or(Duration::ZERO, |s| now.saturating_duration_since(s))
     }
 
+    /// Every watched NIC's state, by interface index.
+    pub fn states(&self) -> impl Iterator<Item = SlaacState> + '_ {
+        self.nics.keys().map(|i| self.state(*i))
+    }
+
     pub fn state(&self, ifindex: u32) -> SlaacState {
         let Some(n) = self.nics.get(&ifindex) else {
             return SlaacState::default();

@@ -631,7 +631,94 @@ fn kick_retransmits_at_once_without_growing_the_backoff() {
         next_gap <= gap + gap / 2,
         "backoff not advanced: {gap:?} then {next_gap:?}"
     );
-    // Once bound there is nothing to resend.
+    // Holding a lease, a kick (the link came back) checks it with its server at once.
     let (mut c, _) = to_bound(t0);
-    assert!(c.kick(t0).is_empty());
+    let t = t0 + Duration::from_secs(10);
+    let (check, tx) = sent(&c.kick(t)).remove(0);
+    assert_eq!(check.opts().msg_type(), Some(MessageType::Request));
+    assert_eq!(check.ciaddr(), OFFERED);
+    assert_eq!(tx.to, Destination::Unicast(SERVER));
+    assert_eq!(c.state_name(), "RENEWING");
+    let ev = events(&c.handle_packet(t, &reply(&check, MessageType::Ack, |_| {})));
+    assert!(
+        matches!(&ev[0], Event::Renewed(l) if l.address == OFFERED),
+        "{ev:?}"
+    );
+    assert_eq!(c.poll_at(), t + Duration::from_secs(1800));
+}
+
+fn handed_over_lease() -> Lease {
+    let (_, lease) = to_bound(Instant::now());
+    assert_eq!((lease.lease_secs, lease.t1_secs), (3600, 1800));
+    lease
+}
+
+#[test]
+fn a_resumed_lease_renews_by_unicast_at_its_t1_not_by_discover() {
+    let lease = handed_over_lease();
+    let now = Instant::now() + Duration::from_secs(100_000);
+    let mut c = Client::resume(config(), lease, Duration::from_secs(1000), now, 5);
+    assert_eq!(c.state_name(), "BOUND");
+    assert_eq!(c.lease().map(|l| l.address), Some(OFFERED));
+    // Nothing is sent before T1, which is 1800 - 1000 s away.
+    assert!(c.handle_timeout(now).is_empty());
+    let t1 = now + Duration::from_secs(800);
+    assert_eq!(c.poll_at(), t1);
+    let (renew, tx) = sent(&c.handle_timeout(t1)).remove(0);
+    assert_eq!(renew.opts().msg_type(), Some(MessageType::Request));
+    assert_eq!(renew.ciaddr(), OFFERED);
+    assert_eq!(tx.to, Destination::Unicast(SERVER));
+    assert_eq!(
+        renew.opts().get(OptionCode::ClientIdentifier),
+        {
+            let (m, _) = sent(&Client::new(config(), now, 1).handle_timeout(now)).remove(0);
+            m.opts().get(OptionCode::ClientIdentifier).cloned()
+        }
+        .as_ref()
+    );
+    assert_eq!(c.state_name(), "RENEWING");
+}
+
+#[test]
+fn a_resumed_lease_past_t2_rebinds_and_an_expired_one_is_asked_for_again() {
+    let lease = handed_over_lease();
+    let now = Instant::now() + Duration::from_secs(100_000);
+    let mut c = Client::resume(config(), lease.clone(), Duration::from_secs(3300), now, 5);
+    let (rebind, tx) = sent(&c.handle_timeout(now)).remove(0);
+    assert_eq!(c.state_name(), "REBINDING");
+    assert_eq!(tx.to, Destination::Broadcast);
+    assert_eq!(rebind.ciaddr(), OFFERED);
+
+    let mut c = Client::resume(config(), lease, Duration::from_secs(3600), now, 5);
+    assert_eq!(c.state_name(), "INIT-REBOOT");
+    let (ask, _) = sent(&c.handle_timeout(now)).remove(0);
+    assert_eq!(
+        ask.opts().get(OptionCode::RequestedIpAddress),
+        Some(&DhcpOption::RequestedIpAddress(OFFERED))
+    );
+}
+
+#[test]
+fn after_losing_a_lease_discover_asks_for_the_same_address() {
+    let t0 = Instant::now();
+    let (mut c, lease) = to_bound(t0);
+    let expiry = t0 + Duration::from_secs(u64::from(lease.lease_secs));
+    let mut actions = Vec::new();
+    while !events(&actions)
+        .iter()
+        .any(|e| matches!(e, Event::Deconfigured(_)))
+    {
+        let now = c.poll_at();
+        assert!(now <= expiry);
+        actions = c.handle_timeout(now);
+    }
+    let (discover, _) = sent(&actions).remove(0);
+    assert_eq!(discover.opts().msg_type(), Some(MessageType::Discover));
+    assert_eq!(
+        discover.opts().get(OptionCode::RequestedIpAddress),
+        Some(&DhcpOption::RequestedIpAddress(OFFERED))
+    );
+    // A first boot asks for nothing in particular.
+    let (fresh, _) = sent(&Client::new(config(), t0, 1).handle_timeout(t0)).remove(0);
+    assert!(fresh.opts().get(OptionCode::RequestedIpAddress).is_none());
 }

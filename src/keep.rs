@@ -1,0 +1,648 @@
+//! `zos-netboot keep`: the full OS's half of "one lease from boot to full OS".
+//!
+//! The boot hands over each lease it took (`<state dir>/leases/<if>.json`, see
+//! [`LeaseFile`]). `keep` resumes it where the boot left it: BOUND, first wake-up at T1, then
+//! RENEWING by unicast with the same client-id, so the DHCP server sees one client and one
+//! lease from power-on until shutdown, never a second DISCOVER. It also rides out outages:
+//! a carrier loss is reported and, when the carrier returns, the lease is checked with the
+//! server at once; a lease that expires is removed (address and routes) and asked for again
+//! (the same address first) until a server answers. SLAAC is the kernel's; `keep` watches it and
+//! keeps resolv.conf in step with the lease's DNS and the routers' RDNSS.
+//!
+//! The protocol decisions are the DHCP client's and the SLAAC watcher's; this is their driver.
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv6Addr};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU32;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures_lite::{future, StreamExt};
+use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload};
+use rtnetlink::packet_route::RouteNetlinkMessage;
+use smol::channel::{self, Sender};
+
+use crate::clock;
+use crate::dhcp4::apply;
+use crate::dhcp4::client::{self, Client, Config, Event, Lease};
+use crate::dhcp4::driver::{self, Update};
+use crate::links::{self, Nic};
+use crate::net::{OOB_METRIC, OTHER_METRIC};
+use crate::report::{self, Console};
+use crate::retry::Backoff;
+use crate::slaac;
+use crate::slaac::ra::{NdUserOpt, NdUserOptSocket};
+use crate::slaac::watch::{self, Change, Watch};
+use crate::state::{LeaseFile, LeaseRecord, Role};
+
+#[derive(Debug, Clone)]
+pub struct KeepConfig {
+    /// The boot's state file; the lease files are in `leases/` next to it.
+    pub state_path: PathBuf,
+    pub resolv_path: PathBuf,
+}
+
+/// Why `keep` cannot start; says what to do.
+#[derive(Debug)]
+pub struct KeepError(pub String);
+
+impl std::fmt::Display for KeepError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// How long the boot's lease has been held: by CLOCK_BOOTTIME when both ends have it (the
+/// wall clock may have been stepped since), else by the wall clock; never negative.
+pub fn held_for(handed: &LeaseFile, boottime_now_ms: Option<u64>, unix_now: u64) -> Duration {
+    match (handed.record.obtained_boottime_ms, boottime_now_ms) {
+        (Some(then), Some(now)) => Duration::from_millis(now.saturating_sub(then)),
+        _ => Duration::from_secs(unix_now.saturating_sub(handed.record.obtained_unix)),
+    }
+}
+
+/// "01:02:00:00:00:00:01" → bytes; the client-id is written that way in the lease file.
+pub fn parse_colon_hex(text: &str) -> Option<Vec<u8>> {
+    text.split(':')
+        .map(|b| {
+            (b.len() == 2)
+                .then(|| u8::from_str_radix(b, 16).ok())
+                .flatten()
+        })
+        .collect::<Option<Vec<u8>>>()
+        .filter(|v| !v.is_empty())
+}
+
+/// The leases handed over, and the interfaces whose SLAAC to watch (the state file's).
+fn load(cfg: &KeepConfig) -> Result<(Vec<LeaseFile>, Vec<String>), KeepError> {
+    let dir = cfg.state_path.parent().unwrap_or(Path::new("."));
+    let files = LeaseFile::read_all(&cfg.state_path).map_err(|e| {
+        KeepError(format!(
+            "cannot read {}/{}: {e}",
+            dir.display(),
+            LeaseFile::DIR
+        ))
+    })?;
+    let mut leases = Vec::new();
+    for f in files {
+        match f {
+            Ok(l) => leases.push(l),
+            Err(e) => log::warn!("lease file not used: {e}"),
+        }
+    }
+    let watched: Vec<String> = std::fs::read_to_string(&cfg.state_path)
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| {
+            v.get("interfaces")?.as_array().map(|a| {
+                a.iter()
+                    .filter(|i| i.get("slaac").is_some_and(|s| !s.is_null()))
+                    .filter_map(|i| i.get("name")?.as_str().map(str::to_string))
+                    .collect()
+            })
+        })
+        .unwrap_or_default();
+    if leases.is_empty() && watched.is_empty() {
+        return Err(KeepError(format!(
+            "no lease handed over in {}/{}/ and no SLAAC interface in {}: keep resumes what \
+             `zos-netboot boot` (or `net`) set up; run that first",
+            dir.display(),
+            LeaseFile::DIR,
+            cfg.state_path.display()
+        )));
+    }
+    Ok((leases, watched))
+}
+
+enum Msg {
+    Dhcp(Update),
+    DhcpFailed(u32, String),
+    Netlink(NetlinkMessage<RouteNetlinkMessage>),
+    NdOpt(NdUserOpt),
+}
+
+/// One kept lease.
+struct Kept {
+    handed: LeaseFile,
+    nic: Nic,
+    lease: Option<Lease>,
+    kick: Sender<()>,
+    _task: smol::Task<()>,
+    /// When the lease was lost (wall clock, for the console), while it is.
+    lost_at: Option<(Instant, SystemTime)>,
+}
+
+/// Per-NIC carrier bookkeeping for the console.
+struct Link {
+    name: String,
+    carrier: bool,
+    down_since: Option<(Instant, SystemTime)>,
+}
+
+fn unix_secs(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn wall(t: SystemTime) -> String {
+    clock::format_unix(unix_secs(t) as i64)
+}
+
+fn human(d: Duration) -> String {
+    report::human_secs(d.as_secs().min(u64::from(u32::MAX)) as u32)
+}
+
+/// Runs until killed; returns only when it cannot start (or netlink goes away).
+pub async fn run(cfg: &KeepConfig, console: &Console) -> Result<(), KeepError> {
+    let (handed, watched_names) = load(cfg)?;
+    let (handle, mut notifications) =
+        links::connect().map_err(|e| KeepError(format!("cannot open netlink: {e}")))?;
+    let all = links::inventory(&handle)
+        .await
+        .map_err(|e| KeepError(format!("cannot list network interfaces: {e}")))?;
+    let (tx, rx) = channel::unbounded::<Msg>();
+
+    let mut links: BTreeMap<u32, Link> = BTreeMap::new();
+    let mut kept: BTreeMap<u32, Kept> = BTreeMap::new();
+    let now = Instant::now();
+    for h in handed {
+        let Some(nic) = all.iter().find(|n| n.name == h.interface).cloned() else {
+            console.line(format_args!(
+                "{}: not found; its lease ({}) is not kept",
+                h.interface, h.record.lease.address
+            ));
+            continue;
+        };
+        let mac = client::fmt_mac(&nic.mac);
+        if mac != h.mac {
+            console.line(format_args!(
+                "{}: its MAC is {mac} now, the lease was for {}; not kept",
+                nic.name, h.mac
+            ));
+            continue;
+        }
+        let Some(client_id) = parse_colon_hex(&h.record.client_id) else {
+            console.line(format_args!(
+                "{}: unreadable client-id {:?} in the lease file; not kept",
+                nic.name, h.record.client_id
+            ));
+            continue;
+        };
+        let unix_now = unix_secs(SystemTime::now());
+        let age = held_for(&h, clock::boottime_ms(), unix_now);
+        let lease = h.record.lease.clone();
+        let config = Config {
+            ifname: nic.name.clone(),
+            mac: nic.mac,
+            client_id,
+            hostname: h.hostname.clone(),
+            vendor_class: "zos".into(),
+        };
+        let seed = fastrand::u64(..) ^ u64::from(nic.index);
+        let c =
+            Client::resume(config, lease.clone(), age, now, seed).with_backoff(Backoff::DHCP_KEEP);
+        let secs = |s: u32| Duration::from_secs(u64::from(s));
+        if c.lease().is_some() {
+            console.line(format_args!(
+                "{}: keeping {} from {} (MAC {mac}, client-id {}), held {}: renewing in {}, \
+                 expires in {}",
+                nic.name,
+                lease.summary(),
+                lease.server,
+                h.record.client_id,
+                human(age),
+                human(secs(lease.t1_secs).saturating_sub(age)),
+                human(secs(lease.lease_secs).saturating_sub(age)),
+            ));
+        } else {
+            console.line(format_args!(
+                "{}: the lease on {} expired {} ago; asking the DHCP server for it again \
+                 (MAC {mac}, client-id {})",
+                nic.name,
+                lease.address,
+                human(age.saturating_sub(secs(lease.lease_secs))),
+                h.record.client_id
+            ));
+        }
+        let (kick, kicks) = channel::bounded(1);
+        let task = {
+            let (tx, index, name, nic_mac) = (tx.clone(), nic.index, nic.name.clone(), nic.mac);
+            smol::spawn(async move {
+                let (updates, incoming) = channel::unbounded::<Update>();
+                let forward = {
+                    let tx = tx.clone();
+                    async move {
+                        while let Ok(u) = incoming.recv().await {
+                            if tx.send(Msg::Dhcp(u)).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                };
+                let sent = Arc::new(AtomicU32::new(0));
+                let drive = driver::run(c, index, name, nic_mac, updates, kicks, sent);
+                let (result, ()) = future::zip(drive, forward).await;
+                if let Err(e) = result {
+                    let _ = tx.send(Msg::DhcpFailed(index, e.to_string())).await;
+                }
+            })
+        };
+        let held = c_lease_state(&lease, age);
+        kept.insert(
+            nic.index,
+            Kept {
+                handed: h,
+                lease: held,
+                nic: nic.clone(),
+                kick,
+                _task: task,
+                lost_at: None,
+            },
+        );
+    }
+
+    // SLAAC: the kernel does it; seed the watcher with what is there now, then follow it.
+    let mut watch = Watch::new();
+    for nic in all.iter().filter(|n| watched_names.contains(&n.name)) {
+        watch.add(nic.index, &nic.name, now);
+    }
+    for nic in &all {
+        links.insert(
+            nic.index,
+            Link {
+                name: nic.name.clone(),
+                carrier: nic.carrier,
+                down_since: None,
+            },
+        );
+    }
+    for msg in dump(&handle).await {
+        if let Some(input) = slaac::from_netlink(&msg) {
+            report_slaac(console, &links, &watch.handle(Instant::now(), input));
+        }
+    }
+    let _nduseropt = NdUserOptSocket::open()
+        .map_err(|e| log::warn!("cannot listen for RDNSS/DNSSL notifications: {e}"))
+        .ok()
+        .map(|sock| {
+            let tx = tx.clone();
+            smol::spawn(async move {
+                while let Ok(opt) = sock.recv().await {
+                    if tx.send(Msg::NdOpt(opt)).await.is_err() {
+                        break;
+                    }
+                }
+            })
+        });
+    let _netlink = {
+        let tx = tx.clone();
+        smol::spawn(async move {
+            while let Some((msg, _)) = notifications.next().await {
+                if tx.send(Msg::Netlink(msg)).await.is_err() {
+                    break;
+                }
+            }
+        })
+    };
+    drop(tx);
+    let mut resolv = Resolv::default();
+
+    while let Ok(msg) = rx.recv().await {
+        match msg {
+            Msg::Netlink(msg) => {
+                if let Some(update) = links::link_update(&msg) {
+                    carrier_change(console, &mut links, &kept, &update);
+                }
+                if let Some(input) = slaac::from_netlink(&msg) {
+                    let changes = watch.handle(Instant::now(), input);
+                    report_slaac(console, &links, &changes);
+                }
+            }
+            Msg::NdOpt(opt) => {
+                watch.handle(
+                    Instant::now(),
+                    watch::Input::Dns {
+                        ifindex: opt.ifindex,
+                        servers: opt.rdnss,
+                        search: opt.dnssl,
+                    },
+                );
+            }
+            Msg::DhcpFailed(index, why) => {
+                let name = kept.get(&index).map_or("?", |k| k.nic.name.as_str());
+                console.line(format_args!("{name}: DHCPv4 stopped: {why}"));
+            }
+            Msg::Dhcp(u) => {
+                if let Some(k) = kept.get_mut(&u.ifindex) {
+                    dhcp_event(console, &handle, cfg, k, u.event).await;
+                }
+            }
+        }
+        resolv.refresh(cfg, console, &kept, &watch);
+    }
+    Err(KeepError("netlink went away".into()))
+}
+
+/// What the client resumed with: the lease if it is still valid.
+fn c_lease_state(lease: &Lease, age: Duration) -> Option<Lease> {
+    (age < Duration::from_secs(u64::from(lease.lease_secs))).then(|| lease.clone())
+}
+
+async fn dump(handle: &rtnetlink::Handle) -> Vec<NetlinkMessage<RouteNetlinkMessage>> {
+    use rtnetlink::packet_route::route::RouteMessage;
+    use rtnetlink::RouteMessageBuilder;
+    let mut out = Vec::new();
+    let mut addrs = handle.address().get().execute();
+    while let Ok(Some(a)) = addrs.try_next().await {
+        out.push(NetlinkMessage::from(RouteNetlinkMessage::NewAddress(a)));
+    }
+    let filter: RouteMessage = RouteMessageBuilder::<Ipv6Addr>::new().build();
+    let mut routes = handle.route().get(filter).execute();
+    while let Ok(Some(r)) = routes.try_next().await {
+        out.push(NetlinkMessage::from(RouteNetlinkMessage::NewRoute(r)));
+    }
+    out.retain(|m| matches!(m.payload, NetlinkPayload::InnerMessage(_)));
+    out
+}
+
+fn carrier_change(
+    console: &Console,
+    links: &mut BTreeMap<u32, Link>,
+    kept: &BTreeMap<u32, Kept>,
+    update: &Nic,
+) {
+    let link = links.entry(update.index).or_insert_with(|| Link {
+        name: update.name.clone(),
+        carrier: update.carrier,
+        down_since: None,
+    });
+    if link.carrier == update.carrier {
+        return;
+    }
+    link.carrier = update.carrier;
+    if !update.carrier {
+        let at = SystemTime::now();
+        link.down_since = Some((Instant::now(), at));
+        console.line(format_args!(
+            "{}: carrier lost at {} (cable, switch port or the other end)",
+            link.name,
+            wall(at)
+        ));
+        return;
+    }
+    let away = link
+        .down_since
+        .take()
+        .map(|(t, _)| format!(" after {}", human(t.elapsed())))
+        .unwrap_or_default();
+    match kept.get(&update.index) {
+        Some(k) => {
+            console.line(format_args!(
+                "{}: carrier back{away}; checking the lease with the DHCP server now",
+                link.name
+            ));
+            let _ = k.kick.try_send(());
+        }
+        None => console.line(format_args!("{}: carrier back{away}", link.name)),
+    }
+}
+
+async fn dhcp_event(
+    console: &Console,
+    handle: &rtnetlink::Handle,
+    cfg: &KeepConfig,
+    k: &mut Kept,
+    event: Event,
+) {
+    let name = k.nic.name.clone();
+    let metric = if k.handed.role == Role::Oob {
+        OOB_METRIC
+    } else {
+        OTHER_METRIC + k.nic.index
+    };
+    match event {
+        Event::Bound(lease) | Event::Renewed(lease) => {
+            if let Err(e) = apply::apply(handle, k.nic.index, &name, &lease, metric).await {
+                console.line(format_args!("{name}: lease not applied: {e}"));
+                return;
+            }
+            let previous = k.lease.replace(lease.clone());
+            match (k.lost_at.take(), previous) {
+                (Some((t, _)), _) => {
+                    let handed = k.handed.record.lease.address;
+                    let same = if lease.address == handed {
+                        "the same address".to_string()
+                    } else {
+                        format!("a new address: {handed} was given to someone else")
+                    };
+                    console.line(format_args!(
+                        "{name}: IPv4 back after {}: {} from {}, lease {} ({same})",
+                        human(t.elapsed()),
+                        lease.summary(),
+                        lease.server,
+                        report::human_secs(lease.lease_secs)
+                    ));
+                }
+                (None, _) => console.line(format_args!(
+                    "{name}: lease on {} renewed by {} for {}",
+                    lease.address,
+                    lease.server,
+                    report::human_secs(lease.lease_secs)
+                )),
+            }
+            let mut record = LeaseRecord::new(
+                k.handed.record.client_id.clone(),
+                lease,
+                unix_secs(SystemTime::now()),
+            );
+            record.obtained_boottime_ms = clock::boottime_ms();
+            k.handed.record = record;
+            if let Err(e) = k.handed.write(&cfg.state_path) {
+                console.line(format_args!(
+                    "{name}: could not rewrite {}: {e}",
+                    LeaseFile::path(&cfg.state_path, &name).display()
+                ));
+            }
+        }
+        Event::Confirmed => {}
+        Event::Deconfigured(why) => {
+            let at = SystemTime::now();
+            console.line(format_args!(
+                "{name}: IPv4 lost at {}: {why}; address and routes removed, asking for a \
+                 lease again (the same address first)",
+                wall(at)
+            ));
+            if let Some(lease) = k.lease.take() {
+                if let Err(e) = apply::remove(handle, k.nic.index, &lease).await {
+                    // The kernel removes an address whose lifetime ran out by itself.
+                    log::debug!("{name}: {e}");
+                }
+            }
+            k.lost_at = Some((Instant::now(), at));
+        }
+    }
+}
+
+fn report_slaac(console: &Console, links: &BTreeMap<u32, Link>, changes: &[Change]) {
+    let name = |i: &u32| links.get(i).map_or("?", |l| l.name.as_str()).to_string();
+    for c in changes {
+        match c {
+            Change::Ready {
+                ifindex,
+                address,
+                prefix,
+                ..
+            } => console.line(format_args!(
+                "{}: IPv6 {address}/{prefix} usable (SLAAC, default route present)",
+                name(ifindex)
+            )),
+            Change::Lost { ifindex } => console.line(format_args!(
+                "{}: IPv6 lost at {}: no global address with a default route; waiting for \
+                 the router's next advertisement",
+                name(ifindex),
+                wall(SystemTime::now())
+            )),
+            Change::DadFailed { ifindex, address } => console.line(format_args!(
+                "{}: IPv6 {address} is used by another host on the segment (DAD failed)",
+                name(ifindex)
+            )),
+            Change::FirstAdvert { .. } => {}
+        }
+    }
+}
+
+/// resolv.conf as `keep` last wrote it: rewritten only when the servers change.
+#[derive(Default)]
+struct Resolv {
+    written: Option<(Vec<IpAddr>, Vec<String>)>,
+}
+
+impl Resolv {
+    fn refresh(
+        &mut self,
+        cfg: &KeepConfig,
+        console: &Console,
+        kept: &BTreeMap<u32, Kept>,
+        watch: &Watch,
+    ) {
+        let oob = kept
+            .values()
+            .find(|k| k.handed.role == Role::Oob)
+            .or_else(|| kept.values().next());
+        let mut dns: Vec<IpAddr> = Vec::new();
+        let mut search: Vec<String> = Vec::new();
+        if let Some(lease) = oob.and_then(|k| k.lease.as_ref()) {
+            dns.extend(lease.dns.iter().map(|d| IpAddr::V4(*d)));
+            search.extend(lease.search.iter().cloned());
+            search.extend(lease.domain.iter().cloned());
+        }
+        for s in watch.states() {
+            for d in &s.dns {
+                if !dns.contains(&IpAddr::V6(*d)) {
+                    dns.push(IpAddr::V6(*d));
+                }
+            }
+            for d in &s.search {
+                if !search.contains(d) {
+                    search.push(d.clone());
+                }
+            }
+        }
+        let now = (dns, search);
+        if now.0.is_empty() || self.written.as_ref() == Some(&now) {
+            return;
+        }
+        // The first computation only records what the boot wrote from the same sources.
+        if self.written.is_none() {
+            self.written = Some(now);
+            return;
+        }
+        let origin = oob.map_or("router advertisements", |k| k.nic.name.as_str());
+        let text = apply::resolv_conf_text(&now.0, &now.1, origin);
+        match apply::write_file_atomic(&cfg.resolv_path, text.as_bytes()) {
+            Ok(()) => console.line(format_args!(
+                "DNS servers now {}; {} rewritten",
+                now.0
+                    .iter()
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                cfg.resolv_path.display()
+            )),
+            Err(e) => console.line(format_args!(
+                "could not write {}: {e}",
+                cfg.resolv_path.display()
+            )),
+        }
+        self.written = Some(now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    fn handed(obtained_unix: u64, boottime: Option<u64>) -> LeaseFile {
+        let lease = Lease {
+            address: Ipv4Addr::new(10, 1, 0, 23),
+            prefix: 24,
+            server: Ipv4Addr::new(10, 1, 0, 1),
+            lease_secs: 60,
+            t1_secs: 30,
+            t2_secs: 52,
+            routers: vec![],
+            classless_routes: vec![],
+            dns: vec![],
+            domain: None,
+            search: vec![],
+            ntp: vec![],
+            mtu: None,
+        };
+        let mut record = LeaseRecord::new("01:02:00:00:00:00:01".into(), lease, obtained_unix);
+        record.obtained_boottime_ms = boottime;
+        LeaseFile {
+            interface: "eth0".into(),
+            mac: "02:00:00:00:00:01".into(),
+            role: Role::Oob,
+            hostname: None,
+            record,
+        }
+    }
+
+    #[test]
+    fn a_lease_is_aged_by_the_boot_clock_when_the_wall_clock_was_stepped() {
+        // The clock stage stepped the wall clock 5 years forward after the lease: the boot
+        // clock still says 12 s.
+        let h = handed(1_000, Some(40_000));
+        assert_eq!(
+            held_for(&h, Some(52_000), 1_000 + 5 * 365 * 86_400),
+            Duration::from_secs(12)
+        );
+        // Without the boot clock, the wall clock; a clock stepped backwards counts as 0.
+        let h = handed(1_000, None);
+        assert_eq!(held_for(&h, Some(52_000), 1_030), Duration::from_secs(30));
+        assert_eq!(held_for(&h, None, 900), Duration::ZERO);
+    }
+
+    #[test]
+    fn client_ids_are_read_back_as_written() {
+        assert_eq!(
+            parse_colon_hex("01:02:00:00:00:00:1f"),
+            Some(vec![1, 2, 0, 0, 0, 0, 0x1f])
+        );
+        assert_eq!(
+            parse_colon_hex(&client::fmt_mac(&[0xff, 0, 0xab])),
+            Some(vec![0xff, 0, 0xab])
+        );
+        for bad in ["", "1:02", "01:0g", "01::02", "0102"] {
+            assert_eq!(parse_colon_hex(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn only_a_lease_still_valid_is_held_on_resume() {
+        let h = handed(0, None);
+        assert!(c_lease_state(&h.record.lease, Duration::from_secs(59)).is_some());
+        assert!(c_lease_state(&h.record.lease, Duration::from_secs(60)).is_none());
+    }
+}
