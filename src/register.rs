@@ -832,6 +832,7 @@ mod tests {
             lease: None,
             roles,
             slaac: None,
+            dhcp4_servers: Vec::new(),
         }
     }
 

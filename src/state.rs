@@ -6,7 +6,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::classify::Classification;
-use crate::dhcp4::client::Lease;
+use crate::dhcp4::client::{Lease, ServerSeen};
 use crate::probe::{Family, ProbeResult};
 use crate::slaac::ra::RouterAdvert;
 
@@ -90,6 +90,9 @@ pub struct Interface {
     pub roles: Vec<Role>,
     /// What SLAAC found on this NIC; absent when IPv6 was not waited for (`dhcp4` command).
     pub slaac: Option<SlaacRecord>,
+    /// The DHCPv4 servers that answered on this NIC (OFFERs, NAKs), with what was wrong with
+    /// each; more than one means a second DHCP server on the segment.
+    pub dhcp4_servers: Vec<ServerSeen>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -229,6 +232,7 @@ mod tests {
                 lease: Some(LeaseRecord::new("01:02:00:00:00:00:01".into(), lease, 1)),
                 roles: vec![Role::Oob],
                 slaac: None,
+                dhcp4_servers: Vec::new(),
             }],
             classification: None,
             ipv4: Ipv4Summary {
