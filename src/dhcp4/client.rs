@@ -576,6 +576,17 @@ impl Client {
             (State::Selecting { started, held, .. }, MessageType::Offer) => {
                 self.offer_in_selecting(now, xid, started, held, &msg)
             }
+            // Late OFFERs (ours is chosen) are not taken, but their servers are named: a second
+            // DHCP server on the segment is what a farmer needs to hear about.
+            (State::Requesting { .. }, MessageType::Offer) => {
+                match (parse_offer(&msg), server_id(&msg)) {
+                    (Ok((offer, problems)), _) => {
+                        self.note_offer(offer.server, offer.address, problems)
+                    }
+                    (Err(why), Some(sid)) => self.note_offer(sid, msg.yiaddr(), vec![why]),
+                    (Err(_), None) => Vec::new(),
+                }
+            }
             (
                 State::Requesting {
                     offer,

@@ -981,3 +981,22 @@ fn a_server_that_naks_everything_is_not_stormed() {
     assert!(packets.len() >= 40, "it keeps trying: {}", packets.len());
     assert_eq!(c.servers()[0].naks as usize, packets.len() / 2);
 }
+
+#[test]
+fn an_offer_arriving_while_requesting_is_not_taken_but_its_server_is_named() {
+    let t0 = Instant::now();
+    let mut c = Client::new(config(), t0, 5);
+    let (discover, _) = sent(&c.handle_timeout(t0)).remove(0);
+    let _ = c.handle_packet(t0, &offer_from(&discover, SERVER, OFFERED, |_| {}));
+    assert_eq!(c.state_name(), "REQUESTING");
+    let actions = c.handle_packet(
+        t0,
+        &offer_from(&discover, ROGUE, Ipv4Addr::new(10, 1, 0, 77), |_| {}),
+    );
+    assert!(sent(&actions).is_empty());
+    assert_eq!(c.state_name(), "REQUESTING");
+    assert!(
+        matches!(events(&actions).first(), Some(Event::Servers(s)) if s.len() == 2),
+        "{actions:?}"
+    );
+}
