@@ -3,7 +3,8 @@
 //! leaves nothing half-applied. Faults already covered elsewhere: a DHCP server that comes up
 //! late and 30 % loss (tests/dhcp4_lab.rs), no carrier, no DHCP, unreachable hub, a hub reachable
 //! over one family only (tests/slaac_lab.rs), a hub serving bad files and a failing registrar
-//! (tests/provision_lab.rs). Needs root; skips with a `SKIP` line otherwise.
+//! (tests/provision_lab.rs). docs/faults.md maps the whole matrix to its tests. Needs root;
+//! skips with a `SKIP` line otherwise.
 mod common;
 
 use std::net::Ipv6Addr;
