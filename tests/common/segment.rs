@@ -22,7 +22,9 @@ impl Drop for Segment {
     }
 }
 
-fn extra_namespace(lab: &Lab, tag: &str) -> String {
+/// A namespace `zr-<pid>-<n>-<tag>` with its own empty resolv.conf (before anything runs in it)
+/// and `lo` up.
+fn extra_namespace(tag: &str) -> String {
     let n = COUNTER.fetch_add(1, Ordering::SeqCst);
     let ns = format!("zr-{}-{n}-{tag}", std::process::id());
     let etc = Path::new("/etc/netns").join(&ns);
@@ -31,7 +33,6 @@ fn extra_namespace(lab: &Lab, tag: &str) -> String {
         .unwrap_or_else(|e| panic!("write {}/resolv.conf: {e}", etc.display()));
     run_ok(&["ip", "netns", "add", &ns]);
     run_ok(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
-    let _ = lab;
     ns
 }
 
@@ -87,7 +88,7 @@ impl Lab {
     /// runs there shares the node's L2 segment with the router (broadcasts reach both) but not
     /// its sockets: a second DHCP server on the farm's LAN.
     pub fn rogue_segment(&self, router_if: &str, cidr: &str) -> Segment {
-        let ns = extra_namespace(self, "rogue");
+        let ns = extra_namespace("rogue");
         let seg = Segment {
             ns: ns.clone(),
             ifname: "q0".into(),
@@ -132,7 +133,7 @@ impl Lab {
         router_cidr: &str,
         delay: Duration,
     ) -> (Wire, Relay) {
-        let ns = extra_namespace(self, "delay");
+        let ns = extra_namespace("delay");
         let (ip, prefix) = router_cidr
             .split_once('/')
             .unwrap_or_else(|| panic!("{router_cidr}: not a CIDR"));
