@@ -24,7 +24,7 @@ use smol::channel::{self, Sender};
 
 use crate::clock;
 use crate::dhcp4::apply;
-use crate::dhcp4::client::{self, Client, Config, Event, Lease};
+use crate::dhcp4::client::{self, Client, Config, Event, Lease, ServerSeen};
 use crate::dhcp4::driver::{self, Update};
 use crate::links::{self, Nic};
 use crate::net::{OOB_METRIC, OTHER_METRIC};
@@ -130,6 +130,8 @@ struct Kept {
     _task: smol::Task<()>,
     /// When the lease was lost (wall clock, for the console), while it is.
     lost_at: Option<(Instant, SystemTime)>,
+    /// The DHCP servers that answered, as last reported.
+    servers: Vec<ServerSeen>,
 }
 
 /// Per-NIC carrier bookkeeping for the console.
@@ -256,6 +258,7 @@ pub async fn run(cfg: &KeepConfig, console: &Console) -> Result<(), KeepError> {
                 kick,
                 _task: task,
                 lost_at: None,
+                servers: Vec::new(),
             },
         );
     }
@@ -464,6 +467,10 @@ async fn dhcp_event(
             }
         }
         Event::Confirmed => {}
+        Event::Servers(servers) => {
+            crate::net::report_servers(console, &name, &k.servers, &servers);
+            k.servers = servers;
+        }
         Event::Deconfigured(why) => {
             let at = SystemTime::now();
             console.line(format_args!(

@@ -18,7 +18,7 @@ use crate::classify::{self, Classification, NicFacts, RaFacts, Reach};
 use crate::clock;
 use crate::cmdline::StaticIpv4;
 use crate::dhcp4::apply;
-use crate::dhcp4::client::{self, Client, Config, Event, Lease};
+use crate::dhcp4::client::{self, Client, Config, Event, Lease, ServerSeen};
 use crate::dhcp4::driver::{self, Update};
 use crate::links::{self, Nic, Notifications};
 use crate::probe::{self, Family, ProbeConfig, ProbeResult};
@@ -115,6 +115,8 @@ struct NicRun {
     dhcp_state: &'static str,
     sent: Arc<AtomicU32>,
     failure: Option<String>,
+    /// The DHCPv4 servers that answered (from the client's [`Event::Servers`]).
+    servers: Vec<ServerSeen>,
     /// Carrier came up at least once, so SLAAC is being watched.
     watched: bool,
 }
@@ -187,6 +189,7 @@ pub async fn run(cfg: &NetConfig, console: &Console) -> Result<State, NetError> 
                 dhcp_state: "waiting for carrier",
                 sent: Arc::default(),
                 failure: None,
+                servers: Vec::new(),
                 watched: false,
             },
         );
@@ -351,6 +354,10 @@ pub async fn run(cfg: &NetConfig, console: &Console) -> Result<State, NetError> 
                         run.lease = Some(lease);
                         run.obtained = Some(SystemTime::now());
                         run.obtained_boottime_ms = clock::boottime_ms();
+                    }
+                    Event::Servers(servers) => {
+                        report_servers(console, &run.nic.name, &run.servers, &servers);
+                        run.servers = servers;
                     }
                     Event::Deconfigured(why) => {
                         console.line(format_args!(
@@ -880,6 +887,66 @@ async fn next_msg(notifications: &mut Notifications, rx: &Receiver<Msg>, wake: I
     .await
 }
 
+/// One server as the console names it: "10.1.0.2 (offered 192.168.1.50: router 10.9.9.9
+/// outside 192.168.1.50/24; 3 NAKs: \"wrong network\")".
+fn server_words(s: &ServerSeen) -> String {
+    let mut parts = Vec::new();
+    if let Some(a) = s.offered {
+        if s.problems.is_empty() {
+            parts.push(format!("offered {a}"));
+        } else {
+            parts.push(format!("offered {a}: {}", s.problems.join(", ")));
+        }
+    }
+    if s.naks > 0 {
+        parts.push(format!(
+            "{} NAK{}: \"{}\"",
+            s.naks,
+            if s.naks == 1 { "" } else { "s" },
+            s.nak_message.as_deref().unwrap_or("")
+        ));
+    }
+    if parts.is_empty() {
+        s.server.to_string()
+    } else {
+        format!("{} ({})", s.server, parts.join("; "))
+    }
+}
+
+/// Console lines for what changed among the DHCP servers seen on one NIC: a second server on
+/// the segment (a classic farm problem), an OFFER that could not be used as it was, a first NAK.
+pub(crate) fn report_servers(console: &Console, nic: &str, old: &[ServerSeen], new: &[ServerSeen]) {
+    let before = |s: &ServerSeen| old.iter().find(|o| o.server == s.server);
+    if new.len() > 1 && new.iter().any(|s| before(s).is_none()) {
+        let list: Vec<String> = new.iter().map(server_words).collect();
+        console.line(format_args!(
+            "{nic}: {} DHCP servers answer on this segment: {}. Only one should: another \
+             router or a switch with its DHCP server on?",
+            new.len(),
+            list.join("; ")
+        ));
+        return;
+    }
+    for s in new {
+        let was = before(s);
+        if !s.problems.is_empty() && was.is_none_or(|w| w.problems != s.problems) {
+            console.line(format_args!(
+                "{nic}: DHCP server {}'s offer of {} is flawed: {}",
+                s.server,
+                s.offered.map_or("nothing".into(), |a| a.to_string()),
+                s.problems.join(", ")
+            ));
+        }
+        if s.naks > 0 && was.is_none_or(|w| w.naks == 0) {
+            console.line(format_args!(
+                "{nic}: DHCP server {} refused a request (NAK: \"{}\")",
+                s.server,
+                s.nak_message.as_deref().unwrap_or("")
+            ));
+        }
+    }
+}
+
 /// The reason `net` gives up, NIC by NIC, with what to check.
 fn why_offline(nics: &BTreeMap<u32, NicRun>, timeout: Duration) -> String {
     let mut lines = vec![format!(
@@ -898,6 +965,24 @@ fn why_offline(nics: &BTreeMap<u32, NicRun>, timeout: Duration) -> String {
             format!(
                 "{}: bound but not confirmed (address conflict?)",
                 run.nic.name
+            )
+        } else if run.servers.iter().any(|s| s.naks > 0) {
+            let list: Vec<String> = run.servers.iter().map(server_words).collect();
+            format!(
+                "{}: carrier up, {} DHCP requests sent, refused (NAK) by the server: {} — does \
+                 the server have a free address for this segment (and this MAC)?",
+                run.nic.name,
+                run.sent.load(Ordering::Relaxed),
+                list.join("; ")
+            )
+        } else if !run.servers.is_empty() {
+            let list: Vec<String> = run.servers.iter().map(server_words).collect();
+            format!(
+                "{}: carrier up, {} DHCP requests sent, no usable offer: {} — check the DHCP \
+                 server's settings",
+                run.nic.name,
+                run.sent.load(Ordering::Relaxed),
+                list.join("; ")
             )
         } else {
             format!(
@@ -999,6 +1084,7 @@ fn build_state(b: Built) -> State {
                 }),
                 dhcp_hostname: run.hostname.clone(),
                 roles,
+                dhcp4_servers: run.servers.clone(),
                 slaac: s.map(|s| SlaacRecord {
                     ready_after_ms: s.ready_after_ms,
                     router: s.router,

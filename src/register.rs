@@ -833,6 +833,7 @@ mod tests {
             dhcp_hostname: None,
             roles,
             slaac: None,
+            dhcp4_servers: Vec::new(),
         }
     }
 

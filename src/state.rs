@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::classify::Classification;
-use crate::dhcp4::client::Lease;
+use crate::dhcp4::client::{Lease, ServerSeen};
 use crate::probe::{Family, ProbeResult};
 use crate::slaac::ra::RouterAdvert;
 
@@ -158,6 +158,9 @@ pub struct Interface {
     pub roles: Vec<Role>,
     /// What SLAAC found on this NIC; absent when IPv6 was not waited for (`dhcp4` command).
     pub slaac: Option<SlaacRecord>,
+    /// The DHCPv4 servers that answered on this NIC (OFFERs, NAKs), with what was wrong with
+    /// each; more than one means a second DHCP server on the segment.
+    pub dhcp4_servers: Vec<ServerSeen>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -313,6 +316,7 @@ mod tests {
                 dhcp_hostname: Some("zos-node".into()),
                 roles: vec![Role::Oob],
                 slaac: None,
+                dhcp4_servers: Vec::new(),
             }],
             classification: None,
             ipv4: Ipv4Summary {

@@ -25,6 +25,19 @@ pub const CONFLICT_WINDOW: Duration = Duration::from_millis(200);
 /// RFC 2131 §4.4.5: retransmissions in RENEWING/REBINDING are never closer than 60 s apart.
 const RENEW_MIN_RETRY: Duration = Duration::from_secs(60);
 const MAX_MESSAGE_SIZE: u16 = 1500;
+/// A flawed OFFER (bad values had to be dropped from it, or its server refused us with a NAK
+/// before) waits this long for a clean OFFER from another server before it is taken anyway. A
+/// rogue DHCP server on the segment (a home router, a switch with DHCP on) often answers first.
+pub const OFFER_HOLD: Duration = Duration::from_secs(2);
+/// Restarts after NAKs: the first at once (RFC 2131 §3.1), the next ones after 1 s doubling to
+/// 16 s, so a server that refuses every REQUEST does not make us storm the segment.
+const NAK_BACKOFF: Backoff = Backoff {
+    initial: Duration::from_secs(1),
+    cap: Duration::from_secs(16),
+    jitter_pct: 20,
+};
+/// Distinct DHCP servers remembered per interface (a segment with more is beyond diagnosis).
+const MAX_SERVERS: usize = 8;
 
 /// What the client is, on the wire.
 #[derive(Debug, Clone)]
@@ -114,6 +127,23 @@ impl Lease {
     }
 }
 
+/// A DHCP server that answered us, for the console and the state file: more than one on a
+/// segment is a classic farm problem (a home router plus a switch with DHCP on).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServerSeen {
+    /// Its server identifier (option 54).
+    pub server: Ipv4Addr,
+    /// The address it offered last.
+    pub offered: Option<Ipv4Addr>,
+    pub offers: u32,
+    /// NAKs it sent us (to any REQUEST, ours to it or not).
+    pub naks: u32,
+    /// The text of its last NAK (option 56), sanitized.
+    pub nak_message: Option<String>,
+    /// What was wrong with its last OFFER: why it was refused, or the values dropped from it.
+    pub problems: Vec<String>,
+}
+
 /// Where a packet goes. `ciaddr_configured` tells the driver whether the kernel has our address
 /// (then a normal UDP socket works) or not (then it must use a packet socket).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,6 +171,9 @@ pub enum Event {
     Renewed(Lease),
     /// Remove the address and routes of the previous lease.
     Deconfigured(String),
+    /// The DHCP servers seen so far, sent when a second server shows up, when a server's OFFER
+    /// could not be used, and on every NAK.
+    Servers(Vec<ServerSeen>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,6 +191,8 @@ enum State {
         started: Instant,
         attempt: u32,
         retry_at: Instant,
+        /// The best flawed OFFER so far, taken at its deadline unless a clean one comes first.
+        held: Option<Box<Held>>,
     },
     Requesting {
         xid: u32,
@@ -198,6 +233,14 @@ enum State {
     Declined { until: Instant },
 }
 
+/// A flawed OFFER waiting for a better one (see [`OFFER_HOLD`]).
+#[derive(Debug, Clone)]
+struct Held {
+    offer: Lease,
+    problems: usize,
+    until: Instant,
+}
+
 /// The RFC 2131 client state machine for one interface.
 pub struct Client {
     config: Config,
@@ -207,6 +250,11 @@ pub struct Client {
     /// The address of the last lease held, asked for again (option 50) in DISCOVER after it
     /// was lost, so a node that rides out an outage comes back with the same address.
     last_address: Option<Ipv4Addr>,
+    servers: Vec<ServerSeen>,
+    /// Servers whose NAK to our REQUEST sent us back to DISCOVER (their OFFERs count as flawed).
+    refused_by: Vec<Ipv4Addr>,
+    /// NAKs since the last bind: paces the restarts ([`NAK_BACKOFF`]).
+    naks: u32,
 }
 
 impl Client {
@@ -218,6 +266,7 @@ impl Client {
             started: now,
             attempt: 0,
             retry_at: now,
+            held: None,
         };
         Client {
             config,
@@ -225,6 +274,9 @@ impl Client {
             backoff: Backoff::DHCP_BOOT,
             rng,
             last_address: None,
+            servers: Vec::new(),
+            refused_by: Vec::new(),
+            naks: 0,
         }
     }
 
@@ -300,9 +352,16 @@ impl Client {
         }
     }
 
+    /// The DHCP servers that answered so far (OFFERs and NAKs), in the order first seen.
+    pub fn servers(&self) -> &[ServerSeen] {
+        &self.servers
+    }
+
     /// When the driver must call [`Client::handle_timeout`] next.
     pub fn poll_at(&self) -> Instant {
         match &self.state {
+            // Holding an OFFER: no more DISCOVERs, the other servers had theirs.
+            State::Selecting { held: Some(h), .. } => h.until,
             State::Selecting { retry_at, .. }
             | State::Requesting { retry_at, .. }
             | State::InitReboot { retry_at, .. } => *retry_at,
@@ -311,7 +370,7 @@ impl Client {
                 bound_at,
                 watch_until,
             } => {
-                let renew = *bound_at + secs(lease.t1_secs);
+                let renew = after(*bound_at, lease.t1_secs);
                 watch_until.map_or(renew, |w| w.min(renew))
             }
             State::Renewing { retry_at, .. } | State::Rebinding { retry_at, .. } => *retry_at,
@@ -366,6 +425,20 @@ impl Client {
             State::Selecting {
                 xid,
                 started,
+                held: Some(h),
+                ..
+            } => {
+                log::info!(
+                    "{}: no better OFFER within {}s, taking {}'s",
+                    self.config.ifname,
+                    OFFER_HOLD.as_secs(),
+                    h.offer.server
+                );
+                self.select(now, xid, started, h.offer)
+            }
+            State::Selecting {
+                xid,
+                started,
                 attempt,
                 ..
             } => {
@@ -375,6 +448,7 @@ impl Client {
                     started,
                     attempt: attempt + 1,
                     retry_at,
+                    held: None,
                 };
                 vec![self.discover(xid, started, now)]
             }
@@ -446,6 +520,16 @@ impl Client {
                     watch_until: None,
                 };
                 vec![Action::Event(Event::Confirmed)]
+            }
+            State::Bound { lease, .. } if lease.lease_secs == u32::MAX => {
+                // An infinite lease (RFC 2131 §3.3) is never renewed and never expires; 136
+                // years on, just look again in another 136.
+                self.state = State::Bound {
+                    lease,
+                    bound_at: now,
+                    watch_until: None,
+                };
+                Vec::new()
             }
             State::Bound {
                 lease, bound_at, ..
@@ -555,33 +639,20 @@ impl Client {
             return Vec::new();
         };
         match (self.state.clone(), kind) {
-            (State::Selecting { started, .. }, MessageType::Offer) => match parse_lease(&msg) {
-                Ok(offer) => {
-                    log::info!(
-                        "{}: OFFER {}/{} from {}",
-                        self.config.ifname,
-                        offer.address,
-                        offer.prefix,
-                        offer.server
-                    );
-                    let tx = self.request_selecting(xid, started, now, &offer);
-                    let probe = Action::ArpProbe(offer.address);
-                    self.state = State::Requesting {
-                        xid,
-                        started,
-                        attempt: 1,
-                        retry_at: now + self.next_delay(0),
-                        offer,
-                        probed_at: now,
-                        conflict: false,
-                    };
-                    vec![tx, probe]
+            (State::Selecting { started, held, .. }, MessageType::Offer) => {
+                self.offer_in_selecting(now, xid, started, held, &msg)
+            }
+            // Late OFFERs (ours is chosen) are not taken, but their servers are named: a second
+            // DHCP server on the segment is what a farmer needs to hear about.
+            (State::Requesting { .. }, MessageType::Offer) => {
+                match (parse_offer(&msg), server_id(&msg)) {
+                    (Ok((offer, problems)), _) => {
+                        self.note_offer(offer.server, offer.address, problems)
+                    }
+                    (Err(why), Some(sid)) => self.note_offer(sid, msg.yiaddr(), vec![why]),
+                    (Err(_), None) => Vec::new(),
                 }
-                Err(why) => {
-                    self.drop_packet(format_args!("OFFER: {why}"));
-                    Vec::new()
-                }
-            },
+            }
             (
                 State::Requesting {
                     offer,
@@ -654,19 +725,51 @@ impl Client {
                     Vec::new()
                 }
             },
-            (State::Requesting { started, offer, .. }, MessageType::Nak) => {
+            (State::Requesting { offer, .. }, MessageType::Nak) => {
+                let mut actions = self.note_nak(&msg);
                 if server_id(&msg) != Some(offer.server) {
-                    self.drop_packet(format_args!("NAK from a server we did not ask"));
-                    return Vec::new();
+                    // RFC 2131 §3.1.4/§4.3.2: only the server we asked can refuse us.
+                    self.drop_packet(format_args!(
+                        "NAK from {}, a server we did not ask",
+                        server_id(&msg).map_or("an unnamed server".into(), |s| s.to_string())
+                    ));
+                    return actions;
                 }
+                if !self.refused_by.contains(&offer.server) {
+                    self.refused_by.push(offer.server);
+                }
+                self.naks += 1;
+                let wait = if self.naks <= 1 {
+                    Duration::ZERO
+                } else {
+                    let r = self.rng.u32(..);
+                    NAK_BACKOFF.delay(self.naks - 2, r)
+                };
                 log::warn!(
-                    "{}: NAK from {} ({}); starting over",
+                    "{}: NAK from {} ({}); starting over{}",
                     self.config.ifname,
                     offer.server,
-                    nak_text(&msg)
+                    nak_text(&msg),
+                    if wait.is_zero() {
+                        String::new()
+                    } else {
+                        format!(" in {} ms", wait.as_millis())
+                    }
                 );
-                self.restart(now, started)
+                if wait.is_zero() {
+                    actions.extend(self.restart(now, now));
+                } else {
+                    self.state = State::Selecting {
+                        xid: self.rng.u32(..),
+                        started: now,
+                        attempt: 0,
+                        retry_at: now + wait,
+                        held: None,
+                    };
+                }
+                actions
             }
+            (State::Selecting { .. }, MessageType::Nak) => self.note_nak(&msg),
             (
                 State::InitReboot {
                     started, requested, ..
@@ -678,7 +781,9 @@ impl Client {
                     self.config.ifname,
                     nak_text(&msg)
                 );
-                self.restart(now, started)
+                let mut actions = self.note_nak(&msg);
+                actions.extend(self.restart(now, started));
+                actions
             }
             (State::Renewing { lease, .. } | State::Rebinding { lease, .. }, MessageType::Nak) => {
                 log::warn!(
@@ -703,6 +808,144 @@ impl Client {
                 Vec::new()
             }
         }
+    }
+
+    /// An OFFER in SELECTING: a clean one is requested at once; a flawed one (values dropped
+    /// from it, or its server refused us before) is held up to [`OFFER_HOLD`] for a clean one
+    /// from another server, the least flawed winning; an unusable one is dropped.
+    fn offer_in_selecting(
+        &mut self,
+        now: Instant,
+        xid: u32,
+        started: Instant,
+        held: Option<Box<Held>>,
+        msg: &v4::Message,
+    ) -> Vec<Action> {
+        let sid = server_id(msg);
+        let (offer, mut problems) = match parse_offer(msg) {
+            Ok(x) => x,
+            Err(why) => {
+                self.drop_packet(format_args!(
+                    "OFFER of {} from {}: {why}",
+                    msg.yiaddr(),
+                    sid.map_or("an unnamed server".into(), |s| s.to_string())
+                ));
+                return match sid {
+                    Some(s) => self.note_offer(s, msg.yiaddr(), vec![why]),
+                    None => Vec::new(),
+                };
+            }
+        };
+        if self.refused_by.contains(&offer.server) {
+            problems.push("it refused our last REQUEST (NAK)".into());
+        }
+        let mut actions = self.note_offer(offer.server, offer.address, problems.clone());
+        if problems.is_empty() {
+            log::info!(
+                "{}: OFFER {}/{} from {}",
+                self.config.ifname,
+                offer.address,
+                offer.prefix,
+                offer.server
+            );
+            actions.extend(self.select(now, xid, started, offer));
+            return actions;
+        }
+        log::info!(
+            "{}: OFFER {}/{} from {} is flawed ({}); waiting up to {}s for a better one",
+            self.config.ifname,
+            offer.address,
+            offer.prefix,
+            offer.server,
+            problems.join("; "),
+            OFFER_HOLD.as_secs()
+        );
+        let until = held.as_ref().map_or(now + OFFER_HOLD, |h| h.until);
+        let better = held.as_ref().is_none_or(|h| problems.len() < h.problems);
+        let held = if better {
+            Some(Box::new(Held {
+                offer,
+                problems: problems.len(),
+                until,
+            }))
+        } else {
+            held
+        };
+        if let State::Selecting { held: h, .. } = &mut self.state {
+            *h = held;
+        }
+        actions
+    }
+
+    /// REQUEST `offer` (SELECTING → REQUESTING) and ARP-probe its address meanwhile.
+    fn select(&mut self, now: Instant, xid: u32, started: Instant, offer: Lease) -> Vec<Action> {
+        let tx = self.request_selecting(xid, started, now, &offer);
+        let probe = Action::ArpProbe(offer.address);
+        self.state = State::Requesting {
+            xid,
+            started,
+            attempt: 1,
+            retry_at: now + self.next_delay(0),
+            offer,
+            probed_at: now,
+            conflict: false,
+        };
+        vec![tx, probe]
+    }
+
+    fn server_entry(&mut self, server: Ipv4Addr) -> Option<(&mut ServerSeen, bool)> {
+        let new = !self.servers.iter().any(|s| s.server == server);
+        if new {
+            if self.servers.len() >= MAX_SERVERS {
+                return None;
+            }
+            self.servers.push(ServerSeen {
+                server,
+                offered: None,
+                offers: 0,
+                naks: 0,
+                nak_message: None,
+                problems: Vec::new(),
+            });
+        }
+        let entry = self.servers.iter_mut().find(|s| s.server == server)?;
+        Some((entry, new))
+    }
+
+    /// Records an OFFER; an [`Event::Servers`] when a second server shows up or an OFFER
+    /// changed from usable to not (or the other way).
+    fn note_offer(
+        &mut self,
+        server: Ipv4Addr,
+        offered: Ipv4Addr,
+        problems: Vec<String>,
+    ) -> Vec<Action> {
+        let Some((entry, new)) = self.server_entry(server) else {
+            return Vec::new();
+        };
+        entry.offers = entry.offers.saturating_add(1);
+        entry.offered = Some(offered);
+        let changed = entry.problems != problems;
+        entry.problems = problems;
+        let flawed = !entry.problems.is_empty();
+        if (new && (self.servers.len() > 1 || flawed)) || (!new && changed) {
+            vec![Action::Event(Event::Servers(self.servers.clone()))]
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Records a NAK from whichever server sent it; always an [`Event::Servers`].
+    fn note_nak(&mut self, msg: &v4::Message) -> Vec<Action> {
+        let Some(server) = server_id(msg) else {
+            return Vec::new();
+        };
+        let Some((entry, _)) = self.server_entry(server) else {
+            return Vec::new();
+        };
+        entry.naks = entry.naks.saturating_add(1);
+        entry.nak_message = Some(nak_text(msg));
+        vec![Action::Event(Event::Servers(self.servers.clone()))]
     }
 
     fn xid(&self) -> Option<u32> {
@@ -734,12 +977,14 @@ impl Client {
             started: now,
             attempt: 1,
             retry_at: now + self.next_delay(0),
+            held: None,
         };
         vec![self.discover(xid, now, now)]
     }
 
     fn bind(&mut self, now: Instant, lease: Lease, watch_until: Option<Instant>) -> Vec<Action> {
         self.last_address = Some(lease.address);
+        self.naks = 0;
         self.state = State::Bound {
             lease: lease.clone(),
             bound_at: now,
@@ -778,8 +1023,8 @@ impl Client {
         bound_at: Instant,
         renewing: bool,
     ) -> Vec<Action> {
-        let t2 = bound_at + secs(lease.t2_secs);
-        let expiry = bound_at + secs(lease.lease_secs);
+        let t2 = after(bound_at, lease.t2_secs);
+        let expiry = after(bound_at, lease.lease_secs);
         if now >= expiry {
             log::warn!(
                 "{}: lease on {} expired without renewal",
@@ -928,6 +1173,14 @@ fn secs(s: u32) -> Duration {
     Duration::from_secs(u64::from(s))
 }
 
+/// `t + s` seconds, never panicking: a lease of 0xfffffffe s (136 years) from a careless or
+/// rogue server must not overflow a clock whose range is smaller than that.
+fn after(t: Instant, s: u32) -> Instant {
+    t.checked_add(secs(s))
+        .or_else(|| t.checked_add(Duration::from_secs(10 * 365 * 86400)))
+        .unwrap_or(t)
+}
+
 fn elapsed_secs(started: Instant, now: Instant) -> u16 {
     now.saturating_duration_since(started)
         .as_secs()
@@ -1002,6 +1255,15 @@ pub fn is_valid_domain(name: &str) -> bool {
 
 /// Turns an OFFER or ACK into a [`Lease`], or says why it can't be used.
 pub fn parse_lease(msg: &v4::Message) -> Result<Lease, String> {
+    parse_offer(msg).map(|(lease, _)| lease)
+}
+
+/// Like [`parse_lease`], also listing the values dropped from the reply because they cannot
+/// be right (a router outside the subnet, a DNS server at 0.0.0.0, 127.x or a broadcast
+/// address, ...): a reply with any is *flawed*, and a clean OFFER from another server is
+/// preferred to it.
+pub fn parse_offer(msg: &v4::Message) -> Result<(Lease, Vec<String>), String> {
+    let mut problems: Vec<String> = Vec::new();
     let opts = msg.opts();
     let address = msg.yiaddr();
     if !is_usable_unicast(address) {
@@ -1057,18 +1319,39 @@ pub fn parse_lease(msg: &v4::Message) -> Result<Lease, String> {
                         r.prefix,
                         r.gateway
                     );
+                    problems.push(format!(
+                        "route {}/{} via unusable {}",
+                        r.destination, r.prefix, r.gateway
+                    ));
                 }
                 ok
             })
             .collect(),
         _ => Vec::new(),
     };
-    let routers = ip_list(opts, OptionCode::Router)
+    let routers = ip_list(opts, OptionCode::Router, "router", &mut problems)
         .into_iter()
         .filter(|r| {
             let ok = in_subnet(*r, address, prefix) && *r != address;
             if !ok {
                 log::info!("ignoring router {r}: outside {address}/{prefix}");
+                problems.push(format!("router {r} outside {address}/{prefix}"));
+            }
+            ok
+        })
+        .collect();
+    // A DNS server at the subnet's own network or broadcast address, or at our address, is a
+    // misconfiguration, not a resolver.
+    let net = mask(prefix) & u32::from(address);
+    let bcast = net | !mask(prefix);
+    let dns = ip_list(opts, OptionCode::DomainNameServer, "DNS", &mut problems)
+        .into_iter()
+        .filter(|d| {
+            let edge = prefix <= 30 && (u32::from(*d) == net || u32::from(*d) == bcast);
+            let ok = *d != address && !edge;
+            if !ok {
+                log::info!("ignoring DNS server {d}: not a host of {address}/{prefix}");
+                problems.push(format!("DNS {d} unusable"));
             }
             ok
         })
@@ -1079,6 +1362,7 @@ pub fn parse_lease(msg: &v4::Message) -> Result<Lease, String> {
         }
         Some(DhcpOption::DomainName(d)) => {
             log::info!("ignoring invalid domain name {:?}", sanitize_text(d));
+            problems.push("invalid domain name".into());
             None
         }
         _ => None,
@@ -1096,11 +1380,13 @@ pub fn parse_lease(msg: &v4::Message) -> Result<Lease, String> {
         Some(DhcpOption::InterfaceMtu(m)) if *m >= 576 => Some(*m),
         Some(DhcpOption::InterfaceMtu(m)) => {
             log::info!("ignoring MTU {m}: below 576");
+            problems.push(format!("MTU {m} below 576"));
             None
         }
         _ => None,
     };
-    Ok(Lease {
+    let ntp = ip_list(opts, OptionCode::NtpServers, "NTP", &mut problems);
+    let lease = Lease {
         address,
         prefix,
         server,
@@ -1109,15 +1395,23 @@ pub fn parse_lease(msg: &v4::Message) -> Result<Lease, String> {
         t2_secs: t2,
         routers,
         classless_routes,
-        dns: ip_list(opts, OptionCode::DomainNameServer),
+        dns,
         domain,
         search,
-        ntp: ip_list(opts, OptionCode::NtpServers),
+        ntp,
         mtu,
-    })
+    };
+    Ok((lease, problems))
 }
 
-fn ip_list(opts: &v4::DhcpOptions, code: OptionCode) -> Vec<Ipv4Addr> {
+/// The usable unicast addresses of an address-list option; each other one is logged and
+/// named in `problems` ("DNS 127.0.0.1 unusable").
+fn ip_list(
+    opts: &v4::DhcpOptions,
+    code: OptionCode,
+    what: &str,
+    problems: &mut Vec<String>,
+) -> Vec<Ipv4Addr> {
     let list = match opts.get(code) {
         Some(
             DhcpOption::Router(l) | DhcpOption::DomainNameServer(l) | DhcpOption::NtpServers(l),
@@ -1125,7 +1419,14 @@ fn ip_list(opts: &v4::DhcpOptions, code: OptionCode) -> Vec<Ipv4Addr> {
         _ => Vec::new(),
     };
     list.into_iter()
-        .filter(|ip| is_usable_unicast(*ip))
+        .filter(|ip| {
+            let ok = is_usable_unicast(*ip);
+            if !ok {
+                log::info!("ignoring {what} {ip}: not a usable unicast address");
+                problems.push(format!("{what} {ip} unusable"));
+            }
+            ok
+        })
         .collect()
 }
 

@@ -40,6 +40,11 @@ use serde_json::Value;
 mod proc;
 pub use proc::*;
 
+#[path = "segment.rs"]
+pub mod segment;
+#[allow(unused_imports)]
+pub use segment::*;
+
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_zos-netboot");
 

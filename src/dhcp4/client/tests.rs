@@ -211,10 +211,23 @@ fn nak_in_requesting_restarts_discovery() {
 fn nak_from_another_server_is_ignored() {
     let t0 = Instant::now();
     let (mut c, request) = to_requesting(t0);
-    assert!(c
-        .handle_packet(t0, &nak(&request, Ipv4Addr::new(10, 1, 0, 99)))
-        .is_empty());
+    let rogue = Ipv4Addr::new(10, 1, 0, 99);
+    let actions = c.handle_packet(t0, &nak(&request, rogue));
+    assert!(sent(&actions).is_empty(), "{actions:?}");
     assert_eq!(c.state_name(), "REQUESTING");
+    // ... but the rogue is named.
+    let ev = events(&actions);
+    let Some(Event::Servers(servers)) = ev.first() else {
+        panic!("{ev:?}")
+    };
+    let r = servers
+        .iter()
+        .find(|s| s.server == rogue)
+        .expect("rogue seen");
+    assert_eq!(
+        (r.naks, r.nak_message.as_deref()),
+        (1, Some("wrong network"))
+    );
 }
 
 #[test]
@@ -312,8 +325,13 @@ fn offers_with_insane_options_are_dropped() {
         let mut c = Client::new(config(), t0, 9);
         let (discover, _) = sent(&c.handle_timeout(t0)).remove(0);
         let actions = c.handle_packet(t0, &reply(&discover, MessageType::Offer, |m| edit(m)));
-        assert!(actions.is_empty(), "{what}: {actions:?}");
+        assert!(
+            sent(&actions).is_empty() && !actions.iter().any(|a| matches!(a, Action::ArpProbe(_))),
+            "{what}: {actions:?}"
+        );
         assert_eq!(c.state_name(), "SELECTING", "{what}");
+        // Nothing held either: the client keeps DISCOVERing on its own schedule.
+        assert!(c.poll_at() < t0 + OFFER_HOLD, "{what}");
     }
 }
 
@@ -721,4 +739,351 @@ fn after_losing_a_lease_discover_asks_for_the_same_address() {
     // A first boot asks for nothing in particular.
     let (fresh, _) = sent(&Client::new(config(), t0, 1).handle_timeout(t0)).remove(0);
     assert!(fresh.opts().get(OptionCode::RequestedIpAddress).is_none());
+}
+
+const ROGUE: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 2);
+
+/// An OFFER from `server` for `addr` (the usual options, then `edit`).
+fn offer_from(
+    req: &v4::Message,
+    server: Ipv4Addr,
+    addr: Ipv4Addr,
+    edit: impl FnOnce(&mut v4::Message),
+) -> Vec<u8> {
+    reply(req, MessageType::Offer, |m| {
+        m.set_yiaddr(addr);
+        m.opts_mut().insert(DhcpOption::ServerIdentifier(server));
+        m.opts_mut().insert(DhcpOption::Router(vec![server]));
+        edit(m);
+    })
+}
+
+fn requested_server(actions: &[Action]) -> Option<Ipv4Addr> {
+    sent(actions).iter().find_map(|(m, _)| {
+        (m.opts().msg_type() == Some(MessageType::Request))
+            .then(|| server_id(m))
+            .flatten()
+    })
+}
+
+#[test]
+fn a_flawed_offer_is_held_and_a_clean_one_from_another_server_wins() {
+    type Edit = Box<dyn Fn(&mut v4::Message)>;
+    let flawed: Vec<(&str, Edit)> = vec![
+        (
+            "router outside the subnet",
+            Box::new(|m| {
+                m.opts_mut()
+                    .insert(DhcpOption::Router(vec![Ipv4Addr::new(192, 168, 9, 1)]));
+            }),
+        ),
+        (
+            "router 0.0.0.0",
+            Box::new(|m| {
+                m.opts_mut()
+                    .insert(DhcpOption::Router(vec![Ipv4Addr::UNSPECIFIED]));
+            }),
+        ),
+        (
+            "a /32 netmask (the router cannot be on the subnet)",
+            Box::new(|m| {
+                m.opts_mut()
+                    .insert(DhcpOption::SubnetMask(Ipv4Addr::BROADCAST));
+            }),
+        ),
+        (
+            "a netmask that does not contain the router",
+            Box::new(|m| {
+                m.opts_mut()
+                    .insert(DhcpOption::SubnetMask(Ipv4Addr::new(255, 255, 255, 252)));
+                m.opts_mut()
+                    .insert(DhcpOption::Router(vec![Ipv4Addr::new(10, 1, 0, 200)]));
+            }),
+        ),
+        (
+            "bad DNS servers",
+            Box::new(|m| {
+                m.opts_mut().insert(DhcpOption::DomainNameServer(vec![
+                    Ipv4Addr::UNSPECIFIED,
+                    Ipv4Addr::new(127, 0, 0, 53),
+                    Ipv4Addr::BROADCAST,
+                    Ipv4Addr::new(10, 1, 0, 255),
+                ]));
+            }),
+        ),
+    ];
+    let t0 = Instant::now();
+    let rogue_addr = Ipv4Addr::new(10, 1, 0, 77);
+    for (what, edit) in flawed {
+        let mut c = Client::new(config(), t0, 5);
+        let (discover, _) = sent(&c.handle_timeout(t0)).remove(0);
+        let actions = c.handle_packet(t0, &offer_from(&discover, ROGUE, rogue_addr, |m| edit(m)));
+        assert!(
+            sent(&actions).is_empty(),
+            "{what}: not requested: {actions:?}"
+        );
+        assert_eq!(c.poll_at(), t0 + OFFER_HOLD, "{what}: held");
+        // The flaw is named at once (one server so far, its offer flawed).
+        let ev = events(&actions);
+        let Some(Event::Servers(s)) = ev.first() else {
+            panic!("{what}: {ev:?}")
+        };
+        assert!(!s[0].problems.is_empty(), "{what}: {s:?}");
+        // The legit server answers later: it is requested at once.
+        let t = t0 + Duration::from_millis(900);
+        let actions = c.handle_packet(t, &offer_from(&discover, SERVER, OFFERED, |_| {}));
+        assert_eq!(
+            requested_server(&actions),
+            Some(SERVER),
+            "{what}: {actions:?}"
+        );
+        let ev = events(&actions);
+        let Some(Event::Servers(s)) = ev.first() else {
+            panic!("{what}: both servers named: {ev:?}")
+        };
+        assert_eq!(
+            s.iter().map(|s| s.server).collect::<Vec<_>>(),
+            vec![ROGUE, SERVER],
+            "{what}"
+        );
+        assert!(s[1].problems.is_empty(), "{what}: {s:?}");
+        assert_eq!(c.servers().len(), 2);
+    }
+}
+
+#[test]
+fn a_flawed_offer_alone_is_taken_after_the_hold() {
+    let t0 = Instant::now();
+    let mut c = Client::new(config(), t0, 5);
+    let (discover, _) = sent(&c.handle_timeout(t0)).remove(0);
+    let bad_router = |m: &mut v4::Message| {
+        m.opts_mut()
+            .insert(DhcpOption::Router(vec![Ipv4Addr::new(192, 168, 9, 1)]));
+    };
+    let _ = c.handle_packet(t0, &offer_from(&discover, ROGUE, OFFERED, bad_router));
+    // No DISCOVER retransmissions while holding.
+    assert!(c.handle_timeout(t0 + OFFER_HOLD / 2).is_empty());
+    let actions = c.handle_timeout(t0 + OFFER_HOLD);
+    assert_eq!(requested_server(&actions), Some(ROGUE));
+    assert_eq!(c.state_name(), "REQUESTING");
+    let (request, _) = sent(&actions).remove(0);
+    let ev = events(&c.handle_packet(
+        t0 + OFFER_HOLD,
+        &reply(&request, MessageType::Ack, |m| {
+            m.opts_mut().insert(DhcpOption::ServerIdentifier(ROGUE));
+            bad_router(m);
+        }),
+    ));
+    let Some(Event::Bound(lease)) = ev.first() else {
+        panic!("{ev:?}")
+    };
+    assert_eq!(lease.gateway(), None, "the bad router is never installed");
+}
+
+#[test]
+fn a_less_flawed_offer_beats_a_more_flawed_one() {
+    let t0 = Instant::now();
+    let mut c = Client::new(config(), t0, 5);
+    let (discover, _) = sent(&c.handle_timeout(t0)).remove(0);
+    let other = Ipv4Addr::new(10, 1, 0, 3);
+    let _ = c.handle_packet(
+        t0,
+        &offer_from(&discover, ROGUE, Ipv4Addr::new(10, 1, 0, 77), |m| {
+            m.opts_mut()
+                .insert(DhcpOption::Router(vec![Ipv4Addr::UNSPECIFIED]));
+            m.opts_mut()
+                .insert(DhcpOption::DomainNameServer(vec![Ipv4Addr::LOCALHOST]));
+        }),
+    );
+    let _ = c.handle_packet(
+        t0 + Duration::from_millis(10),
+        &offer_from(&discover, other, Ipv4Addr::new(10, 1, 0, 88), |m| {
+            m.opts_mut()
+                .insert(DhcpOption::DomainNameServer(vec![Ipv4Addr::LOCALHOST]));
+        }),
+    );
+    // The hold runs from the first flawed offer.
+    assert_eq!(c.poll_at(), t0 + OFFER_HOLD);
+    assert_eq!(
+        requested_server(&c.handle_timeout(t0 + OFFER_HOLD)),
+        Some(other)
+    );
+}
+
+#[test]
+fn bad_dns_servers_are_filtered_from_the_lease() {
+    let t0 = Instant::now();
+    let (mut c, request) = to_requesting(t0);
+    let ev = events(&c.handle_packet(
+        t0,
+        &reply(&request, MessageType::Ack, |m| {
+            m.opts_mut().insert(DhcpOption::DomainNameServer(vec![
+                Ipv4Addr::UNSPECIFIED,
+                Ipv4Addr::new(127, 0, 0, 1),
+                Ipv4Addr::BROADCAST,
+                Ipv4Addr::new(10, 1, 0, 255), // the subnet's broadcast
+                Ipv4Addr::new(10, 1, 0, 0),   // its network address
+                OFFERED,                      // ourselves
+                Ipv4Addr::new(224, 0, 0, 251),
+                Ipv4Addr::new(9, 9, 9, 9),
+            ]));
+        }),
+    ));
+    let Some(Event::Bound(lease)) = ev.first() else {
+        panic!("{ev:?}")
+    };
+    assert_eq!(lease.dns, vec![Ipv4Addr::new(9, 9, 9, 9)]);
+    let msg = v4::Message::decode(&mut Decoder::new(&reply(&request, MessageType::Ack, |m| {
+        m.opts_mut().insert(DhcpOption::DomainNameServer(vec![
+            Ipv4Addr::new(127, 0, 0, 1),
+            SERVER,
+        ]));
+    })))
+    .unwrap();
+    let (lease, problems) = parse_offer(&msg).unwrap();
+    assert_eq!(lease.dns, vec![SERVER]);
+    assert_eq!(problems, vec!["DNS 127.0.0.1 unusable".to_string()]);
+}
+
+#[test]
+fn a_huge_lease_is_accepted_and_never_overflows_the_timers() {
+    for secs in [0xffff_fffe_u32, u32::MAX] {
+        let t0 = Instant::now();
+        let (mut c, request) = to_requesting(t0);
+        let ev = events(&c.handle_packet(
+            t0,
+            &reply(&request, MessageType::Ack, |m| {
+                m.opts_mut().insert(DhcpOption::AddressLeaseTime(secs));
+                m.opts_mut().insert(DhcpOption::Renewal(secs - 2));
+                m.opts_mut().insert(DhcpOption::Rebinding(secs - 1));
+            }),
+        ));
+        let Some(Event::Bound(lease)) = ev.first() else {
+            panic!("{ev:?}")
+        };
+        assert_eq!(lease.lease_secs, secs, "accepted as given");
+        let _ = c.handle_timeout(t0 + CONFLICT_WINDOW);
+        let year = Duration::from_secs(365 * 86400);
+        assert!(c.poll_at() > t0 + 60 * year, "{secs}: T1 decades away");
+        // Nothing happens for years; at T1 (if the clock gets there) it renews, no panic.
+        assert!(c.handle_timeout(t0 + year).is_empty());
+        let t1 = c.poll_at();
+        let actions = c.handle_timeout(t1);
+        if secs == u32::MAX {
+            // Infinite: never renewed, never expired.
+            assert_eq!(c.state_name(), "BOUND");
+            assert!(actions.is_empty(), "{actions:?}");
+        } else {
+            assert_eq!(c.state_name(), "RENEWING", "{secs}");
+            assert!(!sent(&actions).is_empty());
+        }
+        assert!(c.poll_at() > t1);
+    }
+    // The clock guard itself: an Instant near its end does not panic.
+    let t = Instant::now();
+    assert!(after(t, u32::MAX) > t);
+}
+
+#[test]
+fn a_nak_from_the_server_we_asked_makes_its_next_offer_flawed() {
+    let t0 = Instant::now();
+    let mut c = Client::new(config(), t0, 5);
+    let (d1, _) = sent(&c.handle_timeout(t0)).remove(0);
+    // The rogue answers first, and NAKs our REQUEST.
+    let actions = c.handle_packet(
+        t0,
+        &offer_from(&d1, ROGUE, Ipv4Addr::new(10, 1, 0, 77), |_| {}),
+    );
+    assert_eq!(requested_server(&actions), Some(ROGUE));
+    let (req, _) = sent(&actions).remove(0);
+    let actions = c.handle_packet(t0, &nak(&req, ROGUE));
+    // First NAK: DISCOVER again at once.
+    let (d2, _) = sent(&actions).remove(0);
+    assert_eq!(d2.opts().msg_type(), Some(MessageType::Discover));
+    // The rogue's next offer is held; the legit server's is taken.
+    let t = t0 + Duration::from_millis(5);
+    let actions = c.handle_packet(
+        t,
+        &offer_from(&d2, ROGUE, Ipv4Addr::new(10, 1, 0, 77), |_| {}),
+    );
+    assert!(sent(&actions).is_empty(), "{actions:?}");
+    let r = &c.servers()[0];
+    assert!(r.problems.iter().any(|p| p.contains("NAK")), "{r:?}");
+    let t = t + Duration::from_millis(500);
+    let actions = c.handle_packet(t, &offer_from(&d2, SERVER, OFFERED, |_| {}));
+    assert_eq!(requested_server(&actions), Some(SERVER));
+    let (req, _) = sent(&actions).remove(0);
+    // The rogue NAKs this REQUEST too: it is not the server we asked.
+    let actions = c.handle_packet(t, &nak(&req, ROGUE));
+    assert!(sent(&actions).is_empty());
+    assert_eq!(c.state_name(), "REQUESTING");
+    let ev = events(&c.handle_packet(t, &reply(&req, MessageType::Ack, |_| {})));
+    assert!(
+        matches!(ev.first(), Some(Event::Bound(l)) if l.server == SERVER),
+        "{ev:?}"
+    );
+    assert_eq!(c.servers()[0].naks, 2);
+}
+
+/// A server that OFFERs and then NAKs every REQUEST, alone on the segment, for ten simulated
+/// minutes: the client keeps trying (the server may be fixed) but paces itself.
+#[test]
+fn a_server_that_naks_everything_is_not_stormed() {
+    let t0 = Instant::now();
+    let mut c = Client::new(config(), t0, 11);
+    let mut now = t0;
+    let mut packets: Vec<Instant> = Vec::new();
+    let end = t0 + Duration::from_secs(600);
+    let mut pending = c.handle_timeout(now);
+    while now < end {
+        let mut replies = Vec::new();
+        for (m, _) in sent(&pending) {
+            packets.push(now);
+            match m.opts().msg_type() {
+                Some(MessageType::Discover) => {
+                    replies.push(offer_from(&m, SERVER, OFFERED, |_| {}))
+                }
+                Some(MessageType::Request) => replies.push(nak(&m, SERVER)),
+                _ => {}
+            }
+        }
+        pending = Vec::new();
+        for r in replies {
+            pending.extend(c.handle_packet(now, &r));
+        }
+        if sent(&pending).is_empty() {
+            now = c.poll_at().max(now + Duration::from_millis(1));
+            pending = c.handle_timeout(now);
+        }
+    }
+    let in_first = |secs: u64| {
+        packets
+            .iter()
+            .filter(|t| **t < t0 + Duration::from_secs(secs))
+            .count()
+    };
+    assert!(in_first(20) <= 16, "first 20 s: {} packets", in_first(20));
+    // At most one DISCOVER+REQUEST pair every 16 s or so once paced.
+    assert!(packets.len() <= 100, "{} packets in 10 min", packets.len());
+    assert!(packets.len() >= 40, "it keeps trying: {}", packets.len());
+    assert_eq!(c.servers()[0].naks as usize, packets.len() / 2);
+}
+
+#[test]
+fn an_offer_arriving_while_requesting_is_not_taken_but_its_server_is_named() {
+    let t0 = Instant::now();
+    let mut c = Client::new(config(), t0, 5);
+    let (discover, _) = sent(&c.handle_timeout(t0)).remove(0);
+    let _ = c.handle_packet(t0, &offer_from(&discover, SERVER, OFFERED, |_| {}));
+    assert_eq!(c.state_name(), "REQUESTING");
+    let actions = c.handle_packet(
+        t0,
+        &offer_from(&discover, ROGUE, Ipv4Addr::new(10, 1, 0, 77), |_| {}),
+    );
+    assert!(sent(&actions).is_empty());
+    assert_eq!(c.state_name(), "REQUESTING");
+    assert!(
+        matches!(events(&actions).first(), Some(Event::Servers(s)) if s.len() == 2),
+        "{actions:?}"
+    );
 }
