@@ -70,6 +70,9 @@ pub struct Settings {
     pub ntp: Vec<std::net::IpAddr>,
     /// `zos.fetch=none`: skip the fetch stage (the next root is already in the image).
     pub fetch_disabled: bool,
+    /// `vlan:priv=ID`, `vlan:pub=ID` (ZOS's names) and `zos.vlan=IF.ID` (repeatable): 802.1Q
+    /// links to create and use instead of (or beside) the untagged NICs.
+    pub vlans: Vec<crate::topology::VlanSetting>,
 }
 
 /// The kernel's `ip=` setting, as far as a node needs it.
@@ -327,6 +330,30 @@ pub fn parse(cmdline: &str) -> (Settings, Vec<Ignored>) {
                 Ok(ip) => s.ntp.push(ip),
                 Err(_) => bad("expects an IP address"),
             },
+            ("vlan:priv" | "vlan:pub", Some(v)) => match crate::topology::parse_vlan_id(v) {
+                Ok(id) => s.vlans.push(crate::topology::VlanSetting {
+                    parent: None,
+                    id,
+                    purpose: if key == "vlan:priv" {
+                        crate::topology::Purpose::Management
+                    } else {
+                        crate::topology::Purpose::Public
+                    },
+                }),
+                Err(e) => bad(&e),
+            },
+            ("zos.vlan", Some(v)) => match v
+                .rsplit_once('.')
+                .map(|(p, id)| (valid_ifname(p), p, crate::topology::parse_vlan_id(id)))
+            {
+                Some((true, parent, Ok(id))) => s.vlans.push(crate::topology::VlanSetting {
+                    parent: Some(parent.to_string()),
+                    id,
+                    purpose: crate::topology::Purpose::Both,
+                }),
+                Some((_, _, Err(e))) => bad(&e),
+                _ => bad("expects IF.ID, e.g. zos.vlan=eth1.200"),
+            },
             ("zos.fetch", Some("none")) => s.fetch_disabled = true,
             ("zos.probe", Some("none")) => s.probes_disabled = true,
             ("zos.probe", Some(v)) if v.starts_with("http://") || v.starts_with("https://") => {
@@ -343,6 +370,40 @@ pub fn parse(cmdline: &str) -> (Settings, Vec<Ignored>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vlan_keys_are_read_and_bad_ones_named() {
+        use crate::topology::{Purpose, VlanSetting};
+        let (s, ignored) = parse(
+            "vlan:priv=100 vlan:pub=200 zos.vlan=eth1.300 vlan:priv=0 zos.vlan=eth1 \
+             zos.vlan=eth1.5000",
+        );
+        assert_eq!(
+            s.vlans,
+            vec![
+                VlanSetting {
+                    parent: None,
+                    id: 100,
+                    purpose: Purpose::Management
+                },
+                VlanSetting {
+                    parent: None,
+                    id: 200,
+                    purpose: Purpose::Public
+                },
+                VlanSetting {
+                    parent: Some("eth1".into()),
+                    id: 300,
+                    purpose: Purpose::Both
+                },
+            ]
+        );
+        let words: Vec<&str> = ignored.iter().map(|i| i.word.as_str()).collect();
+        assert_eq!(
+            words,
+            ["vlan:priv=0", "zos.vlan=eth1", "zos.vlan=eth1.5000"]
+        );
+    }
 
     #[test]
     fn zos_keys_and_our_keys_are_read() {

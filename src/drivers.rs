@@ -566,6 +566,28 @@ impl Compression {
     }
 }
 
+/// Loads `module` and its dependencies from `modules_dir` (its `modules.dep`), unless the
+/// kernel has it already (`/sys/module/NAME`, also true when it is built in). `Ok(true)` when
+/// something was inserted.
+pub fn load_by_name(modules_dir: &Path, module: &str) -> Result<bool, String> {
+    let name = normalise(module);
+    if Path::new("/sys/module").join(&name).exists() {
+        return Ok(false);
+    }
+    let dep_path = modules_dir.join("modules.dep");
+    let deps = DepTable::parse(
+        &fs::read_to_string(&dep_path)
+            .map_err(|e| format!("cannot read {}: {e}", dep_path.display()))?,
+    );
+    for (m, rel) in deps.load_order(&name)? {
+        if Path::new("/sys/module").join(&m).exists() {
+            continue;
+        }
+        load_module(&modules_dir.join(rel), "").map_err(|e| format!("{m}: {e}"))?;
+    }
+    Ok(true)
+}
+
 /// Loads one module file (`.ko`, or `.ko.gz/.xz/.zst`) with `finit_module(2)`. A module that is
 /// already loaded (EEXIST) counts as success: what matters is that the kernel has it.
 ///

@@ -1,6 +1,7 @@
 //! Hand-off to the full OS: state and lease under /run (which moves along), then switch_root
 //! into the next root and exec its init. The network configuration stays: addresses and routes
-//! live in the kernel, and the lease file lets the full OS resume the lease (RENEWING at T1).
+//! live in the kernel, and the lease file lets the full OS resume the lease (RENEWING at T1,
+//! `zos-netboot keep`).
 use std::ffi::OsStr;
 use std::io;
 use std::os::unix::fs::MetadataExt;
@@ -28,19 +29,19 @@ fn err(what: impl std::fmt::Display, e: impl std::fmt::Display) -> HandoffError 
     HandoffError(format!("{what}: {e}"))
 }
 
-/// Writes the state JSON and one lease file per bound NIC (`dhcp4-IF.json`) under `dir`.
+/// Writes the state JSON and one lease file per bound NIC (`leases/IF.json`, what `zos-netboot
+/// keep` resumes in the full OS) under `dir`.
 pub fn write_state(dir: &Path, state: &State) -> io::Result<Vec<PathBuf>> {
-    let mut written = vec![dir.join("state.json")];
-    state.write(&written[0])?;
-    for i in &state.interfaces {
-        if let Some(lease) = &i.lease {
-            let path = dir.join(format!("dhcp4-{}.json", i.name));
-            let mut json = serde_json::to_vec_pretty(lease)?;
-            json.push(b'\n');
-            crate::dhcp4::apply::write_file_atomic(&path, &json)?;
-            written.push(path);
-        }
-    }
+    let path = dir.join("state.json");
+    state.write(&path)?;
+    let mut written = vec![path.clone()];
+    written.extend(
+        state
+            .interfaces
+            .iter()
+            .filter(|i| i.lease.is_some())
+            .map(|i| crate::state::LeaseFile::path(&path, &i.name)),
+    );
     Ok(written)
 }
 

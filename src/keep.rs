@@ -149,8 +149,15 @@ fn wall(t: SystemTime) -> String {
     clock::format_unix(unix_secs(t) as i64)
 }
 
+/// "850 ms", "42s", "3m 20s", "2h 5m": for durations measured here (not lease times).
 fn human(d: Duration) -> String {
-    report::human_secs(d.as_secs().min(u64::from(u32::MAX)) as u32)
+    let s = d.as_secs();
+    match s {
+        0 => format!("{} ms", d.as_millis()),
+        1..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m {}s", s / 60, s % 60),
+        _ => format!("{}h {}m", s / 3600, s % 3600 / 60),
+    }
 }
 
 /// Runs until killed; returns only when it cannot start (or netlink goes away).
@@ -644,6 +651,14 @@ mod tests {
         for bad in ["", "1:02", "01:0g", "01::02", "0102"] {
             assert_eq!(parse_colon_hex(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(human(Duration::from_millis(640)), "640 ms");
+        assert_eq!(human(Duration::from_secs(42)), "42s");
+        assert_eq!(human(Duration::from_secs(200)), "3m 20s");
+        assert_eq!(human(Duration::from_secs(7500)), "2h 5m");
     }
 
     #[test]

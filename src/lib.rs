@@ -28,3 +28,4 @@ pub mod retry;
 pub mod slaac;
 pub mod state;
 pub mod sys;
+pub mod topology;

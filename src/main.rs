@@ -310,6 +310,9 @@ fn main() -> ExitCode {
             ifaces.push(d.clone());
         }
     }
+    let release = nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default();
     let cfg = net::NetConfig {
         ifaces,
         oob: oob_override.or(settings.oob.clone()),
@@ -327,12 +330,11 @@ fn main() -> ExitCode {
         },
         sysctl_root: PathBuf::from("/proc/sys/net/ipv6"),
         static_ipv4,
+        vlans: settings.vlans.clone(),
+        modules_dir: pid1.then(|| PathBuf::from(format!("/lib/modules/{release}"))),
     };
 
     if let Command::Boot { handoff } = cli.command {
-        let release = nix::sys::utsname::uname()
-            .map(|u| u.release().to_string_lossy().into_owned())
-            .unwrap_or_default();
         let opts = boot::BootOptions {
             pid1,
             handoff,

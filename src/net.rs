@@ -30,6 +30,7 @@ use crate::state::{
     Interface, Ipv4Entry, Ipv4Summary, Ipv6Entry, Ipv6Summary, LeaseRecord, Role, SlaacRecord,
     State, Timings,
 };
+use crate::topology::{self, Duties, VlanLink, VlanSetting};
 
 /// Route metric of the OOB NIC's routes; other NICs' routes come after it.
 pub(crate) const OOB_METRIC: u32 = 100;
@@ -57,6 +58,11 @@ pub struct NetConfig {
     pub sysctl_root: PathBuf,
     /// `ip=` static configuration: applied instead of DHCP on its NIC, which becomes the OOB.
     pub static_ipv4: Option<StaticIpv4>,
+    /// VLAN links to create (`vlan:priv=`, `vlan:pub=`, `zos.vlan=`).
+    pub vlans: Vec<VlanSetting>,
+    /// Where kernel modules live, when this process may load them (PID 1): `8021q` is loaded
+    /// from there before the first VLAN link is created.
+    pub modules_dir: Option<PathBuf>,
 }
 
 /// A static `ip=` configuration as a lease that never expires, so everything after this stage
@@ -119,6 +125,10 @@ struct NicRun {
     servers: Vec<ServerSeen>,
     /// Carrier came up at least once, so SLAAC is being watched.
     watched: bool,
+    /// What this link is for: DHCPv4, SLAAC (a VLAN parent may do neither).
+    duties: Duties,
+    /// Set for a VLAN link this stage created.
+    vlan: Option<VlanLink>,
 }
 
 pub async fn run(cfg: &NetConfig, console: &Console) -> Result<State, NetError> {
@@ -127,23 +137,67 @@ pub async fn run(cfg: &NetConfig, console: &Console) -> Result<State, NetError> 
     let all = links::inventory(&handle)
         .await
         .map_err(|e| NetError(format!("cannot list network interfaces: {e}")))?;
-    let chosen = choose(&all, &cfg.ifaces)?;
+    let mut chosen = choose(&all, &cfg.ifaces)?;
+    let names: Vec<String> = chosen.iter().map(|n| n.name.clone()).collect();
+    let plan = topology::plan(&names, &cfg.vlans, cfg.oob.as_deref());
+    for p in &plan.problems {
+        console.line(p);
+    }
+    let vlans = create_vlans(&handle, console, cfg, &chosen, &plan).await?;
+    chosen.extend(vlans.iter().map(|(nic, _)| nic.clone()));
 
     let (tx, rx) = channel::unbounded::<Msg>();
     let mut nics: BTreeMap<u32, NicRun> = BTreeMap::new();
     let mut watch = Watch::new();
     let _nduseropt = cfg.ipv6_wait.and_then(|_| spawn_nduseropt(&tx));
     for nic in chosen {
-        console.line(format_args!(
-            "{}: found NIC {} ({}), carrier {}",
-            nic.name,
-            client::fmt_mac(&nic.mac),
-            nic.kind.as_deref().unwrap_or("hardware"),
-            if nic.carrier { "up" } else { "down" }
-        ));
+        let vlan = vlans
+            .iter()
+            .find(|(n, _)| n.index == nic.index)
+            .map(|(_, l)| l.clone());
+        let duties = match &vlan {
+            Some(l) => l.duties,
+            None => plan
+                .untagged
+                .iter()
+                .find(|(n, _)| *n == nic.name)
+                .map_or(Duties::ALL, |(_, d)| *d),
+        };
+        match &vlan {
+            Some(l) => console.line(format_args!(
+                "{}: VLAN {} on {} ({}): {}",
+                nic.name,
+                l.id,
+                l.parent,
+                match l.purpose {
+                    topology::Purpose::Management => "vlan:priv, the management segment",
+                    topology::Purpose::Public => "vlan:pub, the public segment",
+                    topology::Purpose::Both => "zos.vlan",
+                },
+                duties.describe()
+            )),
+            None => console.line(format_args!(
+                "{}: found NIC {} ({}), carrier {}{}",
+                nic.name,
+                client::fmt_mac(&nic.mac),
+                nic.kind.as_deref().unwrap_or("hardware"),
+                if nic.carrier { "up" } else { "down" },
+                if duties == Duties::ALL {
+                    String::new()
+                } else {
+                    format!("; untagged: {}", duties.describe())
+                }
+            )),
+        }
         let mut ra_task = None;
         let mut ra_socket = None;
-        if cfg.ipv6_wait.is_some() {
+        if cfg.ipv6_wait.is_some() && !duties.slaac {
+            // The kernel would otherwise configure it from untagged RAs on its own.
+            if let Err(e) = slaac::quiet(&cfg.sysctl_root, &nic.name) {
+                log::warn!("{}: {e}", nic.name);
+            }
+        }
+        if cfg.ipv6_wait.is_some() && duties.slaac {
             // Before the link comes up, so the first RS and DAD already use these settings.
             match slaac::prepare(&cfg.sysctl_root, &nic.name) {
                 Ok(skipped) if !skipped.is_empty() => {
@@ -191,6 +245,8 @@ pub async fn run(cfg: &NetConfig, console: &Console) -> Result<State, NetError> 
                 failure: None,
                 servers: Vec::new(),
                 watched: false,
+                duties,
+                vlan,
             },
         );
     }
@@ -482,6 +538,69 @@ pub async fn run(cfg: &NetConfig, console: &Console) -> Result<State, NetError> 
     }))
 }
 
+/// Creates the plan's VLAN links (after loading `8021q` when we may) and returns them with
+/// their plan entries. A link that cannot be created is reported and left out; the others go on.
+async fn create_vlans(
+    handle: &rtnetlink::Handle,
+    console: &Console,
+    cfg: &NetConfig,
+    parents: &[Nic],
+    plan: &topology::Plan,
+) -> Result<Vec<(Nic, VlanLink)>, NetError> {
+    if plan.vlans.is_empty() {
+        return Ok(Vec::new());
+    }
+    if let Some(dir) = &cfg.modules_dir {
+        match crate::drivers::load_by_name(dir, "8021q") {
+            Ok(true) => console.line("loaded 8021q (VLAN support)"),
+            Ok(false) => {}
+            Err(e) => console.line(format_args!("8021q: {e}")),
+        }
+    }
+    let mut made = Vec::new();
+    for l in &plan.vlans {
+        let Some(parent) = parents.iter().find(|n| n.name == l.parent) else {
+            continue;
+        };
+        let msg = rtnetlink::LinkVlan::new(&l.name, parent.index, l.id).build();
+        match handle.link().add(msg).execute().await {
+            Ok(()) => {}
+            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -nix::libc::EEXIST => {
+                log::info!("{}: exists already; used as it is", l.name)
+            }
+            Err(e) => {
+                console.line(format_args!(
+                    "{}: cannot create VLAN {} on {}: {e}{}",
+                    l.name,
+                    l.id,
+                    l.parent,
+                    if cfg.modules_dir.is_none() {
+                        " (is the 8021q module loaded?)"
+                    } else {
+                        ""
+                    }
+                ));
+                continue;
+            }
+        }
+        made.push(l);
+    }
+    if made.is_empty() {
+        return Ok(Vec::new());
+    }
+    let all = links::inventory(handle)
+        .await
+        .map_err(|e| NetError(format!("cannot list network interfaces: {e}")))?;
+    Ok(made
+        .into_iter()
+        .filter_map(|l| {
+            all.iter()
+                .find(|n| n.name == l.name)
+                .map(|n| (n.clone(), l.clone()))
+        })
+        .collect())
+}
+
 fn choose(all: &[Nic], wanted: &[String]) -> Result<Vec<Nic>, NetError> {
     if wanted.is_empty() {
         let physical: Vec<Nic> = all.iter().filter(|n| n.is_physical()).cloned().collect();
@@ -557,7 +676,7 @@ fn carrier_up(
     watch: &mut Watch,
     now: Instant,
 ) {
-    if cfg.ipv6_wait.is_some() && !run.watched {
+    if cfg.ipv6_wait.is_some() && run.duties.slaac && !run.watched {
         watch.add(run.nic.index, &run.nic.name, now);
         run.watched = true;
         // The kernel solicits too, but only once its link-local address has passed DAD; one
@@ -585,6 +704,10 @@ fn carrier_up(
 
 fn start_dhcp(run: &mut NicRun, cfg: &NetConfig, tx: &Sender<Msg>) {
     if run.dhcp.is_some() || run.failure.is_some() || run.dhcp_state == "STATIC" {
+        return;
+    }
+    if !run.duties.dhcp {
+        run.dhcp_state = "not used";
         return;
     }
     let static_here = cfg
@@ -953,7 +1076,7 @@ fn why_offline(nics: &BTreeMap<u32, NicRun>, timeout: Duration) -> String {
         "no NIC got a DHCPv4 lease within {}s:",
         timeout.as_secs()
     )];
-    for run in nics.values() {
+    for run in nics.values().filter(|r| r.duties.dhcp) {
         let line = if let Some(f) = &run.failure {
             format!("{}: DHCP could not run: {f}", run.nic.name)
         } else if !run.nic.carrier {
@@ -1083,6 +1206,7 @@ fn build_state(b: Built) -> State {
                     record
                 }),
                 dhcp_hostname: run.hostname.clone(),
+                vlan: run.vlan.clone(),
                 roles,
                 dhcp4_servers: run.servers.clone(),
                 slaac: s.map(|s| SlaacRecord {

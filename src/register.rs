@@ -831,6 +831,7 @@ mod tests {
             dhcp4: "BOUND".into(),
             lease: None,
             dhcp_hostname: None,
+            vlan: None,
             roles,
             slaac: None,
             dhcp4_servers: Vec::new(),

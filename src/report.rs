@@ -68,6 +68,7 @@ impl Console {
 pub fn human_secs(s: u32) -> String {
     match s {
         u32::MAX => "infinite".into(),
+        0 => "0s".into(),
         s if s % 86400 == 0 => format!("{}d", s / 86400),
         s if s % 3600 == 0 => format!("{}h", s / 3600),
         s if s % 60 == 0 => format!("{}m", s / 60),

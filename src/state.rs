@@ -154,6 +154,9 @@ pub struct Interface {
     /// Option 12 sent with the DHCP requests (kept in the lease file, not shown here).
     #[serde(skip)]
     pub dhcp_hostname: Option<String>,
+    /// For a VLAN link: its parent, id, purpose and duties.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vlan: Option<crate::topology::VlanLink>,
     /// Every role this NIC carries; `role` is the first. A single-NIC node is oob and public.
     pub roles: Vec<Role>,
     /// What SLAAC found on this NIC; absent when IPv6 was not waited for (`dhcp4` command).
@@ -314,6 +317,7 @@ mod tests {
                 dhcp4: "BOUND".into(),
                 lease: Some(LeaseRecord::new("01:02:00:00:00:00:01".into(), lease, 1)),
                 dhcp_hostname: Some("zos-node".into()),
+                vlan: None,
                 roles: vec![Role::Oob],
                 slaac: None,
                 dhcp4_servers: Vec::new(),

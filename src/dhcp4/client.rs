@@ -384,8 +384,17 @@ impl Client {
     ///
     /// Holding a lease, it means the link came back after a carrier loss: the server may have
     /// moved on meanwhile, so check the lease with it now (REQUEST from RENEWING, or REBINDING
-    /// after T2) instead of trusting it until T1.
+    /// after T2) instead of trusting it until T1. Not during the ARP conflict watch right after
+    /// binding (the queue activation that follows a first carrier often comes after the ACK):
+    /// the server has just spoken, and the watch must end in `Confirmed`.
     pub fn kick(&mut self, now: Instant) -> Vec<Action> {
+        if let State::Bound {
+            watch_until: Some(_),
+            ..
+        } = &self.state
+        {
+            return Vec::new();
+        }
         if let State::Bound {
             lease, bound_at, ..
         }

@@ -57,6 +57,17 @@ pub fn prepare(root: &Path, ifname: &str) -> io::Result<Vec<String>> {
     Ok(skipped)
 }
 
+/// For a link that must get no IPv6 address of its own (a VLAN parent whose public segment is
+/// tagged, a management VLAN): no RAs accepted, no autoconfiguration. Link-local stays.
+pub fn quiet(root: &Path, ifname: &str) -> io::Result<()> {
+    for key in ["accept_ra", "autoconf"] {
+        let path = root.join(format!("conf/{ifname}/{key}"));
+        std::fs::write(&path, "0")
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+    }
+    Ok(())
+}
+
 /// Turns an IPv6 address or default-route notification into a watcher input.
 pub fn from_netlink(msg: &NetlinkMessage<RouteNetlinkMessage>) -> Option<Input> {
     match &msg.payload {

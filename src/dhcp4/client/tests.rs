@@ -649,8 +649,15 @@ fn kick_retransmits_at_once_without_growing_the_backoff() {
         next_gap <= gap + gap / 2,
         "backoff not advanced: {gap:?} then {next_gap:?}"
     );
-    // Holding a lease, a kick (the link came back) checks it with its server at once.
+    // A lease just bound is not re-checked: the kick of a first carrier often follows the ACK,
+    // and the ARP conflict watch must still end in Confirmed.
     let (mut c, _) = to_bound(t0);
+    assert!(c.kick(t0 + Duration::from_millis(50)).is_empty());
+    assert_eq!(
+        events(&c.handle_timeout(t0 + CONFLICT_WINDOW)),
+        vec![Event::Confirmed]
+    );
+    // Holding a lease for a while, a kick (the link came back) checks it with its server at once.
     let t = t0 + Duration::from_secs(10);
     let (check, tx) = sent(&c.kick(t)).remove(0);
     assert_eq!(check.opts().msg_type(), Some(MessageType::Request));

@@ -1,0 +1,264 @@
+//! Logical links: which links the network stage runs DHCPv4 and SLAAC on.
+//!
+//! Roles belong to logical links (`eth0`, `eth0.100`), not to cards. With no VLAN setting every
+//! physical NIC does both, as before. ZOS's `vlan:priv=ID` puts the management segment (the
+//! DHCPv4 lease) on VLAN ID of the NIC(s), and `vlan:pub=ID` the public segment (SLAAC); the
+//! untagged parent then stops doing what moved to the tag, so untagged traffic gets no lease
+//! when `vlan:priv` is set. `zos.vlan=IF.ID` adds a tagged link on IF that does both, and
+//! leaves IF as it was. Pure: a plan from the settings and the NIC names, unit-tested; the
+//! network stage creates the links (netlink) and follows the duties.
+use serde::Serialize;
+
+/// What a VLAN carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Purpose {
+    /// `vlan:priv`: the management (OOB) segment: DHCPv4.
+    Management,
+    /// `vlan:pub`: the public segment: IPv6 SLAAC.
+    Public,
+    /// `zos.vlan=IF.ID`: both, like an untagged NIC.
+    Both,
+}
+
+/// One VLAN key from the kernel command line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VlanSetting {
+    /// `None`: on every NIC considered (or on `zos.oob=` for `vlan:priv`).
+    pub parent: Option<String>,
+    pub id: u16,
+    pub purpose: Purpose,
+}
+
+/// 802.1Q ids 1–4094 (0 means "priority tag only", 4095 is reserved).
+pub fn parse_vlan_id(text: &str) -> Result<u16, String> {
+    match text.parse::<u16>() {
+        Ok(id) if (1..=4094).contains(&id) => Ok(id),
+        _ => Err(format!("VLAN id must be 1-4094, not {text:?}")),
+    }
+}
+
+/// What the network stage does on one link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Duties {
+    pub dhcp: bool,
+    pub slaac: bool,
+}
+
+impl Duties {
+    pub const ALL: Duties = Duties {
+        dhcp: true,
+        slaac: true,
+    };
+
+    /// "DHCPv4 + SLAAC", "DHCPv4", "SLAAC", "nothing (carries the VLANs)".
+    pub fn describe(&self) -> &'static str {
+        match (self.dhcp, self.slaac) {
+            (true, true) => "DHCPv4 + SLAAC",
+            (true, false) => "DHCPv4 only",
+            (false, true) => "SLAAC only",
+            (false, false) => "no addresses (it carries the VLANs)",
+        }
+    }
+}
+
+/// A VLAN link to create.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VlanLink {
+    pub name: String,
+    pub parent: String,
+    pub id: u16,
+    pub purpose: Purpose,
+    pub duties: Duties,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    pub vlans: Vec<VlanLink>,
+    /// Duties of each untagged NIC considered, in the order given.
+    pub untagged: Vec<(String, Duties)>,
+    /// Settings that could not be followed, in words for the console.
+    pub problems: Vec<String>,
+}
+
+/// Interface names are at most 15 bytes: `PARENT.ID` when it fits, else `vlanID.N`.
+fn vlan_name(parent: &str, id: u16, n: usize) -> String {
+    let name = format!("{parent}.{id}");
+    if name.len() <= 15 {
+        name
+    } else {
+        format!("vlan{id}.{n}")
+    }
+}
+
+/// The links to use, from the NICs considered (`nics`, names) and the VLAN settings.
+pub fn plan(nics: &[String], vlans: &[VlanSetting], oob: Option<&str>) -> Plan {
+    let mut p = Plan::default();
+    let management = vlans.iter().any(|v| v.purpose == Purpose::Management);
+    let public = vlans.iter().any(|v| v.purpose == Purpose::Public);
+    for v in vlans {
+        let parents: Vec<&String> = match (&v.parent, v.purpose) {
+            (Some(parent), _) => {
+                if !nics.contains(parent) {
+                    p.problems.push(format!(
+                        "zos.vlan={parent}.{}: there is no NIC {parent} (NICs: {})",
+                        v.id,
+                        nics.join(", ")
+                    ));
+                }
+                nics.iter().filter(|n| *n == parent).collect()
+            }
+            (None, Purpose::Management) if oob.is_some_and(|o| nics.iter().any(|n| n == o)) => {
+                nics.iter().filter(|n| Some(n.as_str()) == oob).collect()
+            }
+            (None, _) => nics.iter().collect(),
+        };
+        let duties = match v.purpose {
+            Purpose::Management => Duties {
+                dhcp: true,
+                slaac: false,
+            },
+            Purpose::Public => Duties {
+                dhcp: false,
+                slaac: true,
+            },
+            Purpose::Both => Duties::ALL,
+        };
+        for parent in parents {
+            if p.vlans.iter().any(|l| &l.parent == parent && l.id == v.id) {
+                p.problems.push(format!(
+                    "VLAN {} on {parent} is asked for twice; the first setting is used",
+                    v.id
+                ));
+                continue;
+            }
+            let name = vlan_name(parent, v.id, p.vlans.len());
+            p.vlans.push(VlanLink {
+                name,
+                parent: parent.clone(),
+                id: v.id,
+                purpose: v.purpose,
+                duties,
+            });
+        }
+    }
+    p.untagged = nics
+        .iter()
+        .map(|n| {
+            (
+                n.clone(),
+                Duties {
+                    dhcp: !management,
+                    slaac: !public,
+                },
+            )
+        })
+        .collect();
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nics(names: &[&str]) -> Vec<String> {
+        names.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn v(parent: Option<&str>, id: u16, purpose: Purpose) -> VlanSetting {
+        VlanSetting {
+            parent: parent.map(str::to_string),
+            id,
+            purpose,
+        }
+    }
+
+    #[test]
+    fn without_vlans_every_nic_does_everything() {
+        let p = plan(&nics(&["eth0", "eth1"]), &[], None);
+        assert!(p.vlans.is_empty() && p.problems.is_empty());
+        assert_eq!(
+            p.untagged,
+            vec![("eth0".into(), Duties::ALL), ("eth1".into(), Duties::ALL)]
+        );
+    }
+
+    #[test]
+    fn vlan_priv_moves_dhcp_to_the_tag_on_every_nic_or_the_oob_one() {
+        let p = plan(
+            &nics(&["eth0", "eth1"]),
+            &[v(None, 100, Purpose::Management)],
+            None,
+        );
+        let names: Vec<&str> = p.vlans.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(names, ["eth0.100", "eth1.100"]);
+        assert!(p.vlans.iter().all(|l| l.duties.dhcp && !l.duties.slaac));
+        // Untagged: no lease (untagged traffic must get none), SLAAC stays.
+        assert!(p.untagged.iter().all(|(_, d)| !d.dhcp && d.slaac));
+
+        let p = plan(
+            &nics(&["eth0", "eth1"]),
+            &[v(None, 100, Purpose::Management)],
+            Some("eth1"),
+        );
+        assert_eq!(p.vlans.len(), 1);
+        assert_eq!(p.vlans[0].parent, "eth1");
+    }
+
+    #[test]
+    fn vlan_pub_and_priv_together_leave_the_parent_only_carrying() {
+        let p = plan(
+            &nics(&["eth0"]),
+            &[
+                v(None, 100, Purpose::Management),
+                v(None, 200, Purpose::Public),
+            ],
+            None,
+        );
+        assert_eq!(p.vlans.len(), 2);
+        assert_eq!(
+            (p.vlans[1].name.as_str(), p.vlans[1].duties),
+            (
+                "eth0.200",
+                Duties {
+                    dhcp: false,
+                    slaac: true
+                }
+            )
+        );
+        assert_eq!(
+            p.untagged[0].1.describe(),
+            "no addresses (it carries the VLANs)"
+        );
+    }
+
+    #[test]
+    fn an_explicit_vlan_adds_a_link_and_names_a_missing_parent() {
+        let p = plan(
+            &nics(&["eth0", "enp129s0f1np1"]),
+            &[
+                v(Some("enp129s0f1np1"), 4094, Purpose::Both),
+                v(Some("eth9"), 7, Purpose::Both),
+            ],
+            None,
+        );
+        assert_eq!(p.vlans.len(), 1);
+        assert_eq!(
+            p.vlans[0].name, "vlan4094.0",
+            "names longer than 15 bytes are replaced"
+        );
+        assert_eq!(p.vlans[0].duties, Duties::ALL);
+        assert!(p.untagged.iter().all(|(_, d)| *d == Duties::ALL));
+        assert_eq!(p.problems.len(), 1);
+        assert!(p.problems[0].contains("no NIC eth9"), "{:?}", p.problems);
+    }
+
+    #[test]
+    fn vlan_ids_are_checked() {
+        assert_eq!(parse_vlan_id("1"), Ok(1));
+        assert_eq!(parse_vlan_id("4094"), Ok(4094));
+        for bad in ["0", "4095", "-1", "x", ""] {
+            assert!(parse_vlan_id(bad).is_err(), "{bad}");
+        }
+    }
+}
