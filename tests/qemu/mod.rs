@@ -206,7 +206,7 @@ pub fn cloud_kernel() -> Option<(PathBuf, String)> {
 // ------------------------------------------------------------------------------------------
 // Commands
 
-fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;
     loop {
         if f() {

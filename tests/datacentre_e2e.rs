@@ -1,0 +1,215 @@
+//! Datacentre networks (issue 8) in QEMU: this machine's kernel has no `8021q` or `bonding`,
+//! the Debian cloud kernel in the VM has both as modules (in the image, loaded by zos-netboot
+//! by name). The router namespace side of a VLAN trunk is `tests/common/vlan_relay.py`: frames
+//! the VM tags with id N leave untagged on a veth where that segment's dnsmasq listens, and
+//! come back tagged. Needs root, /dev/net/tun, QEMU; skips with a reason otherwise (fails in CI).
+mod qemu;
+
+use std::fs;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use qemu::*;
+use serde_json::Value;
+
+const NEXT_PID1: &str = "NEXT-ROOT: init running as PID 1";
+const VM_MAC: &str = "52:54:00:7a:00:01";
+
+fn report(vm: &Vm, daemons: &[&Daemon]) -> String {
+    let mut s = format!(
+        "qemu: {}\nexit: {:?}, {:.1}s after start\n--- console\n{}",
+        vm.cmdline,
+        vm.status,
+        vm.started.elapsed().as_secs_f64(),
+        vm.console_text()
+    );
+    for d in daemons {
+        s += &d.describe();
+    }
+    s
+}
+
+/// A dnsmasq (DHCP only) on one interface with its own log, so two can run side by side.
+fn dhcp_server(r: &Netns, dir: &TestDir, iface: &str, range: &str, gateway: &str) -> Daemon {
+    let log = dir.join(&format!("dnsmasq-{iface}.log"));
+    let leases = dir.join(&format!("dnsmasq-{iface}.leases"));
+    fs::write(&leases, "").unwrap();
+    let args: Vec<String> = vec![
+        "--no-daemon".into(),
+        "--conf-file=/dev/null".into(),
+        "--no-hosts".into(),
+        "--no-resolv".into(),
+        "--port=0".into(),
+        "--bind-interfaces".into(),
+        format!("--interface={iface}"),
+        "--except-interface=lo".into(),
+        "--no-ping".into(),
+        format!("--dhcp-range={range}"),
+        format!("--dhcp-option=3,{gateway}"),
+        format!("--dhcp-leasefile={}", leases.display()),
+        "--pid-file=".into(),
+        "--log-dhcp".into(),
+        format!("--log-facility={}", log.display()),
+    ];
+    let mut d = r.spawn(
+        &format!("dnsmasq on {iface}"),
+        "dnsmasq",
+        &args,
+        dir.join(&format!("dnsmasq-{iface}.stderr")),
+    );
+    d.log = Some(log.clone());
+    let ok = wait_until(Duration::from_secs(10), || {
+        fs::read_to_string(&log).is_ok_and(|l| l.contains("DHCP, IP range"))
+            || !matches!(d.child.try_wait(), Ok(None))
+    });
+    assert!(
+        ok && d.alive(),
+        "dnsmasq on {iface} did not start:\n{}",
+        d.describe()
+    );
+    d
+}
+
+fn log_of(d: &Daemon) -> String {
+    d.log
+        .as_ref()
+        .and_then(|p| fs::read_to_string(p).ok())
+        .unwrap_or_default()
+}
+
+/// `vlan:priv=100`: the VM's lease comes from the segment behind VLAN 100 on its one NIC, and
+/// the untagged segment, whose DHCP server would give a lease to anyone asking, is never asked.
+#[test]
+fn qemu_vlan_priv_takes_the_lease_on_the_tagged_segment_only() {
+    let t = "qemu_vlan_priv_takes_the_lease_on_the_tagged_segment_only";
+    let needs = Needs {
+        tun: true,
+        tools: &["dnsmasq"],
+    };
+    if !require(t, &needs) {
+        return;
+    }
+    let image = initramfs();
+    let dir = TestDir::new(t);
+    let r = Netns::new();
+    // The trunk: a tap whose untagged segment is 10.50.0.0/24 with its own DHCP server.
+    r.tap("trunk");
+    r.ip(&["addr", "add", "10.50.0.1/24", "dev", "trunk"]);
+    let untagged = dhcp_server(
+        &r,
+        &dir,
+        "trunk",
+        "10.50.0.100,10.50.0.200,255.255.255.0,1h",
+        "10.50.0.1",
+    );
+    // VLAN 100: a veth pair; the relay owns v100a, the segment's server listens on v100b.
+    r.ip(&[
+        "link", "add", "v100a", "type", "veth", "peer", "name", "v100b",
+    ]);
+    r.ip(&["link", "set", "v100a", "up"]);
+    r.ip(&["link", "set", "v100b", "up"]);
+    r.ip(&["addr", "add", "10.100.0.1/24", "dev", "v100b"]);
+    let tagged = dhcp_server(
+        &r,
+        &dir,
+        "v100b",
+        "10.100.0.100,10.100.0.200,255.255.255.0,1h",
+        "10.100.0.1",
+    );
+    let ready = dir.join("relay.ready");
+    let relay_py = format!("{REPO}/tests/common/vlan_relay.py");
+    let mut relay = r.spawn(
+        "vlan relay",
+        PYTHON,
+        &[
+            relay_py,
+            "--trunk".into(),
+            "trunk".into(),
+            "--access".into(),
+            "100=v100a".into(),
+            "--ready-file".into(),
+            ready.to_string_lossy().into_owned(),
+        ],
+        dir.join("relay.stderr"),
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || ready.exists() || !relay.alive()),
+        "relay did not start:\n{}",
+        relay.describe()
+    );
+
+    let mut vm = Vm::start(
+        &r,
+        &dir,
+        &image,
+        &["--tap", "trunk"],
+        "loglevel=4 zos.probe=none zos.fetch=none zos.init=/sbin/init runmode=test farmer_id=7 \
+         vlan:priv=100",
+    );
+    let status = vm.wait(&["8021q", "eth0.100: VLAN 100", "DHCPv4 10.100.0.", NEXT_PID1]);
+    let why = |m: &str| format!("{m}\n{}", report(&vm, &[&untagged, &tagged, &relay]));
+    assert!(status.is_some(), "{}", why("QEMU still running"));
+    let console = vm.console_text();
+    let steps: &[&[Expect]] = &[
+        &[Expect {
+            what: "8021q loaded by name",
+            any: &["loaded 8021q"],
+        }],
+        &[Expect {
+            what: "the VLAN link, its parent and purpose on the console",
+            any: &["eth0.100: VLAN 100 on eth0 (vlan:priv, the management segment): DHCPv4 only"],
+        }],
+        &[Expect {
+            what: "the lease on the tagged link",
+            any: &["eth0.100: DHCPv4 10.100.0."],
+        }],
+        &[Expect {
+            what: "handoff",
+            any: &[NEXT_PID1],
+        }],
+    ];
+    if let Err(e) = expect_in_order(&console, steps) {
+        panic!("{}", why(&e));
+    }
+    assert!(
+        console.contains("eth0: found NIC") && console.contains("untagged: SLAAC only"),
+        "{}",
+        why("the parent is said to take no lease")
+    );
+    // Server side: the tagged segment's server leased to the VM's MAC; the untagged one was
+    // never asked (it would have answered anyone).
+    let tagged_log = log_of(&tagged);
+    assert!(
+        tagged_log.contains("DHCPACK(v100b) 10.100.0.") && tagged_log.contains(VM_MAC),
+        "{}",
+        why("no lease on VLAN 100")
+    );
+    let untagged_log = log_of(&untagged);
+    assert!(
+        !untagged_log.contains("DHCPDISCOVER") && !untagged_log.contains("DHCPREQUEST"),
+        "{}",
+        why("untagged traffic asked for a lease")
+    );
+    // The state the next root sees: the VLAN link with parent, id and purpose, and the lease.
+    let state = printed_state(&console).unwrap_or_else(|e| panic!("{}", why(&e)));
+    let ifaces = state["interfaces"].as_array().cloned().unwrap_or_default();
+    let vlan = ifaces
+        .iter()
+        .find(|i| i["name"] == "eth0.100")
+        .unwrap_or_else(|| panic!("{}", why("no eth0.100 in the state")));
+    assert_eq!(vlan["vlan"]["parent"], "eth0", "{vlan}");
+    assert_eq!(vlan["vlan"]["id"], 100, "{vlan}");
+    assert_eq!(vlan["vlan"]["purpose"], "management", "{vlan}");
+    let addr: Ipv4Addr = vlan["ipv4"][0]["address"]
+        .as_str()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("{}", why("no IPv4 on eth0.100")));
+    assert_eq!(addr.octets()[..3], [10, 100, 0], "{vlan}");
+    let parent: &Value = ifaces
+        .iter()
+        .find(|i| i["name"] == "eth0")
+        .unwrap_or_else(|| panic!("{}", why("no eth0 in the state")));
+    assert_eq!(parent["ipv4"], Value::Array(vec![]), "{parent}");
+    let relay_counters = fs::read_to_string(dir.join("relay.stderr")).unwrap_or_default();
+    say(&format!("{t}: eth0.100 {addr}; {relay_counters}"));
+}
