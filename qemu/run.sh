@@ -2,7 +2,8 @@
 # Boots the Debian cloud kernel with an initramfs in QEMU (TCG: KVM does not work here).
 #
 #   qemu/run.sh --initrd FILE [--kernel FILE] [--append "ARGS"] [--user]... [--tap NAME[,mac=MAC]]...
-#               [--log FILE] [--timeout SECS] [--mem MB] [--pidfile FILE] [--dry-run]
+#               [--log FILE] [--timeout SECS] [--mem MB] [--pidfile FILE] [--monitor SOCKET]
+#               [--dry-run]
 #
 #   --initrd FILE     the initramfs (scripts/build-initramfs.sh --out FILE)
 #   --kernel FILE     default: the newest /boot/vmlinuz-*-cloud-amd64
@@ -16,6 +17,7 @@
 #   --timeout SECS    kill QEMU after SECS (default 120); exit status 124 then
 #   --mem MB          guest memory (default 512)
 #   --pidfile FILE    QEMU writes its PID there (so a caller can kill it by PID)
+#   --monitor SOCKET  the QEMU monitor on a unix socket (`set_link n1 off` unplugs NIC 1)
 #   --dry-run         print the QEMU command line and exit
 #
 # NICs are virtio-net-pci in the order given, at fixed PCI slots 0x10, 0x11, … (so the guest
@@ -27,7 +29,7 @@ set -euo pipefail
 die() { printf 'run.sh: %s\n' "$*" >&2; exit 2; }
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
 
-initrd='' kernel='' append='' log='' secs=120 mem=512 pidfile='' dry=0
+initrd='' kernel='' append='' log='' secs=120 mem=512 pidfile='' monitor='' dry=0
 nics=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -40,6 +42,7 @@ while [ $# -gt 0 ]; do
     --timeout) secs=${2:?--timeout needs SECS}; shift 2 ;;
     --mem) mem=${2:?--mem needs MB}; shift 2 ;;
     --pidfile) pidfile=${2:?--pidfile needs a FILE}; shift 2 ;;
+    --monitor) monitor=${2:?--monitor needs a SOCKET path}; shift 2 ;;
     --dry-run) dry=1; shift ;;
     -h | --help) usage; exit 0 ;;
     *) usage >&2; die "unknown argument: $1" ;;
@@ -68,6 +71,8 @@ else
   args+=(-serial stdio)
 fi
 [ -z "$pidfile" ] || args+=(-pidfile "$pidfile")
+# The human monitor on a unix socket: tests pull a NIC's cable with `set_link nN off`.
+[ -z "$monitor" ] || args+=(-monitor "unix:$monitor,server=on,wait=off")
 
 i=0
 for nic in "${nics[@]}"; do

@@ -168,7 +168,6 @@ done
 
 renewals=$(grep -c 'renewed by' "$work/keep.log" || true)
 lost=$(grep -c 'IPv4 lost' "$work/keep.log" || true)
-discovers=$(grep -ci 'discover' "$work/udhcpd.log" || true)
 # Gaps between renewals, from keep's console timestamps "[  12.345] eth0: lease on … renewed by".
 max_gap=$(grep 'renewed by' "$work/keep.log" | sed -E 's/^\[ *([0-9]+)\.([0-9]+)\].*/\1.\2/' |
   awk -v t1="$t1" 'NR == 1 {prev = $1; gap = 0; next} {g = $1 - prev; if (g > gap) gap = g; prev = $1}
@@ -187,7 +186,6 @@ printf '%-34s %s\n' "renewals (seen / expected)" "$renewals / $expected"
 printf '%-34s %s\n' "largest gap between renewals" "$max_gap s"
 printf '%-34s %s\n' "address samples missing" "$missing of $samples"
 printf '%-34s %s\n' "lowest remaining lifetime seen" "$min_lft s"
-printf '%-34s %s\n' "udhcpd log lines naming DISCOVER" "$discovers (the boot's)"
 printf '%-34s %s\n' "keep RSS first / max / last" "$rss_first / $rss_max / $rss_last KiB"
 if [ -n "$json" ]; then
   jq -n --argjson minutes "$minutes" --argjson lease "$lease" --argjson t1 "$t1" \

@@ -73,6 +73,8 @@ pub struct Settings {
     /// `vlan:priv=ID`, `vlan:pub=ID` (ZOS's names) and `zos.vlan=IF.ID` (repeatable): 802.1Q
     /// links to create and use instead of (or beside) the untagged NICs.
     pub vlans: Vec<crate::topology::VlanSetting>,
+    /// `zos.bond=MODE:IF,IF[,…]` (repeatable): bonds to create and use as one NIC.
+    pub bonds: Vec<crate::topology::BondSetting>,
 }
 
 /// The kernel's `ip=` setting, as far as a node needs it.
@@ -353,6 +355,10 @@ pub fn parse(cmdline: &str) -> (Settings, Vec<Ignored>) {
                 }),
                 Some((_, _, Err(e))) => bad(&e),
                 _ => bad("expects IF.ID, e.g. zos.vlan=eth1.200"),
+            },
+            ("zos.bond", Some(v)) => match crate::topology::parse_bond(v) {
+                Ok(b) => s.bonds.push(b),
+                Err(e) => bad(&e),
             },
             ("zos.fetch", Some("none")) => s.fetch_disabled = true,
             ("zos.probe", Some("none")) => s.probes_disabled = true,

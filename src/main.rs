@@ -331,6 +331,7 @@ fn main() -> ExitCode {
         sysctl_root: PathBuf::from("/proc/sys/net/ipv6"),
         static_ipv4,
         vlans: settings.vlans.clone(),
+        bonds: settings.bonds.clone(),
         modules_dir: pid1.then(|| PathBuf::from(format!("/lib/modules/{release}"))),
     };
 

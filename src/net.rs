@@ -30,7 +30,9 @@ use crate::state::{
     Interface, Ipv4Entry, Ipv4Summary, Ipv6Entry, Ipv6Summary, LeaseRecord, Role, SlaacRecord,
     State, Timings,
 };
-use crate::topology::{self, Duties, VlanLink, VlanSetting};
+use crate::topology::{self, BondSetting, Duties, VlanLink, VlanSetting};
+use rtnetlink::packet_route::link::BondMode;
+use rtnetlink::LinkUnspec;
 
 /// Route metric of the OOB NIC's routes; other NICs' routes come after it.
 pub(crate) const OOB_METRIC: u32 = 100;
@@ -60,6 +62,8 @@ pub struct NetConfig {
     pub static_ipv4: Option<StaticIpv4>,
     /// VLAN links to create (`vlan:priv=`, `vlan:pub=`, `zos.vlan=`).
     pub vlans: Vec<VlanSetting>,
+    /// Bonds to create (`zos.bond=`), before the VLANs.
+    pub bonds: Vec<BondSetting>,
     /// Where kernel modules live, when this process may load them (PID 1): `8021q` is loaded
     /// from there before the first VLAN link is created.
     pub modules_dir: Option<PathBuf>,
@@ -139,10 +143,13 @@ pub async fn run(cfg: &NetConfig, console: &Console) -> Result<State, NetError> 
         .map_err(|e| NetError(format!("cannot list network interfaces: {e}")))?;
     let mut chosen = choose(&all, &cfg.ifaces)?;
     let names: Vec<String> = chosen.iter().map(|n| n.name.clone()).collect();
-    let plan = topology::plan(&names, &cfg.vlans, cfg.oob.as_deref());
+    let plan = topology::plan(&names, &cfg.bonds, &cfg.vlans, cfg.oob.as_deref());
     for p in &plan.problems {
         console.line(p);
     }
+    let (bonds, mut slaves) = create_bonds(&handle, console, cfg, &chosen, &plan).await?;
+    chosen.retain(|n| !slaves.contains_key(&n.index));
+    chosen.extend(bonds);
     let vlans = create_vlans(&handle, console, cfg, &chosen, &plan).await?;
     chosen.extend(vlans.iter().map(|(nic, _)| nic.clone()));
 
@@ -287,6 +294,10 @@ pub async fn run(cfg: &NetConfig, console: &Console) -> Result<State, NetError> 
             }
             Msg::Netlink(Some(msg)) => {
                 if let Some(update) = links::link_update(&msg) {
+                    if let Some(slave) = slaves.get_mut(&update.index) {
+                        report_slave(console, slave, &update);
+                        continue;
+                    }
                     let Some(run) = nics.get_mut(&update.index) else {
                         continue;
                     };
@@ -536,6 +547,126 @@ pub async fn run(cfg: &NetConfig, console: &Console) -> Result<State, NetError> 
             total: online.then(|| console.start().elapsed().as_millis() as u64),
         },
     }))
+}
+
+/// A bond's slave, for the console: its carrier changes are the farmer's cable alarms.
+struct Slave {
+    name: String,
+    bond: String,
+    carrier: bool,
+}
+
+fn report_slave(console: &Console, slave: &mut Slave, update: &Nic) {
+    if update.carrier == slave.carrier {
+        return;
+    }
+    slave.carrier = update.carrier;
+    if update.carrier {
+        console.line(format_args!(
+            "{}: carrier up again (slave of {})",
+            slave.name, slave.bond
+        ));
+    } else {
+        console.line(format_args!(
+            "{}: carrier lost (slave of {}): {} carries on over its other slaves; check this \
+             cable and switch port",
+            slave.name, slave.bond, slave.bond
+        ));
+    }
+}
+
+/// Creates the plan's bonds (after loading `bonding` when we may) and enslaves their NICs.
+/// Returns the bonds as NICs and their slaves by index.
+async fn create_bonds(
+    handle: &rtnetlink::Handle,
+    console: &Console,
+    cfg: &NetConfig,
+    nics: &[Nic],
+    plan: &topology::Plan,
+) -> Result<(Vec<Nic>, BTreeMap<u32, Slave>), NetError> {
+    let mut slaves = BTreeMap::new();
+    if plan.bonds.is_empty() {
+        return Ok((Vec::new(), slaves));
+    }
+    if let Some(dir) = &cfg.modules_dir {
+        match crate::drivers::load_by_name(dir, "bonding") {
+            Ok(true) => console.line("loaded bonding"),
+            Ok(false) => {}
+            Err(e) => console.line(format_args!("bonding: {e}")),
+        }
+    }
+    let mut made = Vec::new();
+    for b in &plan.bonds {
+        let mode = match b.mode {
+            topology::BondMode::ActiveBackup => BondMode::ActiveBackup,
+            topology::BondMode::Lacp => BondMode::Ieee8023Ad,
+        };
+        // miimon: the bond follows its slaves' carrier every 100 ms (the default 0 never does).
+        let msg = rtnetlink::LinkBond::new(&b.name)
+            .mode(mode)
+            .miimon(100)
+            .build();
+        if let Err(e) = handle.link().add(msg).execute().await {
+            console.line(format_args!(
+                "{}: cannot create the bond ({}): {e}",
+                b.name,
+                b.slaves.join(", ")
+            ));
+            continue;
+        }
+        let Some(index) = links::inventory(handle)
+            .await
+            .ok()
+            .and_then(|all| all.into_iter().find(|n| n.name == b.name).map(|n| n.index))
+        else {
+            continue;
+        };
+        let mut enslaved = Vec::new();
+        for name in &b.slaves {
+            let Some(nic) = nics.iter().find(|n| &n.name == name) else {
+                continue;
+            };
+            // A NIC must be down to be enslaved; the bond brings it up.
+            let down = LinkUnspec::new_with_index(nic.index).down().build();
+            let join = LinkUnspec::new_with_index(nic.index)
+                .controller(index)
+                .build();
+            let result = async {
+                handle.link().set(down).execute().await?;
+                handle.link().set(join).execute().await
+            }
+            .await;
+            match result {
+                Ok(()) => {
+                    enslaved.push(name.clone());
+                    slaves.insert(
+                        nic.index,
+                        Slave {
+                            name: name.clone(),
+                            bond: b.name.clone(),
+                            carrier: nic.carrier,
+                        },
+                    );
+                }
+                Err(e) => console.line(format_args!("{name}: cannot join {}: {e}", b.name)),
+            }
+        }
+        console.line(format_args!(
+            "{}: bond ({}) of {}",
+            b.name,
+            match b.mode {
+                topology::BondMode::ActiveBackup => "active-backup",
+                topology::BondMode::Lacp => "802.3ad",
+            },
+            enslaved.join(" + ")
+        ));
+        made.push(b.name.clone());
+    }
+    let all = links::inventory(handle)
+        .await
+        .map_err(|e| NetError(format!("cannot list network interfaces: {e}")))?;
+    let bonds = all.into_iter().filter(|n| made.contains(&n.name)).collect();
+    Ok((bonds, slaves))
 }
 
 /// Creates the plan's VLAN links (after loading `8021q` when we may) and returns them with

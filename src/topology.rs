@@ -38,6 +38,56 @@ pub fn parse_vlan_id(text: &str) -> Result<u16, String> {
     }
 }
 
+/// `zos.bond=` modes: what a farmer's switch supports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BondMode {
+    /// One slave carries the traffic, another takes over when its carrier goes: any switch.
+    ActiveBackup,
+    /// 802.3ad / LACP: both slaves carry traffic; the switch ports must be in one LACP group.
+    #[serde(rename = "802.3ad")]
+    Lacp,
+}
+
+/// `zos.bond=MODE:IF,IF[,…]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BondSetting {
+    pub mode: BondMode,
+    pub slaves: Vec<String>,
+}
+
+/// Parses the value of `zos.bond=`.
+pub fn parse_bond(text: &str) -> Result<BondSetting, String> {
+    if text == "auto" {
+        return Err(
+            "zos.bond=auto (bonding the NICs that see the same DHCP server) is not \
+                    supported yet; name the NICs: zos.bond=active-backup:eth0,eth1"
+                .into(),
+        );
+    }
+    let (mode, slaves) = text
+        .split_once(':')
+        .ok_or("expects MODE:IF,IF, e.g. zos.bond=active-backup:eth0,eth1")?;
+    let mode = match mode {
+        "active-backup" => BondMode::ActiveBackup,
+        "802.3ad" | "lacp" => BondMode::Lacp,
+        other => return Err(format!("bond mode {other:?}: use active-backup or 802.3ad")),
+    };
+    let slaves: Vec<String> = slaves.split(',').map(str::to_string).collect();
+    if slaves.len() < 2 || slaves.iter().any(|s| s.is_empty() || s.len() > 15) {
+        return Err("a bond needs at least two interface names".into());
+    }
+    Ok(BondSetting { mode, slaves })
+}
+
+/// A bond to create.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BondLink {
+    pub name: String,
+    pub mode: BondMode,
+    pub slaves: Vec<String>,
+}
+
 /// What the network stage does on one link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Duties {
@@ -74,6 +124,8 @@ pub struct VlanLink {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Plan {
+    /// Created first; their slaves then do nothing of their own.
+    pub bonds: Vec<BondLink>,
     pub vlans: Vec<VlanLink>,
     /// Duties of each untagged NIC considered, in the order given.
     pub untagged: Vec<(String, Duties)>,
@@ -91,9 +143,47 @@ fn vlan_name(parent: &str, id: u16, n: usize) -> String {
     }
 }
 
-/// The links to use, from the NICs considered (`nics`, names) and the VLAN settings.
-pub fn plan(nics: &[String], vlans: &[VlanSetting], oob: Option<&str>) -> Plan {
+/// The links to use, from the NICs considered (`nics`, names), the bonds and the VLANs. A bond
+/// replaces its slaves in the list; VLANs go on top of what remains (`vlan:priv` over a bond
+/// tags on the bond).
+pub fn plan(
+    nics: &[String],
+    bonds: &[BondSetting],
+    vlans: &[VlanSetting],
+    oob: Option<&str>,
+) -> Plan {
     let mut p = Plan::default();
+    let mut enslaved: Vec<String> = Vec::new();
+    for b in bonds {
+        let missing: Vec<&String> = b.slaves.iter().filter(|s| !nics.contains(s)).collect();
+        let taken: Vec<&String> = b.slaves.iter().filter(|s| enslaved.contains(s)).collect();
+        if !missing.is_empty() || !taken.is_empty() {
+            p.problems.push(format!(
+                "zos.bond={}: {}; no bond made (NICs: {})",
+                b.slaves.join(","),
+                if missing.is_empty() {
+                    format!("{} already in another bond", taken[0])
+                } else {
+                    format!("there is no NIC {}", missing[0])
+                },
+                nics.join(", ")
+            ));
+            continue;
+        }
+        enslaved.extend(b.slaves.iter().cloned());
+        p.bonds.push(BondLink {
+            name: format!("bond{}", p.bonds.len()),
+            mode: b.mode,
+            slaves: b.slaves.clone(),
+        });
+    }
+    let links: Vec<String> = nics
+        .iter()
+        .filter(|n| !enslaved.contains(n))
+        .cloned()
+        .chain(p.bonds.iter().map(|b| b.name.clone()))
+        .collect();
+    let nics = &links[..];
     let management = vlans.iter().any(|v| v.purpose == Purpose::Management);
     let public = vlans.iter().any(|v| v.purpose == Purpose::Public);
     for v in vlans {
@@ -175,7 +265,7 @@ mod tests {
 
     #[test]
     fn without_vlans_every_nic_does_everything() {
-        let p = plan(&nics(&["eth0", "eth1"]), &[], None);
+        let p = plan(&nics(&["eth0", "eth1"]), &[], &[], None);
         assert!(p.vlans.is_empty() && p.problems.is_empty());
         assert_eq!(
             p.untagged,
@@ -187,6 +277,7 @@ mod tests {
     fn vlan_priv_moves_dhcp_to_the_tag_on_every_nic_or_the_oob_one() {
         let p = plan(
             &nics(&["eth0", "eth1"]),
+            &[],
             &[v(None, 100, Purpose::Management)],
             None,
         );
@@ -198,6 +289,7 @@ mod tests {
 
         let p = plan(
             &nics(&["eth0", "eth1"]),
+            &[],
             &[v(None, 100, Purpose::Management)],
             Some("eth1"),
         );
@@ -209,6 +301,7 @@ mod tests {
     fn vlan_pub_and_priv_together_leave_the_parent_only_carrying() {
         let p = plan(
             &nics(&["eth0"]),
+            &[],
             &[
                 v(None, 100, Purpose::Management),
                 v(None, 200, Purpose::Public),
@@ -236,6 +329,7 @@ mod tests {
     fn an_explicit_vlan_adds_a_link_and_names_a_missing_parent() {
         let p = plan(
             &nics(&["eth0", "enp129s0f1np1"]),
+            &[],
             &[
                 v(Some("enp129s0f1np1"), 4094, Purpose::Both),
                 v(Some("eth9"), 7, Purpose::Both),
@@ -251,6 +345,51 @@ mod tests {
         assert!(p.untagged.iter().all(|(_, d)| *d == Duties::ALL));
         assert_eq!(p.problems.len(), 1);
         assert!(p.problems[0].contains("no NIC eth9"), "{:?}", p.problems);
+    }
+
+    #[test]
+    fn a_bond_replaces_its_slaves_and_carries_the_vlans() {
+        let bond = parse_bond("active-backup:eth0,eth1").unwrap();
+        let p = plan(
+            &nics(&["eth0", "eth1", "eth2"]),
+            &[bond.clone(), bond],
+            &[v(None, 100, Purpose::Management)],
+            None,
+        );
+        assert_eq!(
+            p.bonds.len(),
+            1,
+            "a NIC is in one bond only: {:?}",
+            p.problems
+        );
+        assert_eq!(p.bonds[0].name, "bond0");
+        assert_eq!(p.bonds[0].slaves, ["eth0", "eth1"]);
+        assert!(
+            p.problems[0].contains("already in another bond"),
+            "{:?}",
+            p.problems
+        );
+        let untagged: Vec<&str> = p.untagged.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(untagged, ["eth2", "bond0"]);
+        let vlans: Vec<&str> = p.vlans.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(vlans, ["eth2.100", "bond0.100"]);
+    }
+
+    #[test]
+    fn bond_settings_are_checked() {
+        assert_eq!(
+            parse_bond("802.3ad:eth0,eth1,eth2").map(|b| (b.mode, b.slaves.len())),
+            Ok((BondMode::Lacp, 3))
+        );
+        for bad in [
+            "auto",
+            "active-backup:eth0",
+            "balance-rr:eth0,eth1",
+            "eth0,eth1",
+            "active-backup:eth0,",
+        ] {
+            assert!(parse_bond(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -213,3 +213,143 @@ fn qemu_vlan_priv_takes_the_lease_on_the_tagged_segment_only() {
     let relay_counters = fs::read_to_string(dir.join("relay.stderr")).unwrap_or_default();
     say(&format!("{t}: eth0.100 {addr}; {relay_counters}"));
 }
+
+/// Sends one command to QEMU's human monitor (qemu/run.sh --monitor).
+fn monitor(socket: &std::path::Path, command: &str) {
+    use std::io::Write;
+    let mut s = std::os::unix::net::UnixStream::connect(socket)
+        .unwrap_or_else(|e| panic!("monitor {}: {e}", socket.display()));
+    s.write_all(format!("{command}\n").as_bytes()).unwrap();
+    s.flush().unwrap();
+    // The monitor acts on the line before it reads the next; closing at once is fine, but
+    // give it the line before the socket goes.
+    s.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut buf = [0u8; 512];
+    let _ = std::io::Read::read(&mut s, &mut buf);
+}
+
+/// `zos.bond=active-backup:eth0,eth1`, two NICs on one segment: eth0's cable is out from the
+/// start (a slave failing during DHCP), the bond takes its lease over eth1; then eth0 comes back
+/// and eth1's cable is pulled (a slave failing after DHCP): the console names each change,
+/// the lease is kept (one DISCOVER, no lease dropped) and the node hands off with it.
+#[test]
+fn qemu_bond_keeps_its_lease_when_a_slave_fails() {
+    let t = "qemu_bond_keeps_its_lease_when_a_slave_fails";
+    let needs = Needs {
+        tun: true,
+        tools: &["dnsmasq"],
+    };
+    if !require(t, &needs) {
+        return;
+    }
+    let image = initramfs();
+    let dir = TestDir::new(t);
+    let r = Netns::new();
+    // One segment: a bridge with both taps as ports.
+    r.ip(&["link", "add", "br0", "type", "bridge"]);
+    for tap in ["t0", "t1"] {
+        r.tap(tap);
+        r.ip(&["link", "set", tap, "master", "br0"]);
+    }
+    r.ip(&["link", "set", "br0", "up"]);
+    r.ip(&["addr", "add", "10.60.0.1/24", "dev", "br0"]);
+    let dhcp = dhcp_server(
+        &r,
+        &dir,
+        "br0",
+        "10.60.0.100,10.60.0.200,255.255.255.0,1h",
+        "10.60.0.1",
+    );
+    let mon = dir.join("monitor.sock");
+    let mut vm = Vm::start(
+        &r,
+        &dir,
+        &image,
+        &[
+            "--monitor",
+            &mon.to_string_lossy(),
+            "--tap",
+            "t0",
+            "--tap",
+            "t1",
+        ],
+        "loglevel=4 zos.probe=none zos.fetch=none zos.init=/sbin/init runmode=test \
+         zos.bond=active-backup:eth0,eth1",
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || mon.exists()),
+        "no monitor socket"
+    );
+    monitor(&mon, "set_link n1 off");
+    // The lease over eth1 while eth0 is out; then swap the cables while the node waits for
+    // IPv6 (3 s: this segment has no router advertisements).
+    let bound = vm.wait_for("bond0: DHCPv4 10.60.0.", 1, Duration::from_secs(BOOT_SECS));
+    let why = |vm: &Vm, m: &str| format!("{m}\n{}", report(vm, &[&dhcp]));
+    assert!(bound, "{}", why(&vm, "no lease on bond0"));
+    monitor(&mon, "set_link n1 on");
+    monitor(&mon, "set_link n2 off");
+    let status = vm.wait(&["eth1: carrier lost (slave of bond0)", NEXT_PID1]);
+    assert!(status.is_some(), "{}", why(&vm, "QEMU still running"));
+    let console = vm.console_text();
+    let steps: &[&[Expect]] = &[
+        &[Expect {
+            what: "bonding loaded by name",
+            any: &["loaded bonding"],
+        }],
+        &[Expect {
+            what: "the bond and its slaves",
+            any: &["bond0: bond (active-backup) of eth0 + eth1"],
+        }],
+        &[Expect {
+            what: "the lease on the bond",
+            any: &["bond0: DHCPv4 10.60.0."],
+        }],
+        &[Expect {
+            what: "the slave failing after DHCP, in words",
+            any: &["eth1: carrier lost (slave of bond0): bond0 carries on"],
+        }],
+        &[Expect {
+            what: "handoff",
+            any: &[NEXT_PID1],
+        }],
+    ];
+    if let Err(e) = expect_in_order(&console, steps) {
+        panic!("{}", why(&vm, &e));
+    }
+    assert!(
+        !console.contains("lease dropped"),
+        "{}",
+        why(&vm, "the lease was dropped")
+    );
+    let log = log_of(&dhcp);
+    assert_eq!(
+        log.matches("DHCPDISCOVER(br0)").count(),
+        1,
+        "{}",
+        why(&vm, "one DISCOVER: the lease was kept")
+    );
+    let state = printed_state(&console).unwrap_or_else(|e| panic!("{}", why(&vm, &e)));
+    let ifaces = state["interfaces"].as_array().cloned().unwrap_or_default();
+    let bond = ifaces
+        .iter()
+        .find(|i| i["name"] == "bond0")
+        .unwrap_or_else(|| panic!("{}", why(&vm, "no bond0 in the state")));
+    assert_eq!(bond["role"], "oob", "{bond}");
+    assert_eq!(
+        bond["mac"], VM_MAC,
+        "the bond has its first slave's MAC: {bond}"
+    );
+    assert!(
+        bond["ipv4"][0]["address"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("10.60.0.")),
+        "{bond}"
+    );
+    assert!(
+        !ifaces
+            .iter()
+            .any(|i| i["name"] == "eth0" || i["name"] == "eth1"),
+        "slaves are not links of their own: {ifaces:?}"
+    );
+}
