@@ -566,10 +566,10 @@ impl Compression {
     }
 }
 
-/// Loads `module` and its dependencies from `modules_dir` (its `modules.dep`), unless the
-/// kernel has it already (`/sys/module/NAME`, also true when it is built in). `Ok(true)` when
+/// Loads `module` (with `params`) and its dependencies from `modules_dir` (its `modules.dep`),
+/// unless the kernel has it already (`/sys/module/NAME`, also true when it is built in). `Ok(true)` when
 /// something was inserted.
-pub fn load_by_name(modules_dir: &Path, module: &str) -> Result<bool, String> {
+pub fn load_by_name(modules_dir: &Path, module: &str, params: &str) -> Result<bool, String> {
     let name = normalise(module);
     if Path::new("/sys/module").join(&name).exists() {
         return Ok(false);
@@ -583,7 +583,8 @@ pub fn load_by_name(modules_dir: &Path, module: &str) -> Result<bool, String> {
         if Path::new("/sys/module").join(&m).exists() {
             continue;
         }
-        load_module(&modules_dir.join(rel), "").map_err(|e| format!("{m}: {e}"))?;
+        let p = if m == name { params } else { "" };
+        load_module(&modules_dir.join(rel), p).map_err(|e| format!("{m}: {e}"))?;
     }
     Ok(true)
 }

@@ -589,7 +589,8 @@ async fn create_bonds(
         return Ok((Vec::new(), slaves));
     }
     if let Some(dir) = &cfg.modules_dir {
-        match crate::drivers::load_by_name(dir, "bonding") {
+        // max_bonds=0: the module would otherwise make a bond0 of its own (balance-rr).
+        match crate::drivers::load_by_name(dir, "bonding", "max_bonds=0") {
             Ok(true) => console.line("loaded bonding"),
             Ok(false) => {}
             Err(e) => console.line(format_args!("bonding: {e}")),
@@ -602,11 +603,27 @@ async fn create_bonds(
             topology::BondMode::Lacp => BondMode::Ieee8023Ad,
         };
         // miimon: the bond follows its slaves' carrier every 100 ms (the default 0 never does).
-        let msg = rtnetlink::LinkBond::new(&b.name)
-            .mode(mode)
-            .miimon(100)
-            .build();
-        if let Err(e) = handle.link().add(msg).execute().await {
+        let bond = || {
+            rtnetlink::LinkBond::new(&b.name)
+                .mode(mode)
+                .miimon(100)
+                .build()
+        };
+        let mut result = handle.link().add(bond()).execute().await;
+        if matches!(&result, Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -nix::libc::EEXIST)
+        {
+            // A bond of that name already there (the module's own, when it was loaded
+            // without max_bonds=0): replaced, since its mode can't be trusted.
+            if let Some(old) = links::inventory(handle)
+                .await
+                .ok()
+                .and_then(|all| all.into_iter().find(|n| n.name == b.name))
+            {
+                let _ = handle.link().del(old.index).execute().await;
+                result = handle.link().add(bond()).execute().await;
+            }
+        }
+        if let Err(e) = result {
             console.line(format_args!(
                 "{}: cannot create the bond ({}): {e}",
                 b.name,
@@ -682,7 +699,7 @@ async fn create_vlans(
         return Ok(Vec::new());
     }
     if let Some(dir) = &cfg.modules_dir {
-        match crate::drivers::load_by_name(dir, "8021q") {
+        match crate::drivers::load_by_name(dir, "8021q", "") {
             Ok(true) => console.line("loaded 8021q (VLAN support)"),
             Ok(false) => {}
             Err(e) => console.line(format_args!("8021q: {e}")),

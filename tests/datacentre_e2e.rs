@@ -221,12 +221,27 @@ fn monitor(socket: &std::path::Path, command: &str) {
         .unwrap_or_else(|e| panic!("monitor {}: {e}", socket.display()));
     s.write_all(format!("{command}\n").as_bytes()).unwrap();
     s.flush().unwrap();
-    // The monitor acts on the line before it reads the next; closing at once is fine, but
-    // give it the line before the socket goes.
-    s.set_read_timeout(Some(Duration::from_millis(300)))
+    // The monitor prints a banner and a prompt, and a prompt again once the command ran:
+    // read until the second one, so the command is done when this returns.
+    s.set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
-    let mut buf = [0u8; 512];
-    let _ = std::io::Read::read(&mut s, &mut buf);
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while std::time::Instant::now() < deadline {
+        let mut buf = [0u8; 512];
+        match std::io::Read::read(&mut s, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+        if String::from_utf8_lossy(&seen).matches("(qemu)").count() >= 2 {
+            return;
+        }
+    }
+    panic!(
+        "monitor: no prompt after {command:?}: {}",
+        String::from_utf8_lossy(&seen)
+    );
 }
 
 /// `zos.bond=active-backup:eth0,eth1`, two NICs on one segment: eth0's cable is out from the
