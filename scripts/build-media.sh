@@ -179,7 +179,8 @@ build() {
 #!ipxe
 # ZOS network boot (zos-netboot), made by scripts/build-media.sh.
 echo zos-netboot: network boot of ZOS: $farm
-echo zos-netboot: iPXE has \${net0/ip} (MAC \${net0/mac}); loading vmlinuz and initrd.img next to this script
+echo zos-netboot: iPXE has \${net0/ip} (MAC \${net0/mac})
+echo zos-netboot: loading vmlinuz and initrd.img from next to this script
 :retry
 kernel vmlinuz initrd=initrd.img $full_cmdline BOOTIF=01-\${net0/mac:hexhyp} || goto failed
 initrd initrd.img || goto failed
