@@ -13,6 +13,11 @@ packages=(
   qemu-system-x86 linux-image-cloud-amd64 cpio zstd ca-certificates
   # the test grid (tests/grid/grid.py: HTTPS, ed25519) and the benchmarks' packet timing
   python3 python3-cryptography openssl curl tcpdump ndisc6 file
+  # boot media (scripts/build-media.sh, tests/media_e2e.rs): systemd's EFI stub for the UKI,
+  # GRUB for usb.img (BIOS and UEFI), isolinux + xorriso for zos.iso, mtools/sfdisk for the
+  # FAT images and the partition table, objcopy, OVMF (UEFI in QEMU)
+  systemd-boot-efi grub-pc-bin grub-efi-amd64-bin isolinux syslinux-common xorriso mtools
+  fdisk binutils ovmf
 )
 target=x86_64-unknown-linux-musl
 

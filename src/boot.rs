@@ -53,6 +53,11 @@ const LAB_REGISTER_ATTEMPTS: u32 = 8;
 /// Runs the pipeline. Returns only when not PID 1 (for `boot --no-handoff` in a lab).
 pub fn run(console: &Console, settings: &Settings, opts: BootOptions) -> bool {
     if opts.pid1 {
+        // How this node was booted (firmware, network or local media), so a farmer at the
+        // console sees it next to the farm settings.
+        console.line(crate::bootpath::decide(&crate::bootpath::Facts::read(
+            Path::new("/"),
+        )));
         coldplug(console, &opts);
     } else {
         console.line("drivers: not loading kernel modules (not PID 1)");

@@ -215,7 +215,7 @@ pub struct Ignored {
 }
 
 /// Splits like the kernel does: whitespace separates words, double quotes group.
-fn words(cmdline: &str) -> Vec<String> {
+pub(crate) fn words(cmdline: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut cur = String::new();
     let mut quoted = false;

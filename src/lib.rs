@@ -9,6 +9,7 @@
 //!
 //! A library as well as a binary so that the fuzz targets (`fuzz/`) reach the parsers.
 pub mod boot;
+pub mod bootpath;
 pub mod classify;
 pub mod clock;
 pub mod cmdline;

@@ -1144,3 +1144,164 @@ pub fn oob_ipv4_in(state: &Value, net: Ipv4Addr, prefix: u8) -> Option<Ipv4Addr>
         })
     })
 }
+
+// ------------------------------------------------------------------------------------------
+// Boot media (tests/media_e2e.rs): QEMU started with firmware and disks instead of -kernel
+
+/// Debian's OVMF (UEFI for QEMU): the read-only code and the variable store template.
+pub fn ovmf() -> Option<(PathBuf, PathBuf)> {
+    let code = Path::new("/usr/share/OVMF/OVMF_CODE_4M.fd");
+    let vars = Path::new("/usr/share/OVMF/OVMF_VARS_4M.fd");
+    (code.is_file() && vars.is_file()).then(|| (code.to_path_buf(), vars.to_path_buf()))
+}
+
+/// `-drive if=pflash` arguments for OVMF, with a fresh copy of the variable store in `dir`.
+pub fn ovmf_args(dir: &TestDir) -> Vec<String> {
+    let (code, vars) = ovmf().expect("OVMF is installed (checked by the caller)");
+    let copy = dir.join("OVMF_VARS.fd");
+    fs::copy(&vars, &copy).unwrap_or_else(|e| panic!("copy {}: {e}", vars.display()));
+    vec![
+        "-drive".into(),
+        format!(
+            "if=pflash,format=raw,unit=0,readonly=on,file={}",
+            code.display()
+        ),
+        "-drive".into(),
+        format!("if=pflash,format=raw,unit=1,file={}", copy.display()),
+    ]
+}
+
+/// The media directory scripts/build-media.sh made for this test process (see
+/// [`build_media_once`]).
+pub fn media_dir() -> PathBuf {
+    target_dir().join("media-e2e").join("media")
+}
+
+/// Builds, once per test process, the release binary (scripts/build.sh), the tiny next root
+/// (qemu/build-next-root.sh: it prints the state and powers off, so a boot ends) and the media
+/// (scripts/build-media.sh, with its reproducibility check) into target/media-e2e/media with
+/// `cmdline`. Returns the directory and build-media.sh's report.
+pub fn build_media_once(cmdline: &str) -> (PathBuf, String) {
+    static MEDIA: OnceLock<Result<(PathBuf, String), String>> = OnceLock::new();
+    let got = MEDIA.get_or_init(|| {
+        let base = target_dir().join("media-e2e");
+        fs::create_dir_all(&base).map_err(|e| format!("mkdir {}: {e}", base.display()))?;
+        let started = Instant::now();
+        let run = |what: &str, argv: &[&str], secs: u64| -> Result<String, String> {
+            let out = run_cmd(argv, secs);
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            if out.status.success() {
+                Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+            } else {
+                Err(format!(
+                    "{what} (`{}`) failed ({}):\n{text}",
+                    argv.join(" "),
+                    out.status
+                ))
+            }
+        };
+        run(
+            "building the release binary",
+            &["bash", &format!("{REPO}/scripts/build.sh")],
+            1800,
+        )?;
+        let bin = target_dir().join("x86_64-unknown-linux-musl/release/zos-netboot");
+        let next_root = base.join("next-root");
+        let nr = next_root.to_string_lossy().into_owned();
+        run(
+            "building the next root",
+            &["bash", &format!("{REPO}/qemu/build-next-root.sh"), &nr],
+            60,
+        )?;
+        let out = media_dir();
+        let report = run(
+            "building the media",
+            &[
+                "bash",
+                &format!("{REPO}/scripts/build-media.sh"),
+                "--out",
+                &out.to_string_lossy(),
+                "--cmdline",
+                cmdline,
+                "--bin",
+                &bin.to_string_lossy(),
+                "--next-root",
+                &nr,
+            ],
+            900,
+        )?;
+        say(&format!(
+            "media: built in {:.1}s:\n{}",
+            started.elapsed().as_secs_f64(),
+            report.trim_end()
+        ));
+        Ok((out, report))
+    });
+    match got {
+        Ok(v) => v.clone(),
+        Err(e) => panic!("cannot build the media:\n{e}"),
+    }
+}
+
+impl Vm {
+    /// `timeout [ip netns exec NS] qemu-system-x86_64 ARGS -serial file:console.log -pidfile …`
+    /// (TCG, q35, no display, no reboot), for booting firmware and media rather than -kernel.
+    /// QEMU is killed after `secs`.
+    pub fn start_qemu(ns: Option<&Netns>, dir: &TestDir, args: &[String], secs: u64) -> Vm {
+        let console = dir.join("console.log");
+        let pidfile = dir.join("qemu.pid");
+        let mut argv: Vec<String> = Vec::new();
+        if let Some(ns) = ns {
+            argv.extend(["ip", "netns", "exec", &ns.name].map(String::from));
+        }
+        argv.extend(
+            [
+                "qemu-system-x86_64",
+                "-machine",
+                "q35",
+                "-accel",
+                "tcg",
+                "-cpu",
+                "max",
+                "-smp",
+                "1",
+                "-m",
+                "512",
+                "-nodefaults",
+                "-no-user-config",
+                "-display",
+                "none",
+                "-no-reboot",
+            ]
+            .map(String::from),
+        );
+        argv.extend(args.iter().cloned());
+        argv.push("-serial".into());
+        argv.push(format!("file:{}", console.display()));
+        argv.push("-pidfile".into());
+        argv.push(pidfile.to_string_lossy().into_owned());
+        let cmdline = argv.join(" ");
+        let started = Instant::now();
+        let child = Command::new("timeout")
+            .args(["-k", "5", &secs.to_string()])
+            .args(&argv)
+            .stdin(Stdio::null())
+            .stdout(fs::File::create(dir.join("qemu.stdout")).expect("create qemu.stdout"))
+            .stderr(fs::File::create(dir.join("qemu.stderr")).expect("create qemu.stderr"))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {cmdline}: {e}"));
+        Vm {
+            child,
+            cmdline,
+            console,
+            pidfile,
+            started,
+            seen: Vec::new(),
+            status: None,
+        }
+    }
+}

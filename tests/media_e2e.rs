@@ -1,0 +1,612 @@
+//! The boot media of scripts/build-media.sh, each booted for real in QEMU (TCG) on the firmware
+//! it is meant for, through to zos-netboot's online summary and the hand-off into the tiny
+//! next root (qemu/build-next-root.sh), which prints the state file and powers off:
+//!
+//! * `media_pxe_tftp`: QEMU's own iPXE option ROM (`-boot n`), the NIC on a tap in a router
+//!   namespace where dnsmasq answers DHCP, hands iPXE (DHCP option 175) boot.ipxe and serves
+//!   the kernel and initrd by TFTP; `media_pxe_http`: the same with boot.ipxe, vmlinuz and
+//!   initrd.img over HTTP (busybox httpd). Both: the node's DHCP address is the one iPXE got
+//!   (dnsmasq reserves it for the NIC's MAC) and the console says it was a network boot.
+//! * `media_uefi_usb`, `media_uefi_iso`, `media_uefi_efi_fat`: OVMF boots usb.img (after the
+//!   test changed the farmer id in the stick's grub.cfg: the edited id must be the one the node
+//!   reports), zos.iso and the bare UKI on a FAT image.
+//! * `media_bios_usb`, `media_bios_iso`: SeaBIOS boots usb.img and zos.iso.
+//!
+//! Every boot asserts the farm line with the farmer id given to build-media.sh (or the edited
+//! one), the boot path line, the online summary, and the state printed by the next root.
+//! The media are built once per test process into target/media-e2e/media; the boots run one at
+//! a time (TCG is CPU-bound). Needs root (namespaces, taps), qemu-system-x86_64, ovmf, the
+//! media tools and the cloud kernel (bash scripts/setup.sh); prints `SKIP <test>: <reason>`
+//! otherwise (`ZOS_QEMU_REQUIRED=1`: fail instead). See tests/qemu/mod.rs.
+mod qemu;
+
+use std::fs;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use qemu::*;
+
+const FARMER: &str = "4242";
+const CMDLINE: &str = "farmer_id=4242 runmode=test version=v3 zos.probe=none zos.fetch=none";
+const NEXT_PID1: &str = "NEXT-ROOT: init running as PID 1";
+const MAC: &str = "52:54:00:7a:00:01";
+/// What dnsmasq reserves for MAC in the PXE tests.
+const RESERVED: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 50);
+/// Upper bound on one media boot (QEMU is killed then).
+const MEDIA_BOOT_SECS: u64 = 150;
+
+/// One QEMU boot at a time in this process: TCG is CPU-bound and the machine has few CPUs.
+static ONE_BOOT: Mutex<()> = Mutex::new(());
+
+fn one_boot() -> std::sync::MutexGuard<'static, ()> {
+    ONE_BOOT.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Root, QEMU, the cloud kernel (qemu::require), the media tools, and OVMF when `uefi`.
+fn media_ready(t: &str, uefi: bool, tun: bool, tools: &[&str]) -> bool {
+    let mut all = vec![
+        "objcopy",
+        "grub-mkimage",
+        "mformat",
+        "mcopy",
+        "mtype",
+        "sfdisk",
+        "xorriso",
+    ];
+    all.extend_from_slice(tools);
+    if !require(t, &Needs { tun, tools: &all }) {
+        return false;
+    }
+    let files = [
+        "/usr/lib/systemd/boot/efi/linuxx64.efi.stub",
+        "/usr/lib/grub/i386-pc/boot.img",
+        "/usr/lib/grub/x86_64-efi/linux.mod",
+        "/usr/lib/ISOLINUX/isolinux.bin",
+        "/usr/lib/syslinux/modules/bios/ldlinux.c32",
+    ];
+    if let Some(f) = files.iter().find(|f| !Path::new(f).is_file()) {
+        return skip(
+            t,
+            &format!("needs {f} (systemd-boot-efi, grub-pc-bin, grub-efi-amd64-bin, isolinux, syslinux-common: bash scripts/setup.sh)"),
+        );
+    }
+    if uefi && ovmf().is_none() {
+        return skip(
+            t,
+            "needs Debian's OVMF (/usr/share/OVMF/OVMF_CODE_4M.fd, OVMF_VARS_4M.fd: apt-get install ovmf)",
+        );
+    }
+    true
+}
+
+fn media() -> PathBuf {
+    build_media_once(CMDLINE).0
+}
+
+fn report(vm: &Vm, daemons: &[&Daemon]) -> String {
+    let mut s = format!(
+        "qemu: {}\nexit: {:?}, {:.1}s after start\n",
+        vm.cmdline,
+        vm.status,
+        vm.started.elapsed().as_secs_f64()
+    );
+    for (m, t) in &vm.seen {
+        s += &format!("  {:6.2}s  {m}\n", t.as_secs_f64());
+    }
+    s += "--- console\n";
+    s += &vm.console_text();
+    s += "--- qemu stderr\n";
+    s += &vm.stderr_text();
+    for d in daemons {
+        s += &d.describe();
+    }
+    s
+}
+
+/// The markers whose first appearance is timed, and the end of a boot (the next root powers
+/// off: QEMU exits).
+const MARKERS: &[&str] = &[
+    "zos-netboot: iPXE has",
+    "zos-netboot: ",
+    "farmer_id=",
+    "boot path:",
+    "online in",
+    NEXT_PID1,
+    "reboot: Power down",
+];
+
+/// Waits for the boot to end and checks what every media boot must show, in order: the farm
+/// line with `farmer`, the boot path line containing `path`, the online summary, the hand-off
+/// into the next root, and its printed state (online, the OOB NIC's IPv4 address in
+/// `net`/`prefix`). Returns that address and the console.
+fn check_boot(
+    t: &str,
+    vm: &mut Vm,
+    daemons: &[&Daemon],
+    farmer: &str,
+    path: &str,
+    net: Ipv4Addr,
+    prefix: u8,
+) -> (Ipv4Addr, String) {
+    let status = vm.wait(MARKERS);
+    let mut s = format!("{t}: QEMU start →");
+    for (m, d) in &vm.seen {
+        s += &format!("\n  {:6.2}s  {m}", d.as_secs_f64());
+    }
+    say(&s);
+    let why = |msg: &str| format!("{t}: {msg}\n{}", report(vm, daemons));
+    assert!(status.is_some(), "{}", why("QEMU did not exit in time"));
+    let console = vm.console_text();
+    let farm = format!("zos-netboot 0.1.0: farmer_id={farmer} runmode=test version=v3");
+    let steps: &[&[Expect]] = &[
+        &[Expect {
+            what: "the farm settings (first line of zos-netboot)",
+            any: &[&farm],
+        }],
+        &[Expect {
+            what: "the boot path",
+            any: &[path],
+        }],
+        &[Expect {
+            what: "the summary table",
+            any: &["NIC          ROLE"],
+        }],
+        &[Expect {
+            what: "the online line",
+            any: &["] online in "],
+        }],
+        &[Expect {
+            what: "the next root",
+            any: &[NEXT_PID1],
+        }],
+    ];
+    match expect_in_order(&console, steps) {
+        Ok(lines) => say(&format!("{t}: console\n  {}", lines.join("\n  "))),
+        Err(e) => panic!("{}", why(&e)),
+    }
+    let state = printed_state(&console).unwrap_or_else(|e| panic!("{}", why(&e)));
+    assert_eq!(
+        state["online"],
+        true,
+        "{}",
+        why("state: online is not true")
+    );
+    let addr = oob_ipv4_in(&state, net, prefix).unwrap_or_else(|| {
+        panic!(
+            "{}",
+            why(&format!("state: no oob IPv4 address in {net}/{prefix}"))
+        )
+    });
+    (addr, console)
+}
+
+/// A NIC on QEMU's user-mode network (DHCPv4 10.0.2.15, restrict=on: nothing leaves the VM),
+/// without an option ROM (local media boots only).
+fn user_nic() -> Vec<String> {
+    vec![
+        "-netdev".into(),
+        "user,id=n1,restrict=on".into(),
+        "-device".into(),
+        format!("virtio-net-pci,netdev=n1,mac={MAC},romfile="),
+    ]
+}
+
+fn local_boot(t: &str, dir: &TestDir, mut args: Vec<String>, farmer: &str, path: &str) {
+    args.extend(user_nic());
+    let _one = one_boot();
+    let mut vm = Vm::start_qemu(None, dir, &args, MEDIA_BOOT_SECS);
+    let (addr, _) = check_boot(
+        t,
+        &mut vm,
+        &[],
+        farmer,
+        path,
+        Ipv4Addr::new(10, 0, 2, 0),
+        24,
+    );
+    say(&format!("{t}: online as {addr}"));
+}
+
+/// SeaBIOS (and the option ROMs it runs: iPXE, GRUB, ISOLINUX) print on the serial console
+/// too when fw_cfg `etc/sercon-port` names its port (0x3f8, little-endian).
+fn bios_serial(dir: &TestDir) -> Vec<String> {
+    let f = dir.join("sercon-port.bin");
+    fs::write(&f, [0xf8u8, 0x03]).expect("write sercon-port.bin");
+    vec![
+        "-fw_cfg".into(),
+        format!("name=etc/sercon-port,file={}", f.display()),
+    ]
+}
+
+/// The address dnsmasq acknowledged to iPXE (the DHCP transaction whose user class is iPXE),
+/// from its `--log-dhcp` log.
+fn ipxe_ack(log: &str) -> Option<Ipv4Addr> {
+    let xid = log.lines().find_map(|l| {
+        let (_, rest) = l.split_once("]: ")?;
+        let (xid, what) = rest.split_once(' ')?;
+        (what.trim() == "user class: iPXE").then(|| xid.to_string())
+    })?;
+    log.lines().find_map(|l| {
+        let (_, rest) = l.split_once("]: ")?;
+        let rest = rest.strip_prefix(&xid)?.trim_start();
+        rest.strip_prefix("DHCPACK(")?
+            .split_once(") ")?
+            .1
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    })
+}
+
+fn disk(file: &Path) -> Vec<String> {
+    vec![
+        "-drive".into(),
+        format!("file={},format=raw,if=virtio,snapshot=on", file.display()),
+    ]
+}
+
+fn cdrom(file: &Path) -> Vec<String> {
+    vec![
+        "-drive".into(),
+        format!("file={},format=raw,media=cdrom,readonly=on", file.display()),
+    ]
+}
+
+const UEFI_UKI: &str =
+    "boot path: UEFI firmware, local media: the firmware started a unified kernel image";
+const BIOS_LOADER: &str =
+    "boot path: BIOS firmware, local media: a boot loader started /zos/vmlinuz";
+
+#[test]
+fn media_bios_usb() {
+    let t = "media_bios_usb";
+    if !media_ready(t, false, false, &[]) {
+        return;
+    }
+    let m = media();
+    let dir = TestDir::new(t);
+    let mut args = bios_serial(&dir);
+    args.extend(disk(&m.join("usb.img")));
+    local_boot(t, &dir, args, FARMER, BIOS_LOADER);
+}
+
+#[test]
+fn media_bios_iso() {
+    let t = "media_bios_iso";
+    if !media_ready(t, false, false, &[]) {
+        return;
+    }
+    let m = media();
+    let dir = TestDir::new(t);
+    let mut args = bios_serial(&dir);
+    args.extend(cdrom(&m.join("zos.iso")));
+    local_boot(t, &dir, args, FARMER, BIOS_LOADER);
+}
+
+/// The stick's command line is the first line of /boot/grub/grub.cfg on its FAT partition
+/// (1 MiB into the image): the test changes the farmer id there, as a farmer would on a built
+/// stick, and UEFI (GRUB chainloading the UKI with it) must boot with the new one.
+#[test]
+fn media_uefi_usb() {
+    let t = "media_uefi_usb";
+    if !media_ready(t, true, false, &[]) {
+        return;
+    }
+    let m = media();
+    let dir = TestDir::new(t);
+    let stick = dir.join("usb.img");
+    fs::copy(m.join("usb.img"), &stick).expect("copy usb.img");
+    let fat = format!("{}@@1M", stick.display());
+    let cfg = run_cmd(
+        &[
+            "env",
+            "MTOOLS_SKIP_CHECK=1",
+            "mtype",
+            "-i",
+            &fat,
+            "::/boot/grub/grub.cfg",
+        ],
+        60,
+    );
+    let text = String::from_utf8_lossy(&cfg.stdout).into_owned();
+    let first = text.lines().next().unwrap_or_default();
+    assert!(
+        cfg.status.success() && first.starts_with("set zos_cmdline=\"") && first.contains(CMDLINE),
+        "grub.cfg on the stick does not start with the command line:\n{text}{}",
+        String::from_utf8_lossy(&cfg.stderr)
+    );
+    let edited = text.replacen("farmer_id=4242", "farmer_id=4343", 1);
+    let local = dir.join("grub.cfg");
+    fs::write(&local, edited).unwrap();
+    let put = run_cmd(
+        &[
+            "env",
+            "MTOOLS_SKIP_CHECK=1",
+            "mcopy",
+            "-o",
+            "-i",
+            &fat,
+            &local.to_string_lossy(),
+            "::/boot/grub/grub.cfg",
+        ],
+        60,
+    );
+    assert!(
+        put.status.success(),
+        "mcopy: {}",
+        String::from_utf8_lossy(&put.stderr)
+    );
+    let mut args = ovmf_args(&dir);
+    args.extend(disk(&stick));
+    local_boot(t, &dir, args, "4343", UEFI_UKI);
+}
+
+#[test]
+fn media_uefi_iso() {
+    let t = "media_uefi_iso";
+    if !media_ready(t, true, false, &[]) {
+        return;
+    }
+    let m = media();
+    let dir = TestDir::new(t);
+    let mut args = ovmf_args(&dir);
+    args.extend(cdrom(&m.join("zos.iso")));
+    local_boot(t, &dir, args, FARMER, UEFI_UKI);
+}
+
+#[test]
+fn media_uefi_efi_fat() {
+    let t = "media_uefi_efi_fat";
+    if !media_ready(t, true, false, &[]) {
+        return;
+    }
+    let m = media();
+    let dir = TestDir::new(t);
+    // efi-fat.img holds only \EFI\BOOT\BOOTX64.EFI, byte for byte zos-netboot.efi.
+    let fat = format!("{}", m.join("efi-fat.img").display());
+    let copy = dir.join("BOOTX64.EFI");
+    let got = run_cmd(
+        &[
+            "env",
+            "MTOOLS_SKIP_CHECK=1",
+            "mcopy",
+            "-i",
+            &fat,
+            "::/EFI/BOOT/BOOTX64.EFI",
+            &copy.to_string_lossy(),
+        ],
+        60,
+    );
+    assert!(
+        got.status.success(),
+        "{}",
+        String::from_utf8_lossy(&got.stderr)
+    );
+    assert_eq!(
+        sha256_file(&copy),
+        sha256_file(&m.join("zos-netboot.efi")),
+        "BOOTX64.EFI on efi-fat.img is not zos-netboot.efi"
+    );
+    let mut args = ovmf_args(&dir);
+    args.extend(disk(&m.join("efi-fat.img")));
+    local_boot(t, &dir, args, FARMER, UEFI_UKI);
+}
+
+// ------------------------------------------------------------------------------------------
+// Network boot
+
+enum Serve {
+    Tftp,
+    Http,
+}
+
+fn pxe(t: &str, serve: Serve) {
+    let tools: &[&str] = &["dnsmasq"];
+    if !media_ready(t, false, true, tools) {
+        return;
+    }
+    let m = media();
+    let dir = TestDir::new(t);
+    // What the router serves: boot.ipxe, vmlinuz, initrd.img (copies readable by dnsmasq's
+    // unprivileged TFTP server).
+    let root = dir.join("boot");
+    fs::create_dir_all(&root).unwrap();
+    for f in ["boot.ipxe", "vmlinuz", "initrd.img"] {
+        fs::copy(m.join(f), root.join(f)).unwrap_or_else(|e| panic!("copy {f}: {e}"));
+    }
+    run_ok(&["chmod", "-R", "a+rX", &dir.path.to_string_lossy()]);
+
+    let r = Netns::new();
+    r.tap("oob");
+    r.ip(&["addr", "add", "10.77.0.1/24", "dev", "oob"]);
+    let log = dir.join("dnsmasq.log");
+    let boot = match serve {
+        Serve::Tftp => "tag:ipxe,boot.ipxe".to_string(),
+        Serve::Http => "tag:ipxe,http://10.77.0.1/boot.ipxe".to_string(),
+    };
+    let mut args: Vec<String> = vec![
+        "--no-daemon".into(),
+        "--conf-file=/dev/null".into(),
+        "--no-hosts".into(),
+        "--no-resolv".into(),
+        "--bind-dynamic".into(),
+        "--interface=oob".into(),
+        "--no-ping".into(),
+        "--port=0".into(),
+        "--dhcp-range=10.77.0.100,10.77.0.200,255.255.255.0,1h".into(),
+        format!("--dhcp-host={MAC},{RESERVED}"),
+        "--dhcp-option=3,10.77.0.1".into(),
+        "--dhcp-match=set:ipxe,175".into(),
+        format!("--dhcp-boot={boot}"),
+        format!("--dhcp-leasefile={}", dir.join("dnsmasq.leases").display()),
+        "--pid-file=".into(),
+        "--log-dhcp".into(),
+        format!("--log-facility={}", log.display()),
+    ];
+    if let Serve::Tftp = serve {
+        args.push("--enable-tftp".into());
+        args.push(format!("--tftp-root={}", root.display()));
+    }
+    fs::write(dir.join("dnsmasq.leases"), "").unwrap();
+    let mut dns = r.spawn("dnsmasq", "dnsmasq", &args, dir.join("dnsmasq.stderr"));
+    dns.log = Some(log.clone());
+    let ready = |d: &mut Daemon, what: &dyn Fn() -> bool| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::time::Instant::now() < deadline && d.alive() {
+            if what() {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        false
+    };
+    assert!(
+        ready(&mut dns, &|| fs::read_to_string(&log)
+            .is_ok_and(|l| l.contains("DHCP, IP range"))),
+        "dnsmasq did not start:\n{}",
+        dns.describe()
+    );
+    let http = match serve {
+        Serve::Http => {
+            let hargs: Vec<String> = [
+                "httpd",
+                "-f",
+                "-vv",
+                "-p",
+                "10.77.0.1:80",
+                "-h",
+                &root.to_string_lossy(),
+            ]
+            .map(String::from)
+            .to_vec();
+            let mut h = r.spawn("httpd", "busybox", &hargs, dir.join("httpd.stderr"));
+            assert!(
+                ready(&mut h, &|| r
+                    .listening("t")
+                    .iter()
+                    .any(|s| s.ends_with(":80"))),
+                "httpd did not start:\n{}",
+                h.describe()
+            );
+            Some(h)
+        }
+        Serve::Tftp => None,
+    };
+
+    // QEMU's virtio NIC with its default option ROM (iPXE), booting from the network.
+    let args: Vec<String> = [
+        "-boot",
+        "order=n",
+        "-netdev",
+        "tap,id=n1,ifname=oob,script=no,downscript=no",
+        "-device",
+        &format!("virtio-net-pci,netdev=n1,mac={MAC}"),
+    ]
+    .map(String::from)
+    .to_vec();
+    let args = [bios_serial(&dir), args].concat();
+    let _one = one_boot();
+    let mut vm = Vm::start_qemu(Some(&r), &dir, &args, MEDIA_BOOT_SECS);
+    let mut daemons: Vec<&Daemon> = vec![&dns];
+    if let Some(h) = &http {
+        daemons.push(h);
+    }
+    let (addr, console) = check_boot(
+        t,
+        &mut vm,
+        &daemons,
+        FARMER,
+        &format!("boot path: BIOS firmware, network boot through the NIC {MAC} (BOOTIF=01-52-54-00-7a-00-01)"),
+        Ipv4Addr::new(10, 77, 0, 0),
+        24,
+    );
+    let why = |msg: &str| format!("{t}: {msg}\n{}", report(&vm, &daemons));
+    // What iPXE got, as boot.ipxe says it on the console: the node keeps that address.
+    let ipxe: Option<Ipv4Addr> = console
+        .lines()
+        .find_map(|l| l.split("zos-netboot: iPXE has ").nth(1))
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|a| a.parse().ok());
+    let ipxe = ipxe.unwrap_or_else(|| {
+        panic!(
+            "{}",
+            why("no `zos-netboot: iPXE has ADDR` line from boot.ipxe")
+        )
+    });
+    let dlog = fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(
+        ipxe_ack(&dlog),
+        Some(ipxe),
+        "{}",
+        why("dnsmasq's DHCPACK to iPXE (user class iPXE) is not what boot.ipxe printed")
+    );
+    assert_eq!(
+        ipxe,
+        RESERVED,
+        "{}",
+        why("iPXE's address is not the reserved one")
+    );
+    assert_eq!(
+        addr,
+        ipxe,
+        "{}",
+        why("the node's address is not the one iPXE got")
+    );
+    // dnsmasq saw both clients: iPXE (option 175 → boot.ipxe) and zos-netboot, same address.
+    let acks = dlog
+        .lines()
+        .filter(|l| l.contains(&format!("DHCPACK(oob) {RESERVED} {MAC}")))
+        .count();
+    assert!(
+        acks >= 2,
+        "{}",
+        why(&format!(
+            "want >= 2 DHCPACKs of {RESERVED} to {MAC}, saw {acks}"
+        ))
+    );
+    match serve {
+        Serve::Tftp => {
+            for f in ["boot.ipxe", "vmlinuz", "initrd.img"] {
+                assert!(
+                    dlog.lines()
+                        .any(|l| l.contains("sent ") && l.contains(&format!("/{f} to {RESERVED}"))),
+                    "{}",
+                    why(&format!("dnsmasq did not send {f} by TFTP"))
+                );
+            }
+        }
+        Serve::Http => {
+            assert!(
+                !dlog.contains("dnsmasq-tftp"),
+                "{}",
+                why("a TFTP transfer in the HTTP run")
+            );
+            let hlog = http
+                .as_ref()
+                .map(|h| fs::read_to_string(&h.stderr).unwrap_or_default())
+                .unwrap_or_default();
+            for f in ["boot.ipxe", "vmlinuz", "initrd.img"] {
+                assert!(
+                    hlog.lines().any(|l| l.contains(&format!("url:/{f}"))),
+                    "{}",
+                    why(&format!("httpd did not serve /{f}"))
+                );
+            }
+        }
+    }
+    say(&format!(
+        "{t}: iPXE got {ipxe}, the node is online as {addr}"
+    ));
+}
+
+#[test]
+fn media_pxe_tftp() {
+    pxe("media_pxe_tftp", Serve::Tftp);
+}
+
+#[test]
+fn media_pxe_http() {
+    pxe("media_pxe_http", Serve::Http);
+}
