@@ -6,10 +6,15 @@
 # fetched next root.
 #   bash scripts/demo.sh           the QEMU demo
 #   bash scripts/demo.sh --lab     the quicker namespace-only demo (no VM)
+#   bash scripts/demo.sh --pxe     network boot: iPXE → boot.ipxe → kernel → zos-netboot → online
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 if [ "${1:-}" = --lab ]; then
   exec bash scripts/lab.sh demo
+fi
+if [ "${1:-}" = --pxe ]; then
+  shift
+  exec bash qemu/demo-pxe.sh "$@"
 fi
 exec bash qemu/demo.sh "$@"

@@ -131,6 +131,8 @@ struct NicRun {
     watched: bool,
     /// What this link is for: DHCPv4, SLAAC (a VLAN parent may do neither).
     duties: Duties,
+    /// The carrier went down while a lease was held: check it when the link is back.
+    carrier_lost_while_bound: bool,
     /// Set for a VLAN link this stage created.
     vlan: Option<VlanLink>,
 }
@@ -254,6 +256,7 @@ pub async fn run(cfg: &NetConfig, console: &Console) -> Result<State, NetError> 
                 watched: false,
                 duties,
                 vlan,
+                carrier_lost_while_bound: false,
             },
         );
     }
@@ -308,7 +311,17 @@ pub async fn run(cfg: &NetConfig, console: &Console) -> Result<State, NetError> 
                             if update.carrier { "up" } else { "down" }
                         ));
                     }
-                    if update.oper_up && !run.nic.oper_up {
+                    if !update.carrier && run.lease.is_some() {
+                        run.carrier_lost_while_bound = true;
+                    }
+                    // The queue just became active: resend what the kernel may have dropped,
+                    // or, holding a lease whose link went away meanwhile, check it now. A
+                    // lease taken while the queue was still coming up needs no check.
+                    if update.oper_up
+                        && !run.nic.oper_up
+                        && (run.lease.is_none() || run.carrier_lost_while_bound)
+                    {
+                        run.carrier_lost_while_bound = false;
                         if let Some(kick) = &run.dhcp_kick {
                             let _ = kick.try_send(());
                         }
@@ -895,7 +908,7 @@ fn start_dhcp(run: &mut NicRun, cfg: &NetConfig, tx: &Sender<Msg>) {
     let (index, name, tx) = (run.nic.index, run.nic.name.clone(), tx.clone());
     let (kick, kicks) = channel::bounded(1);
     let sent = run.sent.clone();
-    run.dhcp_kick = (!run.nic.oper_up).then_some(kick);
+    run.dhcp_kick = Some(kick);
     run.dhcp_state = "SELECTING";
     run.dhcp = Some(smol::spawn(async move {
         let (updates, incoming) = channel::unbounded::<Update>();
