@@ -63,31 +63,8 @@ pub fn run(console: &Console, settings: &Settings, opts: BootOptions) -> bool {
         console.line("drivers: not loading kernel modules (not PID 1)");
     }
 
-    let mut attempt = 0;
-    let state = loop {
-        let result = smol::block_on(net::run(&opts.net, console));
-        match result {
-            Ok(state) => {
-                show(console, &state);
-                write_state(console, &opts.state_dir, &state);
-                if state.online {
-                    break state;
-                }
-                console.line(format_args!(
-                    "NOT online: {}",
-                    state.error.as_deref().unwrap_or("unknown reason")
-                ));
-            }
-            Err(e) => console.line(format_args!("network: {e}")),
-        }
-        if !opts.pid1 {
-            return false;
-        }
-        if attempt == 0 && settings.debug {
-            crate::early::rescue_shell("the network is not up (zos.debug)");
-        }
-        pause_before_retry(console, "the network", attempt);
-        attempt += 1;
+    let Some(state) = bring_up(console, settings, &opts) else {
+        return false;
     };
     console.line(format_args!(
         "online in {} ms",
@@ -121,6 +98,68 @@ pub fn run(console: &Console, settings: &Settings, opts: BootOptions) -> bool {
         }
         pause_before_retry(console, "the hand-off", attempt);
         attempt = (attempt + 1).min(10);
+    }
+}
+
+/// The network stage, retried as PID 1 until online. `None` when it failed and this is not
+/// PID 1.
+fn bring_up(console: &Console, settings: &Settings, opts: &BootOptions) -> Option<State> {
+    let mut attempt = 0;
+    let state = loop {
+        let result = smol::block_on(net::run(&opts.net, console));
+        match result {
+            Ok(state) => {
+                show(console, &state);
+                write_state(console, &opts.state_dir, &state);
+                if state.online {
+                    break state;
+                }
+                console.line(format_args!(
+                    "NOT online: {}",
+                    state.error.as_deref().unwrap_or("unknown reason")
+                ));
+            }
+            Err(e) => console.line(format_args!("network: {e}")),
+        }
+        if !opts.pid1 {
+            return None;
+        }
+        if attempt == 0 && settings.debug {
+            crate::early::rescue_shell("the network is not up (zos.debug)");
+        }
+        pause_before_retry(console, "the network", attempt);
+        attempt += 1;
+    };
+    Some(state)
+}
+
+/// PID 1, before retrying a stage that needs the network: if the network went away meanwhile
+/// (carrier lost, the lease ran out during an outage), say so and bring it up again (the
+/// previous address is asked for first, SLAAC and the probes run again) before the retry.
+fn recover_network(console: &Console, settings: &Settings, opts: &BootOptions, state: &mut State) {
+    let Err(why) = smol::block_on(net::still_up(state)) else {
+        return;
+    };
+    let lost = std::time::Instant::now();
+    console.line(format_args!(
+        "network lost at {}: {why}; bringing it up again",
+        crate::clock::format_unix(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64)
+        )
+    ));
+    if let Some(back) = bring_up(console, settings, opts) {
+        console.line(format_args!(
+            "network back after {}s",
+            lost.elapsed().as_secs()
+        ));
+        let fetch = state.fetch.take();
+        let registration = state.registration.take();
+        *state = back;
+        state.fetch = fetch;
+        state.registration = registration;
+        write_state(console, &opts.state_dir, state);
     }
 }
 
@@ -220,6 +259,7 @@ fn fetch_stage(
             crate::early::rescue_shell("fetching the boot artifacts failed (zos.debug)");
         }
         pause_before_retry(console, "the fetch", attempt);
+        recover_network(console, settings, opts, state);
         attempt = (attempt + 1).min(10);
     }
 }
@@ -285,6 +325,7 @@ fn register_stage(
             return false;
         }
         pause_before_retry(console, "the registration", attempt);
+        recover_network(console, settings, opts, state);
         attempt = (attempt + 1).min(10);
     }
 }

@@ -46,6 +46,8 @@ pub struct Nic {
     pub mtu: u32,
     /// `None` for a real NIC, else the rtnetlink kind (veth in the lab).
     pub kind: Option<String>,
+    /// The bond (or bridge) this link is enslaved to, by index.
+    pub controller: Option<u32>,
 }
 
 impl Nic {
@@ -63,6 +65,7 @@ impl Nic {
             admin_up: msg.header.flags.contains(LinkFlags::Up),
             mtu: 0,
             kind: None,
+            controller: None,
         };
         // IFF_LOWER_UP is set the moment the driver reports carrier; the operational state
         // turns UP once the kernel's link watcher has run (sometimes most of a second later;
@@ -75,6 +78,7 @@ impl Nic {
                 LinkAttribute::IfName(n) => nic.name = n.clone(),
                 LinkAttribute::Address(a) if a.len() == 6 => nic.mac.copy_from_slice(a),
                 LinkAttribute::Mtu(m) => nic.mtu = *m,
+                LinkAttribute::Controller(c) if *c != 0 => nic.controller = Some(*c),
                 LinkAttribute::LinkInfo(infos) => {
                     for i in infos {
                         if let LinkInfo::Kind(k) = i {

@@ -588,6 +588,53 @@ fn report_slave(console: &Console, slave: &mut Slave, update: &Nic) {
     }
 }
 
+/// Whether the network the boot found is still there: the OOB link has carrier and still holds
+/// its lease's address (the kernel removes it when the lease runs out). `Err` says what went.
+/// PID 1 asks before retrying a stage that needs the network, and brings it up again if not.
+pub async fn still_up(state: &State) -> Result<(), String> {
+    let Some(oob) = state
+        .interfaces
+        .iter()
+        .find(|i| i.role == crate::state::Role::Oob)
+    else {
+        return Ok(());
+    };
+    let Some(address) = oob.lease.as_ref().map(|l| l.lease.address) else {
+        return Ok(());
+    };
+    let (handle, _) = links::connect().map_err(|e| format!("cannot open netlink: {e}"))?;
+    let nic = links::inventory(&handle)
+        .await
+        .map_err(|e| format!("cannot list network interfaces: {e}"))?
+        .into_iter()
+        .find(|n| n.name == oob.name)
+        .ok_or_else(|| format!("{} is gone", oob.name))?;
+    if !nic.carrier {
+        return Err(format!(
+            "{}: no carrier (cable, switch port or the other end)",
+            oob.name
+        ));
+    }
+    use futures_lite::StreamExt;
+    let mut addrs = handle
+        .address()
+        .get()
+        .set_link_index_filter(nic.index)
+        .execute();
+    while let Some(Ok(msg)) = addrs.next().await {
+        let has = msg.attributes.iter().any(|a| {
+            matches!(a, rtnetlink::packet_route::address::AddressAttribute::Address(IpAddr::V4(a)) if *a == address)
+        });
+        if has {
+            return Ok(());
+        }
+    }
+    Err(format!(
+        "{}: its address {address} is gone (the lease ran out)",
+        oob.name
+    ))
+}
+
 /// Creates the plan's bonds (after loading `bonding` when we may) and enslaves their NICs.
 /// Returns the bonds as NICs and their slaves by index.
 async fn create_bonds(
@@ -615,6 +662,31 @@ async fn create_bonds(
             topology::BondMode::ActiveBackup => BondMode::ActiveBackup,
             topology::BondMode::Lacp => BondMode::Ieee8023Ad,
         };
+        // Made by an earlier run of this stage (PID 1 bringing the network up again)?
+        let existing = links::inventory(handle)
+            .await
+            .ok()
+            .and_then(|all| all.into_iter().find(|n| n.name == b.name));
+        if let Some(bond) = &existing {
+            let ours = b.slaves.iter().all(|name| {
+                nics.iter()
+                    .any(|n| &n.name == name && n.controller == Some(bond.index))
+            });
+            if ours {
+                for n in nics.iter().filter(|n| b.slaves.contains(&n.name)) {
+                    slaves.insert(
+                        n.index,
+                        Slave {
+                            name: n.name.clone(),
+                            bond: b.name.clone(),
+                            carrier: n.carrier,
+                        },
+                    );
+                }
+                made.push(b.name.clone());
+                continue;
+            }
+        }
         // miimon: the bond follows its slaves' carrier every 100 ms (the default 0 never does).
         let bond = || {
             rtnetlink::LinkBond::new(&b.name)

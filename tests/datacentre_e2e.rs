@@ -368,3 +368,102 @@ fn qemu_bond_keeps_its_lease_when_a_slave_fails() {
         "slaves are not links of their own: {ifaces:?}"
     );
 }
+
+/// Recovery as PID 1 (issue 8 §5): the node is online and retrying a stage that needs the
+/// network (here the fetch: the hub refuses connections) when its cable is pulled. Before the
+/// next retry PID 1 notices, says what it lost and when, brings the network up again once the
+/// cable is back (the same address, asked for by INIT-REBOOT) and says after how long.
+#[test]
+fn qemu_pid1_brings_the_network_back_after_the_cable_was_pulled() {
+    let t = "qemu_pid1_brings_the_network_back_after_the_cable_was_pulled";
+    let needs = Needs {
+        tun: true,
+        tools: &["dnsmasq"],
+    };
+    if !require(t, &needs) {
+        return;
+    }
+    let image = initramfs();
+    let dir = TestDir::new(t);
+    let r = Netns::new();
+    r.tap("oob");
+    r.ip(&["addr", "add", "10.77.0.1/24", "dev", "oob"]);
+    let dhcp = dhcp_server(
+        &r,
+        &dir,
+        "oob",
+        "10.77.0.100,10.77.0.200,255.255.255.0,1h",
+        "10.77.0.1",
+    );
+    let mon = dir.join("monitor.sock");
+    let mut vm = Vm::start(
+        &r,
+        &dir,
+        &image,
+        &["--monitor", &mon.to_string_lossy(), "--tap", "oob"],
+        "loglevel=4 zos.probe=none zos.timeout=5 zos.init=/sbin/init runmode=test \
+         zos.manifest=http://10.77.0.1:9/manifest.json",
+    );
+    let why = |vm: &Vm, m: &str| format!("{m}\n{}", report(vm, &[&dhcp]));
+    let phase = Duration::from_secs(60);
+    assert!(
+        vm.wait_for("retrying the fetch in", 1, phase),
+        "{}",
+        why(&vm, "the fetch never failed")
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || mon.exists()),
+        "no monitor socket"
+    );
+    monitor(&mon, "set_link n1 off");
+    assert!(
+        vm.wait_for("network lost at", 1, phase),
+        "{}",
+        why(&vm, "the lost network was not noticed")
+    );
+    monitor(&mon, "set_link n1 on");
+    assert!(
+        vm.wait_for("network back after", 1, phase),
+        "{}",
+        why(&vm, "the network did not come back")
+    );
+    // One more fetch attempt on the restored network, then stop the VM.
+    assert!(
+        vm.wait_for("retrying the fetch in", 2, phase),
+        "{}",
+        why(&vm, "no fetch retry after the network came back")
+    );
+    let console = vm.console_text();
+    let steps: &[&[Expect]] = &[
+        &[Expect {
+            what: "first lease",
+            any: &["eth0: DHCPv4 10.77.0."],
+        }],
+        &[Expect {
+            what: "the loss, in words",
+            any: &["eth0: no carrier (cable, switch port or the other end); bringing it up again"],
+        }],
+        &[Expect {
+            what: "the lease again",
+            any: &["eth0: DHCPv4 10.77.0."],
+        }],
+        &[Expect {
+            what: "back",
+            any: &["network back after"],
+        }],
+    ];
+    if let Err(e) = expect_in_order(&console, steps) {
+        panic!("{}", why(&vm, &e));
+    }
+    let leases: Vec<&str> = console
+        .lines()
+        .filter_map(|l| l.split("eth0: DHCPv4 ").nth(1))
+        .filter_map(|rest| rest.split('/').next())
+        .collect();
+    assert!(
+        leases.len() >= 2 && leases.iter().all(|a| *a == leases[0]),
+        "the same address before and after: {leases:?}\n{}",
+        why(&vm, "")
+    );
+    assert!(!console.contains("Kernel panic"), "{}", why(&vm, "panic"));
+}
