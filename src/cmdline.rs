@@ -75,6 +75,8 @@ pub struct Settings {
     pub vlans: Vec<crate::topology::VlanSetting>,
     /// `zos.bond=MODE:IF,IF[,…]` (repeatable): bonds to create and use as one NIC.
     pub bonds: Vec<crate::topology::BondSetting>,
+    /// `zos.bond=auto`: bond the NICs that see the same DHCP server.
+    pub bond_auto: bool,
 }
 
 /// The kernel's `ip=` setting, as far as a node needs it.
@@ -356,6 +358,7 @@ pub fn parse(cmdline: &str) -> (Settings, Vec<Ignored>) {
                 Some((_, _, Err(e))) => bad(&e),
                 _ => bad("expects IF.ID, e.g. zos.vlan=eth1.200"),
             },
+            ("zos.bond", Some("auto")) => s.bond_auto = true,
             ("zos.bond", Some(v)) => match crate::topology::parse_bond(v) {
                 Ok(b) => s.bonds.push(b),
                 Err(e) => bad(&e),

@@ -74,7 +74,15 @@ pub fn parse_colon_hex(text: &str) -> Option<Vec<u8>> {
 }
 
 /// The leases handed over, and the interfaces whose SLAAC to watch (the state file's).
-fn load(cfg: &KeepConfig) -> Result<(Vec<LeaseFile>, Vec<String>), KeepError> {
+/// What `keep` takes over from the boot: the leases, the interfaces whose SLAAC to follow and
+/// the URLs the boot probed (probed again once the network is back after an outage).
+struct Handed {
+    leases: Vec<LeaseFile>,
+    watched: Vec<String>,
+    probes: Vec<String>,
+}
+
+fn load(cfg: &KeepConfig) -> Result<Handed, KeepError> {
     let dir = cfg.state_path.parent().unwrap_or(Path::new("."));
     let files = LeaseFile::read_all(&cfg.state_path).map_err(|e| {
         KeepError(format!(
@@ -90,9 +98,23 @@ fn load(cfg: &KeepConfig) -> Result<(Vec<LeaseFile>, Vec<String>), KeepError> {
             Err(e) => log::warn!("lease file not used: {e}"),
         }
     }
-    let watched: Vec<String> = std::fs::read_to_string(&cfg.state_path)
+    let state: Option<serde_json::Value> = std::fs::read_to_string(&cfg.state_path)
         .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|t| serde_json::from_str(&t).ok());
+    let mut probes: Vec<String> = Vec::new();
+    for url in state
+        .as_ref()
+        .and_then(|v| v.get("probes")?.as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|p| p.get("url")?.as_str().map(str::to_string))
+    {
+        if !probes.contains(&url) {
+            probes.push(url);
+        }
+    }
+    let watched: Vec<String> = state
+        .as_ref()
         .and_then(|v| {
             v.get("interfaces")?.as_array().map(|a| {
                 a.iter()
@@ -111,7 +133,11 @@ fn load(cfg: &KeepConfig) -> Result<(Vec<LeaseFile>, Vec<String>), KeepError> {
             cfg.state_path.display()
         )));
     }
-    Ok((leases, watched))
+    Ok(Handed {
+        leases,
+        watched,
+        probes,
+    })
 }
 
 enum Msg {
@@ -162,7 +188,11 @@ fn human(d: Duration) -> String {
 
 /// Runs until killed; returns only when it cannot start (or netlink goes away).
 pub async fn run(cfg: &KeepConfig, console: &Console) -> Result<(), KeepError> {
-    let (handed, watched_names) = load(cfg)?;
+    let Handed {
+        leases: handed,
+        watched: watched_names,
+        probes,
+    } = load(cfg)?;
     let (handle, mut notifications) =
         links::connect().map_err(|e| KeepError(format!("cannot open netlink: {e}")))?;
     let all = links::inventory(&handle)
@@ -315,7 +345,9 @@ pub async fn run(cfg: &KeepConfig, console: &Console) -> Result<(), KeepError> {
     };
     drop(tx);
     let mut resolv = Resolv::default();
+    let mut ipv6_lost: Vec<u32> = Vec::new();
 
+    let mut reprobe = false;
     while let Ok(msg) = rx.recv().await {
         match msg {
             Msg::Netlink(msg) => {
@@ -325,6 +357,16 @@ pub async fn run(cfg: &KeepConfig, console: &Console) -> Result<(), KeepError> {
                 if let Some(input) = slaac::from_netlink(&msg) {
                     let changes = watch.handle(Instant::now(), input);
                     report_slaac(console, &links, &changes);
+                    for c in &changes {
+                        match c {
+                            Change::Lost { ifindex } => ipv6_lost.push(*ifindex),
+                            Change::Ready { ifindex, .. } if ipv6_lost.contains(ifindex) => {
+                                ipv6_lost.retain(|i| i != ifindex);
+                                reprobe = true;
+                            }
+                            _ => {}
+                        }
+                    }
                 }
             }
             Msg::NdOpt(opt) => {
@@ -343,11 +385,14 @@ pub async fn run(cfg: &KeepConfig, console: &Console) -> Result<(), KeepError> {
             }
             Msg::Dhcp(u) => {
                 if let Some(k) = kept.get_mut(&u.ifindex) {
-                    dhcp_event(console, &handle, cfg, k, u.event).await;
+                    reprobe |= dhcp_event(console, &handle, cfg, k, u.event).await;
                 }
             }
         }
         resolv.refresh(cfg, console, &kept, &watch);
+        if std::mem::take(&mut reprobe) && !probes.is_empty() {
+            probe_again(console, &probes, &kept, &watch, &resolv).await;
+        }
     }
     Err(KeepError("netlink went away".into()))
 }
@@ -422,7 +467,7 @@ async fn dhcp_event(
     cfg: &KeepConfig,
     k: &mut Kept,
     event: Event,
-) {
+) -> bool {
     let name = k.nic.name.clone();
     let metric = if k.handed.role == Role::Oob {
         OOB_METRIC
@@ -433,9 +478,10 @@ async fn dhcp_event(
         Event::Bound(lease) | Event::Renewed(lease) => {
             if let Err(e) = apply::apply(handle, k.nic.index, &name, &lease, metric).await {
                 console.line(format_args!("{name}: lease not applied: {e}"));
-                return;
+                return false;
             }
             let previous = k.lease.replace(lease.clone());
+            let back = k.lost_at.is_some();
             match (k.lost_at.take(), previous) {
                 (Some((t, _)), _) => {
                     let handed = k.handed.record.lease.address;
@@ -472,11 +518,13 @@ async fn dhcp_event(
                     LeaseFile::path(&cfg.state_path, &name).display()
                 ));
             }
+            back
         }
-        Event::Confirmed => {}
+        Event::Confirmed => false,
         Event::Servers(servers) => {
             crate::net::report_servers(console, &name, &k.servers, &servers);
             k.servers = servers;
+            false
         }
         Event::Deconfigured(why) => {
             let at = SystemTime::now();
@@ -492,8 +540,42 @@ async fn dhcp_event(
                 }
             }
             k.lost_at = Some((Instant::now(), at));
+            false
         }
     }
+}
+
+/// The network came back after an outage: probe what the boot probed, over the families that
+/// are up again, and say whether the node is reachable again.
+async fn probe_again(
+    console: &Console,
+    urls: &[String],
+    kept: &BTreeMap<u32, Kept>,
+    watch: &Watch,
+    resolv: &Resolv,
+) {
+    let mut families = Vec::new();
+    if watch
+        .states()
+        .any(|s| s.router.is_some() && !s.addresses.is_empty())
+    {
+        families.push(crate::probe::Family::Ipv6);
+    }
+    if kept.values().any(|k| k.lease.is_some()) {
+        families.push(crate::probe::Family::Ipv4);
+    }
+    let dns = resolv.servers(kept, watch);
+    let (_, results) = crate::net::probe_and_report(urls, console, &families, &dns).await;
+    let ok = results.iter().filter(|r| r.ok).count();
+    console.line(format_args!(
+        "network back: {ok} of {} probes answered{}",
+        results.len(),
+        if ok > 0 {
+            "; the node is reachable again"
+        } else {
+            ""
+        }
+    ));
 }
 
 fn report_slaac(console: &Console, links: &BTreeMap<u32, Link>, changes: &[Change]) {
@@ -531,13 +613,12 @@ struct Resolv {
 }
 
 impl Resolv {
-    fn refresh(
-        &mut self,
-        cfg: &KeepConfig,
-        console: &Console,
-        kept: &BTreeMap<u32, Kept>,
-        watch: &Watch,
-    ) {
+    /// The resolvers now: the OOB lease's DNS, then the routers' RDNSS.
+    fn servers(&self, kept: &BTreeMap<u32, Kept>, watch: &Watch) -> Vec<IpAddr> {
+        Self::compute(kept, watch).0
+    }
+
+    fn compute(kept: &BTreeMap<u32, Kept>, watch: &Watch) -> (Vec<IpAddr>, Vec<String>) {
         let oob = kept
             .values()
             .find(|k| k.handed.role == Role::Oob)
@@ -561,7 +642,21 @@ impl Resolv {
                 }
             }
         }
-        let now = (dns, search);
+        (dns, search)
+    }
+
+    fn refresh(
+        &mut self,
+        cfg: &KeepConfig,
+        console: &Console,
+        kept: &BTreeMap<u32, Kept>,
+        watch: &Watch,
+    ) {
+        let oob = kept
+            .values()
+            .find(|k| k.handed.role == Role::Oob)
+            .or_else(|| kept.values().next());
+        let now = Self::compute(kept, watch);
         if now.0.is_empty() || self.written.as_ref() == Some(&now) {
             return;
         }

@@ -332,6 +332,7 @@ fn main() -> ExitCode {
         static_ipv4,
         vlans: settings.vlans.clone(),
         bonds: settings.bonds.clone(),
+        bond_auto: settings.bond_auto,
         modules_dir: pid1.then(|| PathBuf::from(format!("/lib/modules/{release}"))),
     };
 

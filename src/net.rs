@@ -64,6 +64,8 @@ pub struct NetConfig {
     pub vlans: Vec<VlanSetting>,
     /// Bonds to create (`zos.bond=`), before the VLANs.
     pub bonds: Vec<BondSetting>,
+    /// `zos.bond=auto`: survey the NICs first and bond those on one segment.
+    pub bond_auto: bool,
     /// Where kernel modules live, when this process may load them (PID 1): `8021q` is loaded
     /// from there before the first VLAN link is created.
     pub modules_dir: Option<PathBuf>,
@@ -145,7 +147,11 @@ pub async fn run(cfg: &NetConfig, console: &Console) -> Result<State, NetError> 
         .map_err(|e| NetError(format!("cannot list network interfaces: {e}")))?;
     let mut chosen = choose(&all, &cfg.ifaces)?;
     let names: Vec<String> = chosen.iter().map(|n| n.name.clone()).collect();
-    let plan = topology::plan(&names, &cfg.bonds, &cfg.vlans, cfg.oob.as_deref());
+    let mut bonds = cfg.bonds.clone();
+    if cfg.bond_auto {
+        bonds.extend(auto_bond(&handle, console, &chosen, &cfg.bonds).await);
+    }
+    let plan = topology::plan(&names, &bonds, &cfg.vlans, cfg.oob.as_deref());
     for p in &plan.problems {
         console.line(p);
     }
@@ -560,6 +566,82 @@ pub async fn run(cfg: &NetConfig, console: &Console) -> Result<State, NetError> 
             total: online.then(|| console.start().elapsed().as_millis() as u64),
         },
     }))
+}
+
+/// How long `zos.bond=auto` waits for the NICs' carrier, and for OFFERs to its DISCOVERs.
+const AUTO_BOND_CARRIER: Duration = Duration::from_secs(2);
+const AUTO_BOND_SURVEY: Duration = Duration::from_secs(1);
+
+/// `zos.bond=auto`: brings the NICs up, sends one DISCOVER from each with carrier (nothing is
+/// requested) and bonds those whose OFFERs came from the same server. Costs up to 3 s of boot,
+/// only when asked for.
+async fn auto_bond(
+    handle: &rtnetlink::Handle,
+    console: &Console,
+    nics: &[Nic],
+    explicit: &[BondSetting],
+) -> Vec<BondSetting> {
+    // Bonds an earlier run of this stage made (PID 1 bringing the network up again) stay.
+    let mut kept: Vec<BondSetting> = Vec::new();
+    let mut masters: Vec<u32> = nics.iter().filter_map(|n| n.controller).collect();
+    masters.sort_unstable();
+    masters.dedup();
+    for m in masters {
+        kept.push(BondSetting {
+            mode: topology::BondMode::ActiveBackup,
+            slaves: nics
+                .iter()
+                .filter(|n| n.controller == Some(m))
+                .map(|n| n.name.clone())
+                .collect(),
+        });
+    }
+    if !kept.is_empty() {
+        return kept;
+    }
+    for nic in nics.iter().filter(|n| !n.admin_up) {
+        if let Err(e) = links::set_up(handle, nic.index).await {
+            console.line(format_args!("{}: cannot bring the link up: {e}", nic.name));
+        }
+    }
+    let deadline = Instant::now() + AUTO_BOND_CARRIER;
+    let mut up: Vec<Nic> = Vec::new();
+    while Instant::now() < deadline {
+        let all = links::inventory(handle).await.unwrap_or_default();
+        up = all
+            .into_iter()
+            .filter(|n| n.oper_up && nics.iter().any(|c| c.index == n.index))
+            .collect();
+        if up.len() == nics.len() {
+            break;
+        }
+        // A bounded wait for carrier, polled; the stage proper follows notifications.
+        smol::Timer::after(Duration::from_millis(50)).await;
+    }
+    let seen = crate::dhcp4::survey::survey(&up, AUTO_BOND_SURVEY).await;
+    for (nic, servers) in &seen {
+        let list: Vec<String> = servers.iter().map(|s| s.to_string()).collect();
+        console.line(format_args!(
+            "zos.bond=auto: {nic} sees DHCP server(s) {}",
+            if list.is_empty() {
+                "none".to_string()
+            } else {
+                list.join(", ")
+            }
+        ));
+    }
+    let bonds = topology::auto_bonds(&seen, explicit);
+    if bonds.is_empty() {
+        console.line("zos.bond=auto: no two NICs share a DHCP server; no bond");
+    }
+    for b in &bonds {
+        console.line(format_args!(
+            "zos.bond=auto: {} are on one segment (the same DHCP server): bonding them, \
+             active-backup",
+            b.slaves.join(" and ")
+        ));
+    }
+    bonds
 }
 
 /// A bond's slave, for the console: its carrier changes are the farmer's cable alarms.
@@ -1071,17 +1153,16 @@ fn report_slaac(console: &Console, nics: &BTreeMap<u32, NicRun>, changes: &[Chan
     }
 }
 
-async fn run_probes(
-    cfg: &NetConfig,
+/// Probes `urls` over `families` with `dns` and prints a line per result; also used by `keep`
+/// once the network is back after an outage.
+pub(crate) async fn probe_and_report(
+    urls: &[String],
     console: &Console,
     families: &[Family],
     dns: &[IpAddr],
-) -> (Vec<ProbeResult>, Option<Family>) {
-    if cfg.probes.is_empty() || families.is_empty() {
-        return (Vec::new(), None);
-    }
+) -> (Vec<probe::Target>, Vec<ProbeResult>) {
     let mut targets = Vec::new();
-    for url in &cfg.probes {
+    for url in urls {
         match probe::parse_url(url) {
             Ok(t) => targets.push(t),
             Err(e) => console.line(format_args!("probe {url}: {e}")),
@@ -1115,6 +1196,19 @@ async fn run_probes(
             ));
         }
     }
+    (targets, results)
+}
+
+async fn run_probes(
+    cfg: &NetConfig,
+    console: &Console,
+    families: &[Family],
+    dns: &[IpAddr],
+) -> (Vec<ProbeResult>, Option<Family>) {
+    if cfg.probes.is_empty() || families.is_empty() {
+        return (Vec::new(), None);
+    }
+    let (targets, results) = probe_and_report(&cfg.probes, console, families, dns).await;
     // Which family to use for the downloads that follow: race the addresses that answered,
     // RFC 8305 style (IPv6 first, IPv4 250 ms later), as a real connection would.
     let preferred = match targets.first() {

@@ -59,11 +59,8 @@ pub struct BondSetting {
 /// Parses the value of `zos.bond=`.
 pub fn parse_bond(text: &str) -> Result<BondSetting, String> {
     if text == "auto" {
-        return Err(
-            "zos.bond=auto (bonding the NICs that see the same DHCP server) is not \
-                    supported yet; name the NICs: zos.bond=active-backup:eth0,eth1"
-                .into(),
-        );
+        // Read by the command line as Settings::bond_auto, never as a MODE:IF,IF bond.
+        return Err("auto is not a MODE:IF,IF bond".into());
     }
     let (mode, slaves) = text
         .split_once(':')
@@ -78,6 +75,45 @@ pub fn parse_bond(text: &str) -> Result<BondSetting, String> {
         return Err("a bond needs at least two interface names".into());
     }
     Ok(BondSetting { mode, slaves })
+}
+
+/// `zos.bond=auto`: the NICs that saw an OFFER from the same DHCP server (two cables to one
+/// segment) become one active-backup bond, in the order given; NICs already in a `zos.bond=`
+/// bond are left out. `seen` is each NIC's list of server identifiers.
+pub fn auto_bonds(
+    seen: &[(String, Vec<std::net::Ipv4Addr>)],
+    explicit: &[BondSetting],
+) -> Vec<BondSetting> {
+    let taken = |n: &String| explicit.iter().any(|b| b.slaves.contains(n));
+    let mut groups: Vec<(Vec<String>, Vec<std::net::Ipv4Addr>)> = Vec::new();
+    for (nic, servers) in seen.iter().filter(|(n, s)| !taken(n) && !s.is_empty()) {
+        let hits: Vec<usize> = (0..groups.len())
+            .filter(|&g| groups[g].1.iter().any(|s| servers.contains(s)))
+            .collect();
+        let mut merged = (vec![nic.clone()], servers.clone());
+        // Every group this NIC shares a server with joins it (later ones first, so the
+        // indexes stay valid).
+        for g in hits.into_iter().rev() {
+            let (members, more) = groups.remove(g);
+            merged.0.extend(members);
+            merged.1.extend(more);
+        }
+        groups.push(merged);
+    }
+    let order = |n: &String| seen.iter().position(|(s, _)| s == n);
+    let mut bonds: Vec<BondSetting> = groups
+        .into_iter()
+        .filter(|(g, _)| g.len() >= 2)
+        .map(|(mut slaves, _)| {
+            slaves.sort_by_key(order);
+            BondSetting {
+                mode: BondMode::ActiveBackup,
+                slaves,
+            }
+        })
+        .collect();
+    bonds.sort_by_key(|b| order(&b.slaves[0]));
+    bonds
 }
 
 /// A bond to create.
@@ -373,6 +409,32 @@ mod tests {
         assert_eq!(untagged, ["eth2", "bond0"]);
         let vlans: Vec<&str> = p.vlans.iter().map(|l| l.name.as_str()).collect();
         assert_eq!(vlans, ["eth2.100", "bond0.100"]);
+    }
+
+    #[test]
+    fn auto_bonds_group_the_nics_that_see_the_same_server() {
+        let ip = |d: u8| std::net::Ipv4Addr::new(10, 0, d, 1);
+        let seen = vec![
+            ("eth0".to_string(), vec![ip(1)]),
+            ("eth1".to_string(), vec![ip(2)]),
+            ("eth2".to_string(), vec![ip(1)]),
+            ("eth3".to_string(), vec![]),
+            ("eth4".to_string(), vec![ip(3), ip(2)]),
+            ("eth5".to_string(), vec![ip(9)]),
+            ("eth6".to_string(), vec![ip(3)]),
+        ];
+        let bonds = auto_bonds(&seen, &[]);
+        let slaves: Vec<Vec<&str>> = bonds
+            .iter()
+            .map(|b| b.slaves.iter().map(String::as_str).collect())
+            .collect();
+        assert_eq!(slaves, [vec!["eth0", "eth2"], vec!["eth1", "eth4", "eth6"]]);
+        assert!(bonds.iter().all(|b| b.mode == BondMode::ActiveBackup));
+        // A NIC bonded explicitly is not bonded again.
+        let explicit = parse_bond("802.3ad:eth0,eth5").unwrap();
+        let bonds = auto_bonds(&seen, &[explicit]);
+        assert_eq!(bonds.len(), 1);
+        assert_eq!(bonds[0].slaves, ["eth1", "eth4", "eth6"]);
     }
 
     #[test]

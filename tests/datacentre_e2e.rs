@@ -467,3 +467,95 @@ fn qemu_pid1_brings_the_network_back_after_the_cable_was_pulled() {
     );
     assert!(!console.contains("Kernel panic"), "{}", why(&vm, "panic"));
 }
+
+/// `zos.bond=auto`: three NICs, two of them cabled to one segment (the same DHCP server) and
+/// one to another: the two are bonded, the third stays a NIC of its own, and the console says
+/// which NIC saw which server and why the two were bonded.
+#[test]
+fn qemu_bond_auto_bonds_the_nics_on_one_segment() {
+    let t = "qemu_bond_auto_bonds_the_nics_on_one_segment";
+    let needs = Needs {
+        tun: true,
+        tools: &["dnsmasq"],
+    };
+    if !require(t, &needs) {
+        return;
+    }
+    let image = initramfs();
+    let dir = TestDir::new(t);
+    let r = Netns::new();
+    r.ip(&["link", "add", "br0", "type", "bridge"]);
+    for tap in ["t0", "t1"] {
+        r.tap(tap);
+        r.ip(&["link", "set", tap, "master", "br0"]);
+    }
+    r.ip(&["link", "set", "br0", "up"]);
+    r.ip(&["addr", "add", "10.60.0.1/24", "dev", "br0"]);
+    r.tap("t2");
+    r.ip(&["addr", "add", "10.61.0.1/24", "dev", "t2"]);
+    let one = dhcp_server(
+        &r,
+        &dir,
+        "br0",
+        "10.60.0.100,10.60.0.200,255.255.255.0,1h",
+        "10.60.0.1",
+    );
+    let other = dhcp_server(
+        &r,
+        &dir,
+        "t2",
+        "10.61.0.100,10.61.0.200,255.255.255.0,1h",
+        "10.61.0.1",
+    );
+    let mut vm = Vm::start(
+        &r,
+        &dir,
+        &image,
+        &["--tap", "t0", "--tap", "t1", "--tap", "t2"],
+        "loglevel=4 zos.probe=none zos.fetch=none zos.init=/sbin/init runmode=test \
+         zos.bond=auto",
+    );
+    let status = vm.wait(&["zos.bond=auto: eth0 and eth1", NEXT_PID1]);
+    let why = |m: &str| format!("{m}\n{}", report(&vm, &[&one, &other]));
+    assert!(status.is_some(), "{}", why("QEMU still running"));
+    let console = vm.console_text();
+    let steps: &[&[Expect]] = &[
+        &[Expect {
+            what: "the survey",
+            any: &["zos.bond=auto: eth2 sees DHCP server(s) 10.61.0.1"],
+        }],
+        &[Expect {
+            what: "the decision, in words",
+            any: &["zos.bond=auto: eth0 and eth1 are on one segment (the same DHCP server): bonding them"],
+        }],
+        &[Expect {
+            what: "the bond",
+            any: &["bond0: bond (active-backup) of eth0 + eth1"],
+        }],
+        &[Expect {
+            what: "the bond's lease",
+            any: &["bond0: DHCPv4 10.60.0."],
+        }],
+        &[Expect {
+            what: "handoff",
+            any: &[NEXT_PID1],
+        }],
+    ];
+    if let Err(e) = expect_in_order(&console, steps) {
+        panic!("{}", why(&e));
+    }
+    assert!(
+        console.contains("eth0: sees DHCP server(s) 10.60.0.1")
+            || console.contains("zos.bond=auto: eth0 sees DHCP server(s) 10.60.0.1"),
+        "{}",
+        why("eth0's survey")
+    );
+    assert!(
+        console.contains("eth2: DHCPv4 10.61.0."),
+        "{}",
+        why("the third NIC keeps its own lease")
+    );
+    // The survey requested nothing: the segment's server acknowledged only the bond's lease.
+    let acks = log_of(&one).matches("DHCPACK(br0)").count();
+    assert_eq!(acks, 1, "{}", why("one lease on the bonded segment"));
+}

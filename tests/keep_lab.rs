@@ -37,9 +37,9 @@ fn dnsmasq(lab: &Lab) -> Dnsmasq {
 }
 
 /// The node boots with `net` and gets its lease; returns the address and the lease file.
-fn boot(lab: &Lab, wait_ipv6: &str) -> (Ipv4Addr, Value) {
+fn boot(lab: &Lab, cmdline: &str, wait_ipv6: &str) -> (Ipv4Addr, Value) {
     let run = lab.run_net(
-        "zos.probe=none",
+        cmdline,
         &["--wait-ipv6", wait_ipv6],
         Duration::from_secs(60),
     );
@@ -108,7 +108,7 @@ fn keep_renews_the_boot_lease_at_t1_without_a_second_discover() {
     let lab = Lab::new(t);
     lab.wire("eth0", "r0", "10.77.0.1/24");
     let dhcp = dnsmasq(&lab);
-    let (address, handed) = boot(&lab, "0");
+    let (address, handed) = boot(&lab, "zos.probe=none", "0");
     let mac = lab.node_mac("eth0");
     assert_eq!(
         count(&dhcp.log(), "DHCPDISCOVER", &mac),
@@ -206,7 +206,11 @@ fn keep_rides_out_a_link_flap_and_a_two_minute_outage_with_the_same_address() {
                       \tRDNSS 2001:db8:77::53 { };";
     let mut radvd = Some(lab.radvd("r0", radvd_conf));
     let mut dhcp = dnsmasq(&lab);
-    let (address, _) = boot(&lab, "3");
+    // The hub the boot probed (by address: DNS is not what this test is about); keep probes
+    // it again once the network is back.
+    let _hub = lab.hub();
+    let probe = format!("http://{HUB_V4}/");
+    let (address, _) = boot(&lab, &format!("zos.probe={probe}"), "3");
     let mac = lab.node_mac("eth0");
     let mut node = keep(&lab);
     let out = |node: &NodeProc| node.output_so_far().0;
@@ -295,6 +299,15 @@ fn keep_rides_out_a_link_flap_and_a_two_minute_outage_with_the_same_address() {
     assert!(
         out(&node).contains("(the same address)"),
         "same address, and the console says so\n{ctx}"
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            let o = out(&node);
+            o.contains(&format!("probe {probe} over IPv4: ok"))
+                && o.contains("the node is reachable again")
+        }),
+        "the boot's probe target is probed again once the network is back\n{}",
+        out(&node)
     );
     assert!(
         lab.node_routes()
