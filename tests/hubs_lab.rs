@@ -392,3 +392,46 @@ fn a_drop_on_the_first_hub_resumes_the_same_bytes_from_the_second() {
     );
     assert_eq!(a.requests(&big_path), 1);
 }
+
+/// The first hub trickles big.bin at 5 kB/s (it would take 40 s): after 10 s below 64 KiB/s
+/// the node leaves it and takes the rest from the second hub with a Range request; the file
+/// verifies and is installed.
+#[test]
+fn a_trickling_first_hub_is_left_after_10_s_for_the_rest_from_the_second() {
+    let t = "hubs_slow";
+    let Some((lab, _dns)) = hub_lab(t) else {
+        return;
+    };
+    let big_path = format!("{DIR}/big.bin");
+    let fault = format!("--fault-path={big_path}");
+    let a = lab.grid_at(HUB2_V4, &["--slow-body=5000", &fault]);
+    let b = lab.grid_at(HUB3_V4, &[]);
+    publish(&a.root);
+    publish(&b.root);
+    let root = sysroot(&lab, &[&a.ca, &b.ca]);
+    let run = boot(&lab, &root, &[a.url(), b.url()], 2);
+    assert_completed(&run, &root, &[&a, &b]);
+    assert_says(&run, &format!("(bytes from {}, then {})", a.url(), b.url()));
+    let state = state_of(&lab, &root);
+    let big = artifact(&state, "big");
+    let from = big["resumed_from"].as_u64().unwrap_or(0);
+    assert!(
+        (20_000..=100_000).contains(&from),
+        "about 10 s at 5 kB/s from the first hub: {}",
+        pretty(big)
+    );
+    assert_eq!(big["sources"], json!([a.url(), b.url()]), "{}", pretty(big));
+    let log_b = b.daemon.log();
+    assert!(
+        log_b
+            .lines()
+            .any(|l| l.contains(&format!("GET {big_path} 206 {}B", 200_000 - from))),
+        "the second hub sent the rest as a range:\n{log_b}"
+    );
+    assert!(
+        run.elapsed >= Duration::from_secs(10) && run.elapsed < Duration::from_secs(30),
+        "the slow hub was given 10 s, not 40: took {:?}\n{}",
+        run.elapsed,
+        run.describe()
+    );
+}

@@ -112,7 +112,15 @@ pub struct DownloadOptions {
     pub backoff: Backoff,
     /// Called at most every [`PROGRESS_INTERVAL`] or 10 % (see [`ProgressThrottle`]).
     pub progress: Option<ProgressFn>,
+    /// With more than one URL: a try whose body arrives slower than this (bytes per second,
+    /// measured over the try once it is [`SLOW_WINDOW`] old) is left for the next URL, resuming
+    /// there. Once per other URL and download, so a link that is slow to every mirror does not
+    /// hop for ever. None: never.
+    pub min_rate: Option<u64>,
 }
+
+/// How long a try runs before its rate is judged (see [`DownloadOptions::min_rate`]).
+pub const SLOW_WINDOW: Duration = Duration::from_secs(10);
 
 impl DownloadOptions {
     pub fn new(http: HttpOptions) -> Self {
@@ -121,6 +129,7 @@ impl DownloadOptions {
             attempts: 8,
             backoff: Backoff::DOWNLOAD,
             progress: None,
+            min_rate: Some(64 * 1024),
         }
     }
 }
@@ -302,6 +311,7 @@ pub async fn download_from(
     let mut cur = 0usize;
     let mut dead = vec![false; urls.len()];
     let mut failed = Vec::new();
+    let mut slow_hops = urls.len() - 1;
     loop {
         let url = urls[cur].as_str();
         let before = part.offset;
@@ -309,7 +319,12 @@ pub async fn download_from(
             Ok(())
         } else {
             tries += 1;
-            run.try_once(url, cur, &mut part).await
+            let may_hop = slow_hops > 0 && dead.iter().filter(|d| !**d).count() > 1;
+            let outcome = run.try_once(url, cur, &mut part, may_hop).await;
+            if matches!(&outcome, Err(Failure::Retry(e)) if is_slow(e)) {
+                slow_hops -= 1;
+            }
+            outcome
         };
         let error = match outcome {
             Ok(()) => {
@@ -435,6 +450,13 @@ fn next_alive(dead: &[bool], cur: usize) -> Option<usize> {
         .find(|&i| !dead[i])
 }
 
+/// The words of the error that leaves a slow mirror (see [`DownloadOptions::min_rate`]).
+const SLOW_MESSAGE: &str = "too slow with another mirror to try";
+
+fn is_slow(e: &HttpError) -> bool {
+    matches!(&e.kind, ErrorKind::Io(e) if e.to_string().starts_with(SLOW_MESSAGE))
+}
+
 /// Why one try ended without the whole file.
 enum Failure {
     /// Try again (after the backoff), resuming from what the part holds.
@@ -461,8 +483,16 @@ struct Run<'a> {
 
 impl Run<'_> {
     /// One request: resume or restart, stream into the part, stop at the expected size.
-    async fn try_once(&mut self, url: &str, source: usize, part: &mut Part) -> Result<(), Failure> {
+    async fn try_once(
+        &mut self,
+        url: &str,
+        source: usize,
+        part: &mut Part,
+        may_hop: bool,
+    ) -> Result<(), Failure> {
         let size = self.expected.size;
+        let began = Instant::now();
+        let mut got = 0u64;
         let range = format!("bytes={}-", part.offset);
         let headers: &[(&str, &str)] = match part.offset {
             0 => &[],
@@ -568,7 +598,30 @@ impl Run<'_> {
             }
             part.append(piece, source)?;
             self.received += len;
+            got += len;
             self.report(part.offset);
+            let elapsed = began.elapsed();
+            if let Some(min) = self.opts.min_rate.filter(|_| may_hop) {
+                let rate = (u128::from(got) * 1000)
+                    .checked_div(elapsed.as_millis())
+                    .unwrap_or(u128::MAX);
+                if elapsed >= SLOW_WINDOW && part.offset < size && rate < u128::from(min) {
+                    let e = io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!(
+                            "{SLOW_MESSAGE} ({} B/s over {} s, below {min} B/s)",
+                            rate,
+                            elapsed.as_secs()
+                        ),
+                    );
+                    return Err(Failure::Retry(HttpError {
+                        url,
+                        step: http::Step::Body,
+                        address: Some(resp.address),
+                        kind: ErrorKind::Io(e),
+                    }));
+                }
+            }
         }
         if part.offset == size {
             return Ok(());
