@@ -874,6 +874,55 @@ mod tests {
         }
     }
 
+    fn config(manifest: Option<&str>) -> FetchConfig {
+        FetchConfig {
+            manifest_url: manifest.map(str::to_string),
+            runmode: "test".into(),
+            version: None,
+            ca_files: vec![],
+            ntp: vec![],
+            cache_dir: PathBuf::new(),
+            next_root: PathBuf::new(),
+            modules_root: PathBuf::new(),
+            release: String::new(),
+            set_clock: false,
+            build_unix: 0,
+        }
+    }
+
+    #[test]
+    fn the_manifest_is_asked_of_each_usable_hub_or_only_where_zos_manifest_says() {
+        let mut hubs = HubSet::new(&["https://a.test".into(), "http://b.test/m/".into()]);
+        assert_eq!(
+            manifest_candidates(&config(None), &hubs),
+            vec![
+                (
+                    Some(0),
+                    "https://a.test/zos/test/v3/manifest.json".to_string()
+                ),
+                (
+                    Some(1),
+                    "http://b.test/m/zos/test/v3/manifest.json".to_string()
+                ),
+            ]
+        );
+        hubs.mark_bad(0, "wrong SHA-256".into());
+        assert_eq!(
+            first_manifest_url(&config(None), &hubs),
+            "http://b.test/m/zos/test/v3/manifest.json",
+            "a bad hub is not asked for the manifest either"
+        );
+        let explicit = config(Some("https://a.test/other/manifest.json"));
+        assert_eq!(
+            manifest_candidates(&explicit, &hubs),
+            vec![(Some(0), "https://a.test/other/manifest.json".to_string())]
+        );
+        assert_eq!(
+            manifest_candidates(&config(Some("https://cdn.test/m.json")), &hubs),
+            vec![(None, "https://cdn.test/m.json".to_string())]
+        );
+    }
+
     #[test]
     fn plan_puts_this_kernels_modules_first_and_files_last() {
         let m = Manifest {
