@@ -496,8 +496,12 @@ async fn fetch_and_install(
                 }
                 break (got, sources);
             }
+            // The last usable hub is never marked bad: the node would have nothing left to
+            // try until a reboot, and the hub may be fixed while the stage waits to retry.
             Err(DownloadError::Hash { served, .. })
-                if served.len() == 1 && sources[served[0]].hub.is_some() =>
+                if served.len() == 1
+                    && sources[served[0]].hub.is_some()
+                    && hubs.order().len() > 1 =>
             {
                 let h = sources[served[0]].hub.unwrap_or_default();
                 hubs.mark_bad(h, format!("served a wrong SHA-256 for {}", a.name));

@@ -7,7 +7,8 @@
 //!   answer again, and a hub that stalls costs a timeout each time it is tried), then the rest
 //!   in the configured order, hubs whose last try failed after those that have not failed.
 //! - **Bad**: a hub that served a whole file whose SHA-256 was wrong is never asked again
-//!   during this boot (its mirror of the release is not what the manifest says).
+//!   during this boot (its mirror of the release is not what the manifest says). The caller
+//!   keeps the last usable hub: with none left the node could only wait for a reboot.
 //! - **Mirrors**: an artifact URL under the base URL of a hub (`https://hub.grid.tf/…`) can be
 //!   had from every hub at the same path under its own base; any other URL only from itself.
 use serde::Serialize;
