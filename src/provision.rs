@@ -511,7 +511,14 @@ async fn fetch_and_install(
                     a.name
                 ));
             }
-            Err(e) => return Err(format!("{}: {e}", a.name)),
+            Err(e) => {
+                if let DownloadError::Hash { served, .. } = &e {
+                    for h in served.iter().filter_map(|&i| sources[i].hub) {
+                        hubs.failed(h);
+                    }
+                }
+                return Err(format!("{}: {e}", a.name));
+            }
         }
     };
     let name_of = |i: usize| match sources[i].hub {

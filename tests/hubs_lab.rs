@@ -435,3 +435,60 @@ fn a_trickling_first_hub_is_left_after_10_s_for_the_rest_from_the_second() {
         run.describe()
     );
 }
+
+/// Both hubs serve big.bin with a byte flipped: it is never installed (no part file either),
+/// the first hub is marked bad, the second, the last one left, is not (the stage fails and
+/// would be retried as PID 1), and the state says why.
+#[test]
+fn a_wrong_file_on_every_hub_is_never_installed_and_the_last_hub_is_kept() {
+    let t = "hubs_all_bad";
+    let Some((lab, _dns)) = hub_lab(t) else {
+        return;
+    };
+    let big_path = format!("{DIR}/big.bin");
+    let fault = format!("--fault-path={big_path}");
+    let a = lab.grid_at(HUB2_V4, &["--corrupt-byte=1000", &fault]);
+    let b = lab.grid_at(HUB3_V4, &["--corrupt-byte=199999", &fault]);
+    publish(&a.root);
+    publish(&b.root);
+    let root = sysroot(&lab, &[&a.ca, &b.ca]);
+    let run = boot(&lab, &root, &[a.url(), b.url()], 2);
+    assert_eq!(run.code(), Some(1), "{}", run.describe());
+    let next = root.join("next-root");
+    assert_eq!(fs::read(next.join("etc/motd")).unwrap(), MOTD);
+    assert!(
+        !next.join("var/lib/zos/big.bin").exists(),
+        "a wrong file was installed"
+    );
+    assert!(!next.join("etc/late").exists(), "the stage stopped at big");
+    assert_says(
+        &run,
+        &format!(
+            "hub {} served a wrong SHA-256 for big; not using it again this boot",
+            a.url()
+        ),
+    );
+    assert!(
+        !run.all_output()
+            .contains(&format!("hub {} served a wrong", b.url())),
+        "the last hub is kept\n{}",
+        run.describe()
+    );
+    let state = state_of(&lab, &root);
+    let error = state["fetch"]["error"].as_str().unwrap_or("");
+    assert!(
+        error.starts_with("big: ") && error.contains("SHA-256 mismatch"),
+        "{}",
+        pretty(&state["fetch"])
+    );
+    assert_eq!(hub(&state, &a.url())["status"], "bad");
+    assert_eq!(hub(&state, &b.url())["status"], "failing");
+    for dir in [root.join("run/zos-netboot/cache"), next] {
+        for e in fs::read_dir(&dir).unwrap().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            assert!(!name.ends_with(".part"), "leftover {}", e.path().display());
+        }
+    }
+    assert_eq!(a.requests(&big_path), 1);
+    assert_eq!(b.requests(&big_path), 1);
+}
