@@ -86,8 +86,15 @@ fn sysroot(lab: &Lab, cas: &[&Path]) -> PathBuf {
 
 /// `boot --no-handoff --sysroot ROOT` with `zos.hub=` for each of `hubs`, in that order.
 fn boot(lab: &Lab, root: &Path, hubs: &[String], cas: usize) -> Run {
-    let mut cmdline =
-        "zos.iface=eth0 zos.probe=none runmode=test version=v3 farmer_id=7".to_string();
+    boot_probing(lab, root, hubs, cas, false)
+}
+
+/// [`boot`], probing the hubs (the default) when `probe`; else `zos.probe=none`.
+fn boot_probing(lab: &Lab, root: &Path, hubs: &[String], cas: usize, probe: bool) -> Run {
+    let mut cmdline = "zos.iface=eth0 runmode=test version=v3 farmer_id=7".to_string();
+    if !probe {
+        cmdline.push_str(" zos.probe=none");
+    }
     for h in hubs {
         cmdline.push_str(&format!(" zos.hub={h}"));
     }
@@ -176,8 +183,9 @@ fn hub<'a>(state: &'a Value, url: &str) -> &'a Value {
 }
 
 /// The first hub's address answers connections with a reset (nothing listens there): the
-/// node moves on to the second hub at once, fetches the manifest and every artifact there, and
-/// says and records so.
+/// probes (every hub, by default) find the second one, so the node is online; it moves on to
+/// the second hub at once, fetches the manifest and every artifact there, and says and
+/// records so.
 #[test]
 fn a_first_hub_that_refuses_connections_leaves_it_all_to_the_second() {
     let t = "hubs_down";
@@ -189,7 +197,7 @@ fn a_first_hub_that_refuses_connections_leaves_it_all_to_the_second() {
     let b = lab.grid_at(HUB3_V4, &[]);
     publish(&b.root);
     let root = sysroot(&lab, &[&b.ca]);
-    let run = boot(&lab, &root, &[down.clone(), b.url()], 1);
+    let run = boot_probing(&lab, &root, &[down.clone(), b.url()], 1, true);
     assert_completed(&run, &root, &[&b]);
     assert_says(&run, &format!("fetch: hubs {down}, {}", b.url()));
     assert_says(
@@ -203,6 +211,22 @@ fn a_first_hub_that_refuses_connections_leaves_it_all_to_the_second() {
     assert_says(&run, "fetched big (200000 bytes, sha256 verified)");
     assert_says(&run, &format!("from hub {} ({HUB3_V4})", b.url()));
     let state = state_of(&lab, &root);
+    let probes: Vec<(String, bool)> = state["probes"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|p| p["family"] == "ipv4")
+                .map(|p| (p["url"].as_str().unwrap_or("").to_string(), p["ok"] == true))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(
+        probes,
+        vec![(down.clone(), false), (b.url(), true)],
+        "both hubs probed over IPv4: {}",
+        pretty(&state["probes"])
+    );
+    assert_eq!(state["ipv4"]["reachable"], true, "one hub is enough");
     assert_eq!(
         state["fetch"]["manifest_hub"],
         b.url(),
