@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::cmdline::Settings;
+use crate::fetch::hubs::HubSet;
 use crate::handoff;
 use crate::net::{self, NetConfig};
 use crate::provision::{self, FetchConfig, FetchRecord};
@@ -208,25 +209,12 @@ fn fetch_stage(
     } else {
         no_files_here(opts)
     };
-    let manifest_url = settings.manifest.clone().unwrap_or_else(|| {
-        crate::fetch::manifest::default_url(
-            settings.hub_url(),
-            &settings.runmode.to_string(),
-            settings.version.as_deref(),
-        )
-    });
-    if let Some(why) = skipped {
-        console.line(format_args!("fetch: skipped ({why})"));
-        state.fetch = Some(FetchRecord {
-            manifest: manifest_url,
-            skipped: Some(why.into()),
-            ..FetchRecord::default()
-        });
-        write_state(console, &opts.state_dir, state);
-        return true;
-    }
+    // One set of hubs for the whole boot: a hub found bad stays bad when the stage is retried.
+    let mut hubs = HubSet::new(&settings.hub_urls());
     let cfg = FetchConfig {
-        manifest_url,
+        manifest_url: settings.manifest.clone(),
+        runmode: settings.runmode.to_string(),
+        version: settings.version.clone(),
         ca_files: ca_files(settings, opts),
         ntp: settings.ntp.clone(),
         cache_dir: opts.state_dir.join("cache"),
@@ -236,9 +224,23 @@ fn fetch_stage(
         set_clock: opts.pid1,
         build_unix: env!("ZOS_BUILD_UNIX").parse().unwrap_or(0),
     };
+    if let Some(why) = skipped {
+        console.line(format_args!("fetch: skipped ({why})"));
+        state.fetch = Some(FetchRecord {
+            manifest: provision::first_manifest_url(&cfg, &hubs),
+            skipped: Some(why.into()),
+            ..FetchRecord::default()
+        });
+        write_state(console, &opts.state_dir, state);
+        return true;
+    }
+    if hubs.len() > 1 {
+        let list: Vec<&str> = (0..hubs.len()).map(|i| hubs.url(i)).collect();
+        console.line(format_args!("fetch: hubs {}", list.join(", ")));
+    }
     let mut attempt = 0;
     loop {
-        let fetched = smol::block_on(provision::run(&cfg, state, console));
+        let fetched = smol::block_on(provision::run(&cfg, &mut hubs, state, console));
         let ok = fetched.ok();
         state.fetch = Some(fetched.record);
         write_state(console, &opts.state_dir, state);

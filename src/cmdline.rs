@@ -56,8 +56,8 @@ pub struct Settings {
     pub next_init: Option<String>,
     /// `ip=` (kernel/dracut syntax): a static IPv4 configuration, or an explicit DHCP request.
     pub ip: Option<IpSetting>,
-    /// `zos.hub=URL`: the hub (default: the run mode's).
-    pub hub: Option<String>,
+    /// `zos.hub=URL` (repeatable, in order of preference): the hubs (default: the run mode's).
+    pub hubs: Vec<String>,
     /// `zos.manifest=URL`: the boot manifest (default derived from the hub, runmode, version).
     pub manifest: Option<String>,
     /// `zos.ca=FILE` (repeatable): extra CA certificates to trust, besides the image's bundle.
@@ -183,26 +183,50 @@ pub fn parse_ip(value: &str) -> Result<IpSetting, String> {
     }))
 }
 
+/// The built-in hubs of a run mode, in order of preference. ZOS documents one hub per run
+/// mode and no mirror of it, so each list has one entry; `zos.hub=` adds mirrors.
+pub fn builtin_hubs(runmode: RunMode) -> &'static [&'static str] {
+    match runmode {
+        RunMode::Prod => &["https://hub.grid.tf/"],
+        RunMode::Dev => &["https://hub.dev.grid.tf/"],
+        RunMode::Test => &["https://hub.test.grid.tf/"],
+        RunMode::Qa => &["https://hub.qa.grid.tf/"],
+    }
+}
+
 impl Settings {
-    /// The hub: `zos.hub=`, else the run mode's (ZOS's hubs).
+    /// The first hub: the first `zos.hub=`, else the run mode's.
     pub fn hub_url(&self) -> &str {
-        if let Some(h) = &self.hub {
-            return h;
-        }
-        match self.runmode {
-            RunMode::Prod => "https://hub.grid.tf/",
-            RunMode::Dev => "https://hub.dev.grid.tf/",
-            RunMode::Test => "https://hub.test.grid.tf/",
-            RunMode::Qa => "https://hub.qa.grid.tf/",
+        match self.hubs.first() {
+            Some(h) => h,
+            None => builtin_hubs(self.runmode)[0],
         }
     }
 
-    /// What `net` probes: the `zos.probe=` URLs, else the hub; nothing when disabled.
+    /// Every hub, in order of preference: the `zos.hub=` URLs (duplicates dropped), else the
+    /// run mode's built-in list.
+    pub fn hub_urls(&self) -> Vec<String> {
+        if self.hubs.is_empty() {
+            return builtin_hubs(self.runmode)
+                .iter()
+                .map(|h| h.to_string())
+                .collect();
+        }
+        let mut out: Vec<String> = Vec::new();
+        for h in &self.hubs {
+            if !out.contains(h) {
+                out.push(h.clone());
+            }
+        }
+        out
+    }
+
+    /// What `net` probes: the `zos.probe=` URLs, else the hubs; nothing when disabled.
     pub fn probe_urls(&self) -> Vec<String> {
         if self.probes_disabled {
             Vec::new()
         } else if self.probes.is_empty() {
-            vec![self.hub_url().to_string()]
+            self.hub_urls()
         } else {
             self.probes.clone()
         }
@@ -319,7 +343,7 @@ pub fn parse(cmdline: &str) -> (Settings, Vec<Ignored>) {
             {
                 let v = Some(v.to_string());
                 match key {
-                    "zos.hub" => s.hub = v,
+                    "zos.hub" => s.hubs.extend(v),
                     "zos.manifest" => s.manifest = v,
                     _ => s.registrar = v,
                 }
@@ -466,6 +490,25 @@ mod tests {
         assert!(s.fetch_disabled);
         let words: Vec<_> = ignored.iter().map(|i| i.word.as_str()).collect();
         assert_eq!(words, vec!["zos.ca=relative.pem", "zos.ntp=pool"]);
+    }
+
+    #[test]
+    fn hubs_repeat_in_order_and_default_to_the_runmode_list() {
+        let (s, ignored) = parse(
+            "zos.hub=https://a.lab.test/ zos.hub=http://198.51.100.81/ zos.hub=https://a.lab.test/ \
+             zos.hub=ftp://c",
+        );
+        assert_eq!(ignored.len(), 1, "{ignored:?}");
+        assert_eq!(s.hub_url(), "https://a.lab.test/");
+        assert_eq!(
+            s.hub_urls(),
+            vec!["https://a.lab.test/", "http://198.51.100.81/"],
+            "in the given order, once each"
+        );
+        assert_eq!(s.probe_urls(), s.hub_urls(), "every hub is probed");
+        let (s, _) = parse("runmode=qa");
+        assert_eq!(s.hub_urls(), vec!["https://hub.qa.grid.tf/"]);
+        assert_eq!(s.hub_url(), "https://hub.qa.grid.tf/");
     }
 
     #[test]

@@ -3,14 +3,17 @@
 //! 1. **Clock** before any TLS: never earlier than this binary's build, then SNTP against the
 //!    lease's option 42 and `zos.ntp=` servers; if none answers, the hub's HTTP `Date` (taken
 //!    from the manifest answer). Only PID 1 steps the clock; elsewhere the step is reported.
-//! 2. **Manifest** (`zos.manifest=`, else derived from the hub, runmode and version), fetched
-//!    with the downloads' retry policy and validated by `fetch::manifest::parse`.
+//! 2. **Manifest** (`zos.manifest=`, else derived from each hub, runmode and version), fetched
+//!    with the downloads' retry policy, failing over from hub to hub, and validated by
+//!    `fetch::manifest::parse`.
 //! 3. **Artifacts**, one after the other, each verified (size + SHA-256) into the cache
 //!    directory by `fetch::download`, then installed: the modules for the running kernel into
 //!    `/lib/modules` (the boot then runs the coldplug loader again), rootfs tarballs into the
 //!    next root, single files into the next root. Nothing unverified is ever installed, and an
 //!    archive is deleted once installed (the cache is RAM); a stamp remembers it, so a retry
-//!    of the stage after a later failure does not fetch it again.
+//!    of the stage after a later failure does not fetch it again. An artifact under a hub's
+//!    URL is fetched from any hub (`fetch::hubs`), a failed try resuming on the next one; a
+//!    hub that served a wrong SHA-256 is not used again during this boot.
 //!
 //! Paths come in resolved (`--sysroot` in a lab, `/` as PID 1): this module never names a
 //! host path itself.
@@ -25,8 +28,9 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::clock::{self, ClockReport};
-use crate::fetch::download::{self, DownloadOptions, Expected};
+use crate::fetch::download::{self, DownloadError, DownloadOptions, Expected};
 use crate::fetch::http::{self, HttpOptions, Method};
+use crate::fetch::hubs::{HubRecord, HubSet};
 use crate::fetch::install;
 use crate::fetch::manifest::{self, Artifact, Kind, Manifest};
 use crate::probe::{Family, ProbeConfig};
@@ -36,7 +40,7 @@ use crate::state::State;
 
 /// SNTP: one wait for all servers at once; a LAN server answers in a millisecond.
 const NTP_TIMEOUT: Duration = Duration::from_millis(1500);
-/// Manifest tries (transient failures only: timeouts, resets, 5xx).
+/// Manifest tries (transient failures only: timeouts, resets, 5xx), all hubs together.
 const MANIFEST_ATTEMPTS: u32 = 6;
 /// Downloads smaller than this get no progress lines, only the final one.
 const PROGRESS_MIN_SIZE: u64 = 8 << 20;
@@ -44,7 +48,11 @@ const PROGRESS_MIN_SIZE: u64 = 8 << 20;
 /// Everything the stage needs, paths already resolved.
 #[derive(Debug, Clone)]
 pub struct FetchConfig {
-    pub manifest_url: String,
+    /// `zos.manifest=`: this manifest only; None: `<hub>/zos/<runmode>/<version>/manifest.json`
+    /// on each hub.
+    pub manifest_url: Option<String>,
+    pub runmode: String,
+    pub version: Option<String>,
     /// PEM files to trust: the image's bundle (when it exists) and `zos.ca=` files.
     pub ca_files: Vec<PathBuf>,
     /// `zos.ntp=` servers; the lease's option 42 servers are added from the state.
@@ -64,6 +72,10 @@ pub struct FetchConfig {
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct FetchRecord {
     pub manifest: String,
+    /// The hub the manifest came from (None: not from a hub, or not fetched).
+    pub manifest_hub: Option<String>,
+    /// Every hub, its status (`untried`, `ok`, `failing`, `bad`), what it served.
+    pub hubs: Vec<HubRecord>,
     pub clock: Option<ClockReport>,
     pub artifacts: Vec<ArtifactRecord>,
     /// Why the stage failed; null when it completed.
@@ -86,6 +98,10 @@ pub struct ArtifactRecord {
     pub resumed_from: Option<u64>,
     pub ms: u64,
     pub address: Option<IpAddr>,
+    /// The hub that completed the download (None: not from a hub, or from the cache).
+    pub served_by: Option<String>,
+    /// Every hub (or URL, when not on a hub) that served bytes of it, in order.
+    pub sources: Vec<String>,
     /// Files (and links) and directories an archive installed.
     pub files: u64,
     pub dirs: u64,
@@ -136,24 +152,55 @@ pub fn http_options(state: &State, ca_files: &[PathBuf]) -> Result<HttpOptions, 
     Ok(opts)
 }
 
-/// Runs the stage once. Failures end up in `record.error`, in words for the console.
-pub async fn run(cfg: &FetchConfig, state: &State, console: &Console) -> Fetched {
+/// The manifest URLs to try, best first, with the hub each is on.
+fn manifest_candidates(cfg: &FetchConfig, hubs: &HubSet) -> Vec<(Option<usize>, String)> {
+    match &cfg.manifest_url {
+        Some(url) => vec![(hubs.hub_of(url), url.clone())],
+        None => hubs
+            .order()
+            .into_iter()
+            .map(|i| {
+                let url = manifest::default_url(hubs.url(i), &cfg.runmode, cfg.version.as_deref());
+                (Some(i), url)
+            })
+            .collect(),
+    }
+}
+
+/// The manifest URL the stage starts with, for a record of a stage that does not run.
+pub fn first_manifest_url(cfg: &FetchConfig, hubs: &HubSet) -> String {
+    manifest_candidates(cfg, hubs)
+        .into_iter()
+        .next()
+        .map_or_else(String::new, |(_, u)| u)
+}
+
+/// Runs the stage once. Failures end up in `record.error`, in words for the console. `hubs`
+/// lives for the whole boot: a hub found bad stays bad when the stage is run again.
+pub async fn run(
+    cfg: &FetchConfig,
+    hubs: &mut HubSet,
+    state: &State,
+    console: &Console,
+) -> Fetched {
     let mut out = Fetched {
         record: FetchRecord {
-            manifest: cfg.manifest_url.clone(),
+            manifest: first_manifest_url(cfg, hubs),
             ..FetchRecord::default()
         },
         modules_installed: false,
     };
-    if let Err(e) = stage(cfg, state, console, &mut out).await {
+    if let Err(e) = stage(cfg, hubs, state, console, &mut out).await {
         console.line(format_args!("fetch failed: {e}"));
         out.record.error = Some(e);
     }
+    out.record.hubs = hubs.records();
     out
 }
 
 async fn stage(
     cfg: &FetchConfig,
+    hubs: &mut HubSet,
     state: &State,
     console: &Console,
     out: &mut Fetched,
@@ -168,17 +215,21 @@ async fn stage(
     clock.sntp(&ntp).await;
     out.record.clock = clock.report.clone();
 
-    let https = cfg.manifest_url.starts_with("https:");
-    if https && cfg.ca_files.is_empty() {
-        return Err(format!(
-            "{}: no CA certificates to check the hub with: the image has no {} and no zos.ca= \
-             was given",
-            cfg.manifest_url,
-            crate::fetch::tls::DEFAULT_CA_BUNDLE
-        ));
+    let candidates = manifest_candidates(cfg, hubs);
+    if candidates.is_empty() {
+        return Err("every hub served a wrong file during this boot; none is left to ask".into());
+    }
+    if let Some((_, url)) = candidates.iter().find(|(_, u)| u.starts_with("https:")) {
+        if cfg.ca_files.is_empty() {
+            return Err(format!(
+                "{url}: no CA certificates to check the hub with: the image has no {} and no \
+                 zos.ca= was given",
+                crate::fetch::tls::DEFAULT_CA_BUNDLE
+            ));
+        }
     }
     let opts = http_options(state, &cfg.ca_files)?;
-    let (manifest, date) = match fetch_manifest(&cfg.manifest_url, &opts).await {
+    let (manifest, date, used) = match fetch_manifest(&candidates, hubs, &opts, console).await {
         // A clock behind the hub's certificate (dead RTC, no NTP): the certificate's start
         // is a lower bound of the time. Step forward to it and try once more.
         Err(ManifestError::NotYetValid {
@@ -195,29 +246,36 @@ async fn stage(
                 Some(target - now + 1000),
             );
             out.record.clock = clock.report.clone();
-            fetch_manifest(&cfg.manifest_url, &opts)
+            fetch_manifest(&candidates, hubs, &opts, console)
                 .await
                 .map_err(|e| e.to_string())?
         }
         other => other.map_err(|e| e.to_string())?,
     };
+    let (hub, manifest_url) = &candidates[used];
     if !clock.synced {
         if let Some(date) = date {
-            clock.http_date(&cfg.manifest_url, &date);
+            clock.http_date(manifest_url, &date);
             out.record.clock = clock.report.clone();
         }
     }
+    out.record.manifest = manifest_url.clone();
+    out.record.manifest_hub = hub.map(|h| hubs.url(h).to_string());
     console.line(format_args!(
-        "manifest {}: {} artifacts",
-        cfg.manifest_url,
-        manifest.artifacts.len()
+        "manifest {}: {} artifacts{}",
+        manifest_url,
+        manifest.artifacts.len(),
+        match (hub, hubs.len()) {
+            (Some(h), 2..) => format!(" (from hub {})", hubs.url(*h)),
+            _ => String::new(),
+        }
     ));
 
     fs::create_dir_all(&cfg.cache_dir)
         .map_err(|e| format!("cannot create {}: {e}", cfg.cache_dir.display()))?;
     let mut dl = DownloadOptions::new(opts);
     for artifact in plan(&manifest, &cfg.release, console) {
-        let record = fetch_and_install(cfg, artifact, &mut dl, console).await?;
+        let record = fetch_and_install(cfg, artifact, hubs, &mut dl, console).await?;
         if artifact.kind == Kind::Modules && record.note.is_none() {
             out.modules_installed = true;
         }
@@ -269,48 +327,101 @@ impl std::fmt::Display for ManifestError {
     }
 }
 
-/// GETs and validates the manifest, retrying transient failures. Returns the hub's `Date`
-/// header too (the clock's last resort).
+/// GETs and validates the manifest from the first candidate that has a good one, retrying
+/// transient failures: a failed try moves on to the next hub at once, a pause comes only after
+/// every hub failed in a row; a final answer (4xx, TLS, an invalid manifest) drops that hub
+/// for this stage. Returns the hub's `Date` header too (the clock's last resort), and which
+/// candidate answered.
 async fn fetch_manifest(
-    url: &str,
+    candidates: &[(Option<usize>, String)],
+    hubs: &mut HubSet,
     opts: &HttpOptions,
-) -> Result<(Manifest, Option<String>), ManifestError> {
+    console: &Console,
+) -> Result<(Manifest, Option<String>, usize), ManifestError> {
+    let mut dead = vec![false; candidates.len()];
+    let mut last_error: Vec<Option<String>> = vec![None; candidates.len()];
+    let mut cur = 0;
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let error = match http::request(Method::Get, url, &[], None, opts).await {
-            Ok(mut resp) => {
-                let date = resp.head.date().map(str::to_string);
-                match resp.body(manifest::MAX_MANIFEST_BYTES).await {
-                    Ok(body) => {
-                        let m = manifest::parse(&body, &resp.url).map_err(|e| {
-                            ManifestError::Other(format!("manifest {}: {e}", resp.url))
-                        })?;
-                        return Ok((m, date));
-                    }
-                    Err(e) => e,
+        let (hub, url) = &candidates[cur];
+        let (error, transient) = match get_manifest(url, opts).await {
+            Ok((m, date)) => {
+                if let Some(h) = hub {
+                    hubs.served(*h);
                 }
+                return Ok((m, date, cur));
             }
-            Err(e) => e,
+            Err(ManifestTry::Http(error)) => {
+                if let http::ErrorKind::TlsNotYetValid { not_before, .. } = error.kind {
+                    return Err(ManifestError::NotYetValid {
+                        not_before,
+                        message: error.to_string(),
+                    });
+                }
+                let transient = error.is_transient();
+                (format!("manifest: {error}"), transient)
+            }
+            Err(ManifestTry::Invalid(e)) => (e, false),
         };
-        if let http::ErrorKind::TlsNotYetValid { not_before, .. } = error.kind {
-            return Err(ManifestError::NotYetValid {
-                not_before,
-                message: error.to_string(),
-            });
+        if let Some(h) = hub {
+            hubs.failed(*h);
         }
-        if !error.is_transient() || attempt >= MANIFEST_ATTEMPTS {
-            return Err(ManifestError::Other(format!("manifest: {error}")));
+        if !transient {
+            dead[cur] = true;
         }
-        let wait = Backoff::DOWNLOAD.delay(attempt - 1, fastrand::u32(..));
-        log::warn!("manifest: {error}; retrying in {} ms", wait.as_millis());
+        last_error[cur] = Some(error.clone());
+        let alive: Vec<usize> = (1..=candidates.len())
+            .map(|k| (cur + k) % candidates.len())
+            .filter(|&i| !dead[i])
+            .collect();
+        if alive.is_empty() || attempt >= MANIFEST_ATTEMPTS.max(candidates.len() as u32) {
+            let errors: Vec<String> = last_error.into_iter().flatten().collect();
+            return Err(ManifestError::Other(errors.join("; ")));
+        }
+        let next = alive[0];
+        if next != cur {
+            console.line(format_args!("{error}; trying {}", candidates[next].1));
+            cur = next;
+        }
+        // The next hub at once; a pause only once every hub left has failed in a row.
+        let n = alive.len() as u32;
+        if !attempt.is_multiple_of(n) {
+            continue;
+        }
+        let wait = Backoff::DOWNLOAD.delay((attempt / n).saturating_sub(1), fastrand::u32(..));
+        log::warn!("{error}; retrying in {} ms", wait.as_millis());
         smol::Timer::after(wait).await;
     }
+}
+
+enum ManifestTry {
+    Http(http::HttpError),
+    Invalid(String),
+}
+
+/// One GET of a manifest, validated.
+async fn get_manifest(
+    url: &str,
+    opts: &HttpOptions,
+) -> Result<(Manifest, Option<String>), ManifestTry> {
+    let mut resp = http::request(Method::Get, url, &[], None, opts)
+        .await
+        .map_err(ManifestTry::Http)?;
+    let date = resp.head.date().map(str::to_string);
+    let body = resp
+        .body(manifest::MAX_MANIFEST_BYTES)
+        .await
+        .map_err(ManifestTry::Http)?;
+    let m = manifest::parse(&body, &resp.url)
+        .map_err(|e| ManifestTry::Invalid(format!("manifest {}: {e}", resp.url)))?;
+    Ok((m, date))
 }
 
 async fn fetch_and_install(
     cfg: &FetchConfig,
     a: &Artifact,
+    hubs: &mut HubSet,
     dl: &mut DownloadOptions,
     console: &Console,
 ) -> Result<ArtifactRecord, String> {
@@ -334,6 +445,8 @@ async fn fetch_and_install(
         resumed_from: None,
         ms: 0,
         address: None,
+        served_by: None,
+        sources: Vec::new(),
         files: 0,
         dirs: 0,
         note: None,
@@ -360,21 +473,84 @@ async fn fetch_and_install(
         size: a.size,
         sha256: a.sha256,
     };
-    let got = download::download(&a.url, expected, None, &archive, dl)
-        .await
-        .map_err(|e| format!("{}: {e}", a.name))?;
+    // From one mirror after the other until one serves the right file; each pass marks a hub
+    // bad or ends, so this is bounded by the number of hubs.
+    let (got, sources) = loop {
+        let sources = hubs.mirrors(&a.url);
+        if sources.is_empty() {
+            return Err(format!(
+                "{}: every hub that has it served a wrong file during this boot",
+                a.name
+            ));
+        }
+        let urls: Vec<String> = sources.iter().map(|s| s.url.clone()).collect();
+        match download::download_from(&urls, expected, None, &archive, dl).await {
+            Ok(got) => {
+                for &f in &got.failed {
+                    if let Some(h) = sources[f].hub {
+                        hubs.failed(h);
+                    }
+                }
+                if let Some(h) = got.source.and_then(|s| sources[s].hub) {
+                    hubs.served(h);
+                }
+                break (got, sources);
+            }
+            // The last usable hub is never marked bad: the node would have nothing left to
+            // try until a reboot, and the hub may be fixed while the stage waits to retry.
+            Err(DownloadError::Hash { served, .. })
+                if served.len() == 1
+                    && sources[served[0]].hub.is_some()
+                    && hubs.order().len() > 1 =>
+            {
+                let h = sources[served[0]].hub.unwrap_or_default();
+                hubs.mark_bad(h, format!("served a wrong SHA-256 for {}", a.name));
+                console.line(format_args!(
+                    "hub {} served a wrong SHA-256 for {}; not using it again this boot",
+                    hubs.url(h),
+                    a.name
+                ));
+            }
+            Err(e) => {
+                if let DownloadError::Hash { served, .. } = &e {
+                    for h in served.iter().filter_map(|&i| sources[i].hub) {
+                        hubs.failed(h);
+                    }
+                }
+                return Err(format!("{}: {e}", a.name));
+            }
+        }
+    };
+    let name_of = |i: usize| match sources[i].hub {
+        Some(h) => hubs.url(h).to_string(),
+        None => sources[i].url.clone(),
+    };
     record.bytes_received = got.bytes;
     record.attempts = got.attempts;
     record.resumed_from = got.resumed_from;
     record.ms = got.ms;
     record.address = got.address;
+    if let Some(s) = got.source {
+        record.url = sources[s].url.clone();
+        record.served_by = sources[s].hub.map(|h| hubs.url(h).to_string());
+    }
+    record.sources = got.served.iter().map(|&i| name_of(i)).collect();
+    let from = match (got.source, got.address) {
+        (Some(s), Some(ip)) if sources[s].hub.is_some() => format!("hub {} ({ip})", name_of(s)),
+        (_, Some(ip)) => ip.to_string(),
+        (_, None) => "the cache".to_string(),
+    };
     console.line(format_args!(
-        "fetched {} ({} bytes, sha256 verified) in {} ms from {}{}{}",
+        "fetched {} ({} bytes, sha256 verified) in {} ms from {}{}{}{}",
         a.name,
         a.size,
         got.ms,
-        got.address
-            .map_or("the cache".to_string(), |ip| ip.to_string()),
+        from,
+        if record.sources.len() > 1 {
+            format!(" (bytes from {})", record.sources.join(", then "))
+        } else {
+            String::new()
+        },
         match got.attempts {
             0 | 1 => String::new(),
             n => format!(", {n} requests"),
@@ -707,6 +883,55 @@ mod tests {
             },
             kernel: kernel.map(str::to_string),
         }
+    }
+
+    fn config(manifest: Option<&str>) -> FetchConfig {
+        FetchConfig {
+            manifest_url: manifest.map(str::to_string),
+            runmode: "test".into(),
+            version: None,
+            ca_files: vec![],
+            ntp: vec![],
+            cache_dir: PathBuf::new(),
+            next_root: PathBuf::new(),
+            modules_root: PathBuf::new(),
+            release: String::new(),
+            set_clock: false,
+            build_unix: 0,
+        }
+    }
+
+    #[test]
+    fn the_manifest_is_asked_of_each_usable_hub_or_only_where_zos_manifest_says() {
+        let mut hubs = HubSet::new(&["https://a.test".into(), "http://b.test/m/".into()]);
+        assert_eq!(
+            manifest_candidates(&config(None), &hubs),
+            vec![
+                (
+                    Some(0),
+                    "https://a.test/zos/test/v3/manifest.json".to_string()
+                ),
+                (
+                    Some(1),
+                    "http://b.test/m/zos/test/v3/manifest.json".to_string()
+                ),
+            ]
+        );
+        hubs.mark_bad(0, "wrong SHA-256".into());
+        assert_eq!(
+            first_manifest_url(&config(None), &hubs),
+            "http://b.test/m/zos/test/v3/manifest.json",
+            "a bad hub is not asked for the manifest either"
+        );
+        let explicit = config(Some("https://a.test/other/manifest.json"));
+        assert_eq!(
+            manifest_candidates(&explicit, &hubs),
+            vec![(Some(0), "https://a.test/other/manifest.json".to_string())]
+        );
+        assert_eq!(
+            manifest_candidates(&config(Some("https://cdn.test/m.json")), &hubs),
+            vec![(None, "https://cdn.test/m.json".to_string())]
+        );
     }
 
     #[test]

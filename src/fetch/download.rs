@@ -9,6 +9,12 @@
 //! passes the expected size is refused as soon as it does. Only a verified file is renamed into
 //! place (atomically, in the same directory), so `final_path` never holds a partial or corrupt
 //! file; a part that fails its hash is deleted.
+//!
+//! [`download_from`] takes several URLs for the same file (hub mirrors): a try that fails moves
+//! on to the next URL, resuming with `Range` from the bytes already in the part (the SHA-256
+//! covers the whole file, whoever served which bytes). A URL that gives a final answer (4xx,
+//! TLS, wrong size) is dropped for this download. Which URLs served bytes is reported, so a
+//! caller can tell which mirror served a file that failed its hash.
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -106,7 +112,15 @@ pub struct DownloadOptions {
     pub backoff: Backoff,
     /// Called at most every [`PROGRESS_INTERVAL`] or 10 % (see [`ProgressThrottle`]).
     pub progress: Option<ProgressFn>,
+    /// With more than one URL: a try whose body arrives slower than this (bytes per second,
+    /// measured over the try once it is [`SLOW_WINDOW`] old) is left for the next URL, resuming
+    /// there. Once per other URL and download, so a link that is slow to every mirror does not
+    /// hop for ever. None: never.
+    pub min_rate: Option<u64>,
 }
+
+/// How long a try runs before its rate is judged (see [`DownloadOptions::min_rate`]).
+pub const SLOW_WINDOW: Duration = Duration::from_secs(10);
 
 impl DownloadOptions {
     pub fn new(http: HttpOptions) -> Self {
@@ -115,6 +129,7 @@ impl DownloadOptions {
             attempts: 8,
             backoff: Backoff::DOWNLOAD,
             progress: None,
+            min_rate: Some(64 * 1024),
         }
     }
 }
@@ -133,6 +148,13 @@ pub struct Downloaded {
     pub attempts: u32,
     /// The server address of the last try.
     pub address: Option<IpAddr>,
+    /// Index (into the URLs given) of the one that completed the file; None when no request
+    /// was needed.
+    pub source: Option<usize>,
+    /// Every URL index that served bytes of the file, in order.
+    pub served: Vec<usize>,
+    /// The URL index of each try that failed, in order.
+    pub failed: Vec<usize>,
 }
 
 #[derive(Debug)]
@@ -145,6 +167,8 @@ pub enum DownloadError {
         url: String,
         expected: [u8; 32],
         actual: [u8; 32],
+        /// URL indexes that served the bytes (one: that URL served the whole file).
+        served: Vec<usize>,
     },
     /// The server's file is not the expected size; nothing was kept.
     Size {
@@ -171,6 +195,7 @@ impl fmt::Display for DownloadError {
                 url,
                 expected,
                 actual,
+                ..
             } => write!(
                 f,
                 "{url}: SHA-256 mismatch: expected {}, got {}; the download was discarded",
@@ -221,6 +246,19 @@ pub async fn download(
     final_path: &Path,
     opts: &DownloadOptions,
 ) -> Result<Downloaded, DownloadError> {
+    download_from(&[url.to_string()], expected, cache_dir, final_path, opts).await
+}
+
+/// [`download`] from any of `urls` (mirrors of the same file, best first): a failed try moves
+/// on to the next URL and resumes there. `urls` must not be empty.
+pub async fn download_from(
+    urls: &[String],
+    expected: Expected,
+    cache_dir: Option<&Path>,
+    final_path: &Path,
+    opts: &DownloadOptions,
+) -> Result<Downloaded, DownloadError> {
+    assert!(!urls.is_empty(), "download_from needs a URL");
     let start = Instant::now();
     let done = |attempts, bytes, resumed_from, address| Downloaded {
         path: final_path.to_path_buf(),
@@ -229,6 +267,9 @@ pub async fn download(
         resumed_from,
         attempts,
         address,
+        source: None,
+        served: Vec::new(),
+        failed: Vec::new(),
     };
     if let Some(dir) = final_path.parent().filter(|d| !d.as_os_str().is_empty()) {
         fs::create_dir_all(dir).map_err(file_error(dir, "create the directory"))?;
@@ -252,7 +293,6 @@ pub async fn download(
 
     let mut part = Part::open(part_path(final_path), expected.size)?;
     let mut run = Run {
-        url,
         expected: &expected,
         opts,
         start,
@@ -263,16 +303,28 @@ pub async fn download(
     };
     let mut tries = 0u32;
     let mut fruitless = 0u32;
-    // A part from an earlier run may belong to another version of the file: if a resumed file
-    // fails its hash, start over from byte 0 once before calling it corrupt.
+    // A part from an earlier run may belong to another version of the file, and a part made
+    // by several mirrors cannot say which one was wrong: if a resumed file fails its hash,
+    // start over from byte 0 once (on one URL) before calling it corrupt.
     let mut may_start_over = true;
+    // The URL in use, and those that gave a final answer (not asked again).
+    let mut cur = 0usize;
+    let mut dead = vec![false; urls.len()];
+    let mut failed = Vec::new();
+    let mut slow_hops = urls.len() - 1;
     loop {
+        let url = urls[cur].as_str();
         let before = part.offset;
         let outcome = if part.offset == expected.size {
             Ok(())
         } else {
             tries += 1;
-            run.try_once(&mut part).await
+            let may_hop = slow_hops > 0 && dead.iter().filter(|d| !**d).count() > 1;
+            let outcome = run.try_once(url, cur, &mut part, may_hop).await;
+            if matches!(&outcome, Err(Failure::Retry(e)) if is_slow(e)) {
+                slow_hops -= 1;
+            }
+            outcome
         };
         let error = match outcome {
             Ok(()) => {
@@ -280,23 +332,31 @@ pub async fn download(
                 if actual == expected.sha256 {
                     break;
                 }
-                let resumed = part.resumed;
-                if resumed && may_start_over {
+                if part.resumed && may_start_over {
                     log::warn!("{url}: SHA-256 mismatch after resuming; starting over from 0");
                     may_start_over = false;
                     part.restart()?;
                     continue;
                 }
+                let served = part.sources.clone();
                 part.discard();
                 return Err(DownloadError::Hash {
                     url: url.to_string(),
                     expected: expected.sha256,
                     actual,
+                    served,
                 });
             }
             // A part is kept for a later resume only after a failed request; a part that is
-            // wrong (size, local I/O) or empty goes.
+            // wrong (size, local I/O) or empty goes. Another URL may still do.
             Err(Failure::Final(DownloadError::Http { error, .. })) => {
+                failed.push(cur);
+                dead[cur] = true;
+                if let Some(next) = next_alive(&dead, cur) {
+                    log::warn!("{error}; trying {}", urls[next]);
+                    cur = next;
+                    continue;
+                }
                 if part.offset == 0 {
                     part.discard();
                 }
@@ -305,17 +365,33 @@ pub async fn download(
                     attempts: tries,
                 });
             }
+            Err(Failure::Final(e @ DownloadError::Size { .. })) => {
+                failed.push(cur);
+                dead[cur] = true;
+                if let Some(next) = next_alive(&dead, cur) {
+                    log::warn!("{e}; trying {}", urls[next]);
+                    part.restart()?;
+                    cur = next;
+                    continue;
+                }
+                part.discard();
+                return Err(e);
+            }
             Err(Failure::Final(e)) => {
                 part.discard();
                 return Err(e);
             }
             Err(Failure::Retry(e)) => e,
         };
+        failed.push(cur);
         fruitless = if part.offset > before {
             0
         } else {
             fruitless + 1
         };
+        // The next mirror at once; a pause only once every one has failed in a row.
+        let alive = dead.iter().filter(|d| !**d).count().max(1) as u32;
+        let switched = next_alive(&dead, cur).inspect(|&next| cur = next);
         if fruitless >= opts.attempts.max(1) {
             if part.offset == 0 {
                 part.discard();
@@ -325,16 +401,26 @@ pub async fn download(
                 attempts: tries,
             });
         }
+        if alive > 1 && !fruitless.is_multiple_of(alive) {
+            log::warn!(
+                "{error}; trying {} (have {} of {} bytes)",
+                urls[cur],
+                part.offset,
+                expected.size
+            );
+            continue;
+        }
         let retry_after = match error.kind {
             ErrorKind::Status { retry_after, .. } => retry_after.unwrap_or_default(),
             _ => Duration::ZERO,
         };
         let delay = opts
             .backoff
-            .delay(fruitless.saturating_sub(1), fastrand::u32(..))
+            .delay((fruitless / alive).saturating_sub(1), fastrand::u32(..))
             .max(retry_after.min(MAX_RETRY_AFTER));
         log::warn!(
-            "{error}; retrying in {} ms (have {} of {} bytes)",
+            "{error}; retrying{} in {} ms (have {} of {} bytes)",
+            switched.map_or(String::new(), |n| format!(" with {}", urls[n])),
             delay.as_millis(),
             part.offset,
             expected.size
@@ -349,7 +435,26 @@ pub async fn download(
             log::warn!("cache: {e}");
         }
     }
-    Ok(done(tries, run.received, run.resumed_from, run.address))
+    let mut out = done(tries, run.received, run.resumed_from, run.address);
+    out.source = (tries > 0).then_some(cur);
+    out.served = part.sources.clone();
+    out.failed = failed;
+    Ok(out)
+}
+
+/// The URL after `cur` (wrapping) that has not given a final answer; `cur` itself when it is
+/// the only one left; None when none is.
+fn next_alive(dead: &[bool], cur: usize) -> Option<usize> {
+    (1..=dead.len())
+        .map(|k| (cur + k) % dead.len())
+        .find(|&i| !dead[i])
+}
+
+/// The words of the error that leaves a slow mirror (see [`DownloadOptions::min_rate`]).
+const SLOW_MESSAGE: &str = "too slow with another mirror to try";
+
+fn is_slow(e: &HttpError) -> bool {
+    matches!(&e.kind, ErrorKind::Io(e) if e.to_string().starts_with(SLOW_MESSAGE))
 }
 
 /// Why one try ended without the whole file.
@@ -367,7 +472,6 @@ impl From<DownloadError> for Failure {
 
 /// What the tries of one download share.
 struct Run<'a> {
-    url: &'a str,
     expected: &'a Expected,
     opts: &'a DownloadOptions,
     start: Instant,
@@ -379,24 +483,31 @@ struct Run<'a> {
 
 impl Run<'_> {
     /// One request: resume or restart, stream into the part, stop at the expected size.
-    async fn try_once(&mut self, part: &mut Part) -> Result<(), Failure> {
+    async fn try_once(
+        &mut self,
+        url: &str,
+        source: usize,
+        part: &mut Part,
+        may_hop: bool,
+    ) -> Result<(), Failure> {
         let size = self.expected.size;
+        let began = Instant::now();
+        let mut got = 0u64;
         let range = format!("bytes={}-", part.offset);
         let headers: &[(&str, &str)] = match part.offset {
             0 => &[],
             _ => &[("Range", range.as_str())],
         };
-        let mut resp =
-            match http::request(Method::Get, self.url, headers, None, &self.opts.http).await {
-                Ok(r) => r,
-                // RFC 9110 §15.5.17: the part is not a prefix of what the server has (now).
-                Err(e) if e.status() == Some(416) && part.offset > 0 => {
-                    log::warn!("{e}; starting over from 0");
-                    part.restart()?;
-                    return Err(Failure::Retry(e));
-                }
-                Err(e) => return Err(self.http_failure(e)),
-            };
+        let mut resp = match http::request(Method::Get, url, headers, None, &self.opts.http).await {
+            Ok(r) => r,
+            // RFC 9110 §15.5.17: the part is not a prefix of what the server has (now).
+            Err(e) if e.status() == Some(416) && part.offset > 0 => {
+                log::warn!("{e}; starting over from 0");
+                part.restart()?;
+                return Err(Failure::Retry(e));
+            }
+            Err(e) => return Err(self.http_failure(e)),
+        };
         self.address = Some(resp.address);
         let url = resp.url.clone();
         let size_error = |detail: String| {
@@ -485,9 +596,32 @@ impl Run<'_> {
                 );
                 return Err(size_error(e));
             }
-            part.append(piece)?;
+            part.append(piece, source)?;
             self.received += len;
+            got += len;
             self.report(part.offset);
+            let elapsed = began.elapsed();
+            if let Some(min) = self.opts.min_rate.filter(|_| may_hop) {
+                let rate = (u128::from(got) * 1000)
+                    .checked_div(elapsed.as_millis())
+                    .unwrap_or(u128::MAX);
+                if elapsed >= SLOW_WINDOW && part.offset < size && rate < u128::from(min) {
+                    let e = io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!(
+                            "{SLOW_MESSAGE} ({} B/s over {} s, below {min} B/s)",
+                            rate,
+                            elapsed.as_secs()
+                        ),
+                    );
+                    return Err(Failure::Retry(HttpError {
+                        url,
+                        step: http::Step::Body,
+                        address: Some(resp.address),
+                        kind: ErrorKind::Io(e),
+                    }));
+                }
+            }
         }
         if part.offset == size {
             return Ok(());
@@ -548,6 +682,8 @@ struct Part {
     hasher: Context,
     /// Some of its bytes came before the current try's request.
     resumed: bool,
+    /// The URL indexes that wrote its bytes (an earlier run's bytes are not counted).
+    sources: Vec<usize>,
 }
 
 impl Part {
@@ -567,6 +703,7 @@ impl Part {
             offset: 0,
             hasher: Context::new(&SHA256),
             resumed: false,
+            sources: Vec::new(),
         };
         let len = part
             .file
@@ -594,7 +731,11 @@ impl Part {
         Ok(part)
     }
 
-    fn append(&mut self, data: &[u8]) -> Result<(), DownloadError> {
+    fn append(&mut self, data: &[u8], source: usize) -> Result<(), DownloadError> {
+        if self.sources.last() != Some(&source) && !data.is_empty() {
+            self.sources.retain(|&s| s != source);
+            self.sources.push(source);
+        }
         self.file
             .write_all(data)
             .map_err(file_error(&self.path, "write"))?;
@@ -612,6 +753,7 @@ impl Part {
         self.hasher = Context::new(&SHA256);
         self.offset = 0;
         self.resumed = false;
+        self.sources.clear();
         Ok(())
     }
 
@@ -1100,6 +1242,95 @@ mod tests {
         #[test]
         fn dropped_tls_connection_resumes_with_range_and_verifies() {
             dropped_connection_resumes("drop-https", true);
+        }
+
+        fn mirrored(urls: &[String], data: &[u8], dir: &Path) -> Result<Downloaded, DownloadError> {
+            let out = dir.join("zos.efi");
+            smol::block_on(download_from(
+                urls,
+                expected(data),
+                None,
+                &out,
+                &options(None),
+            ))
+        }
+
+        fn url_of(server: &Server) -> String {
+            format!("http://127.0.0.1:{}/zos.efi", server.port)
+        }
+
+        #[test]
+        fn a_drop_on_one_mirror_resumes_on_the_next_with_range() {
+            let d = dir("mirror-drop");
+            let data = data();
+            let a = Server::start(data.clone(), vec![Reply::DropAfter(30_000)], None);
+            let b = Server::start(data.clone(), vec![], None);
+            let got = mirrored(&[url_of(&a), url_of(&b)], &data, &d).unwrap();
+            assert_eq!(
+                (got.source, got.served.clone(), got.failed.clone()),
+                (Some(1), vec![0, 1], vec![0])
+            );
+            assert_eq!((got.resumed_from, got.attempts), (Some(30_000), 2));
+            assert_eq!(a.requests().len(), 1);
+            let reqs = b.requests();
+            assert_eq!(reqs.len(), 1);
+            assert!(reqs[0].contains("range: bytes=30000-\r\n"), "{}", reqs[0]);
+            assert_installed(&d, &data);
+            fs::remove_dir_all(&d).unwrap();
+        }
+
+        #[test]
+        fn a_mirror_without_the_file_is_skipped_for_the_next() {
+            let d = dir("mirror-404");
+            let data = data();
+            let a = Server::start(data.clone(), vec![Reply::Status(404, "no such file")], None);
+            let b = Server::start(data.clone(), vec![], None);
+            let got = mirrored(&[url_of(&a), url_of(&b)], &data, &d).unwrap();
+            assert_eq!((got.source, got.served.clone()), (Some(1), vec![1]));
+            assert_eq!(a.requests().len(), 1, "a 404 is not asked again");
+            assert_installed(&d, &data);
+            fs::remove_dir_all(&d).unwrap();
+        }
+
+        #[test]
+        fn a_wrong_file_from_one_mirror_names_that_mirror() {
+            let d = dir("mirror-corrupt");
+            let data = data();
+            let a = Server::start(data.clone(), vec![Reply::Corrupt(54_321)], None);
+            let b = Server::start(data.clone(), vec![], None);
+            let e = mirrored(&[url_of(&a), url_of(&b)], &data, &d).unwrap_err();
+            let DownloadError::Hash { served, .. } = &e else {
+                panic!("{e}")
+            };
+            assert_eq!(served, &vec![0], "the whole file came from the first");
+            assert!(b.requests().is_empty(), "the caller decides what next");
+            assert_nothing_kept(&d);
+            fs::remove_dir_all(&d).unwrap();
+        }
+
+        #[test]
+        fn a_mixed_wrong_file_is_fetched_again_from_one_mirror_to_name_it() {
+            let d = dir("mirror-mixed");
+            let data = data();
+            let mut bad = data.clone();
+            bad[70_000] ^= 0xff;
+            let a = Server::start(data.clone(), vec![Reply::DropAfter(30_000)], None);
+            let b = Server::start(bad, vec![], None);
+            let e = mirrored(&[url_of(&a), url_of(&b)], &data, &d).unwrap_err();
+            let DownloadError::Hash { served, .. } = &e else {
+                panic!("{e}")
+            };
+            assert_eq!(
+                served,
+                &vec![1],
+                "the second mirror, alone, served it wrong"
+            );
+            let reqs = b.requests();
+            assert_eq!(reqs.len(), 2, "{reqs:?}");
+            assert!(reqs[0].contains("range: bytes=30000-"), "{}", reqs[0]);
+            assert!(!reqs[1].contains("range:"), "{}", reqs[1]);
+            assert_nothing_kept(&d);
+            fs::remove_dir_all(&d).unwrap();
         }
 
         #[test]

@@ -1,6 +1,7 @@
 //! Fetching boot artifacts from the hub: HTTP/1.1 over TLS, verified and resumable downloads.
 pub mod download;
 pub mod http;
+pub mod hubs;
 pub mod install;
 pub mod manifest;
 pub mod tls;

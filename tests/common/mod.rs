@@ -1767,3 +1767,111 @@ impl Grid {
         format!("{}\n{}", self.daemon.describe(), self.dns.describe())
     }
 }
+
+/// More hub addresses, for tests with several hubs (on the router's `lo`, reached by IP).
+pub const HUB2_V4: &str = "198.51.100.81";
+pub const HUB3_V4: &str = "198.51.100.82";
+
+/// One more test grid (tests/grid/grid.py) on its own address, started by [`Lab::grid_at`]:
+/// HTTPS on 443 and HTTP on 80 of [`HubGrid::addr`] only, its own CA ([`HubGrid::ca`], naming
+/// the address), no DNS and no SNTP (reach it by IP). Stops when dropped.
+pub struct HubGrid {
+    pub daemon: Daemon,
+    pub router: String,
+    pub addr: String,
+    /// Served as static files: `https://<addr>/<path>`.
+    pub root: PathBuf,
+    pub ca: PathBuf,
+}
+
+impl Lab {
+    /// Starts a [`HubGrid`] on `addr` (an IPv4 address put on the router's `lo`) with `faults`
+    /// passed to grid.py as they are. Ready when grid.py writes its ready file.
+    pub fn grid_at(&self, addr: &str, faults: &[&str]) -> HubGrid {
+        self.router_addr("lo", &format!("{addr}/32"));
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/grid/grid.py");
+        let ca_dir = self.path(&format!("grid-ca-{addr}"));
+        if !ca_dir.join("server.pem").exists() {
+            run_ok(&[
+                PYTHON,
+                &script.to_string_lossy(),
+                "--make-ca",
+                &ca_dir.to_string_lossy(),
+                "--names",
+                addr,
+            ]);
+        }
+        let root = self.path(&format!("grid-root-{addr}"));
+        fs::create_dir_all(&root).expect("mkdir grid root");
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let ready = self.path(&format!("grid-{n}.ready"));
+        let mut args: Vec<String> = vec![
+            script.to_string_lossy().into_owned(),
+            "--root".into(),
+            root.to_string_lossy().into_owned(),
+            "--https".into(),
+            format!("{addr}:443"),
+            "--http".into(),
+            format!("{addr}:80"),
+            "--cert".into(),
+            ca_dir.join("server.pem").to_string_lossy().into_owned(),
+            "--key".into(),
+            ca_dir.join("server-key.pem").to_string_lossy().into_owned(),
+            "--records".into(),
+            self.path(&format!("grid-records-{addr}.json"))
+                .to_string_lossy()
+                .into_owned(),
+            "--ready-file".into(),
+            ready.to_string_lossy().into_owned(),
+            "--exit-after".into(),
+            (DAEMON_MAX_SECS - 10).to_string(),
+        ];
+        args.extend(faults.iter().map(|f| f.to_string()));
+        let stderr = self.path(&format!("grid-{n}.stderr"));
+        let mut d =
+            self.spawn_router_daemon(&format!("grid.py {addr}"), PYTHON, &args, stderr, None);
+        let ok = wait_until(Duration::from_secs(20), || {
+            ready.exists() || !matches!(d.child.try_wait(), Ok(None))
+        });
+        if !d.alive() {
+            panic!("grid.py on {addr} exited early:\n{}", d.describe());
+        }
+        if !ok {
+            panic!("grid.py on {addr} not ready within 20 s:\n{}", d.describe());
+        }
+        d.ready = Instant::now();
+        HubGrid {
+            daemon: d,
+            router: self.router.clone(),
+            addr: addr.to_string(),
+            root,
+            ca: ca_dir.join("ca.pem"),
+        }
+    }
+}
+
+impl HubGrid {
+    /// `https://<addr>/`: what `zos.hub=` names.
+    pub fn url(&self) -> String {
+        format!("https://{}/", self.addr)
+    }
+
+    /// `GET /_grid/state` over plain HTTP on its address (see [`Grid::state`]).
+    pub fn state(&self) -> Value {
+        const GET: &str = "import sys, urllib.request as u\n\
+            op = u.build_opener(u.ProxyHandler({}))\n\
+            sys.stdout.write(op.open(sys.argv[1], timeout=10).read().decode())\n";
+        let url = format!("http://{}/_grid/state", self.addr);
+        let out = run_ok(&["ip", "netns", "exec", &self.router, PYTHON, "-c", GET, &url]);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{url}: not JSON ({e}): {out}"))
+    }
+
+    /// How many requests it saw for a URL path.
+    pub fn requests(&self, path: &str) -> u64 {
+        self.state()["paths"][path].as_u64().unwrap_or(0)
+    }
+
+    pub fn describe(&self) -> String {
+        self.daemon.describe()
+    }
+}
