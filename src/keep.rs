@@ -17,7 +17,7 @@ use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use futures_lite::{future, StreamExt};
+use futures_lite::StreamExt;
 use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload};
 use rtnetlink::packet_route::RouteNetlinkMessage;
 use smol::channel::{self, Sender};
@@ -262,29 +262,18 @@ pub async fn run(cfg: &KeepConfig, console: &Console) -> Result<(), KeepError> {
                 h.record.client_id
             ));
         }
-        let (kick, kicks) = channel::bounded(1);
-        let task = {
-            let (tx, index, name, nic_mac) = (tx.clone(), nic.index, nic.name.clone(), nic.mac);
-            smol::spawn(async move {
-                let (updates, incoming) = channel::unbounded::<Update>();
-                let forward = {
-                    let tx = tx.clone();
-                    async move {
-                        while let Ok(u) = incoming.recv().await {
-                            if tx.send(Msg::Dhcp(u)).await.is_err() {
-                                break;
-                            }
-                        }
-                    }
-                };
-                let sent = Arc::new(AtomicU32::new(0));
-                let drive = driver::run(c, index, name, nic_mac, updates, kicks, sent);
-                let (result, ()) = future::zip(drive, forward).await;
-                if let Err(e) = result {
-                    let _ = tx.send(Msg::DhcpFailed(index, e.to_string())).await;
-                }
-            })
-        };
+        let (task, kick) = driver::spawn(
+            c,
+            nic.index,
+            nic.name.clone(),
+            nic.mac,
+            Arc::new(AtomicU32::new(0)),
+            driver::Reports {
+                to: tx.clone(),
+                update: Msg::Dhcp,
+                failed: Msg::DhcpFailed,
+            },
+        );
         let held = c_lease_state(&lease, age);
         kept.insert(
             nic.index,

@@ -1059,29 +1059,21 @@ fn start_dhcp(run: &mut NicRun, cfg: &NetConfig, tx: &Sender<Msg>) {
         }
         None => Client::new(config, now, seed),
     };
-    let (index, name, tx) = (run.nic.index, run.nic.name.clone(), tx.clone());
-    let (kick, kicks) = channel::bounded(1);
-    let sent = run.sent.clone();
-    run.dhcp_kick = Some(kick);
     run.dhcp_state = "SELECTING";
-    run.dhcp = Some(smol::spawn(async move {
-        let (updates, incoming) = channel::unbounded::<Update>();
-        let forward = {
-            let tx = tx.clone();
-            async move {
-                while let Ok(u) = incoming.recv().await {
-                    if tx.send(Msg::Dhcp(u)).await.is_err() {
-                        break;
-                    }
-                }
-            }
-        };
-        let drive = driver::run(client, index, name, mac, updates, kicks, sent);
-        let (result, ()) = future::zip(drive, forward).await;
-        if let Err(e) = result {
-            let _ = tx.send(Msg::DhcpFailed(index, e.to_string())).await;
-        }
-    }));
+    let (task, kick) = driver::spawn(
+        client,
+        run.nic.index,
+        run.nic.name.clone(),
+        mac,
+        run.sent.clone(),
+        driver::Reports {
+            to: tx.clone(),
+            update: Msg::Dhcp,
+            failed: Msg::DhcpFailed,
+        },
+    );
+    run.dhcp = Some(task);
+    run.dhcp_kick = Some(kick);
 }
 
 /// Reads router advertisements on one NIC (the kernel acts on them too; we read them for what

@@ -70,6 +70,31 @@ fn dhcp_server(r: &Netns, dir: &TestDir, iface: &str, range: &str, gateway: &str
     d
 }
 
+/// What every test here needs: root, /dev/net/tun, QEMU, dnsmasq (or a printed SKIP); then
+/// the boot image, a directory for the logs and the router namespace.
+fn vm_lab(t: &str) -> Option<(std::path::PathBuf, TestDir, Netns)> {
+    let needs = Needs {
+        tun: true,
+        tools: &["dnsmasq"],
+    };
+    if !require(t, &needs) {
+        return None;
+    }
+    Some((initramfs(), TestDir::new(t), Netns::new()))
+}
+
+/// One segment of several cables: a bridge `br0` (addressed `cidr`) with a tap per name as
+/// its ports, for QEMU NICs that must see each other's DHCP server.
+fn bridged_taps(r: &Netns, taps: &[&str], cidr: &str) {
+    r.ip(&["link", "add", "br0", "type", "bridge"]);
+    for tap in taps {
+        r.tap(tap);
+        r.ip(&["link", "set", tap, "master", "br0"]);
+    }
+    r.ip(&["link", "set", "br0", "up"]);
+    r.ip(&["addr", "add", cidr, "dev", "br0"]);
+}
+
 fn log_of(d: &Daemon) -> String {
     d.log
         .as_ref()
@@ -82,16 +107,9 @@ fn log_of(d: &Daemon) -> String {
 #[test]
 fn qemu_vlan_priv_takes_the_lease_on_the_tagged_segment_only() {
     let t = "qemu_vlan_priv_takes_the_lease_on_the_tagged_segment_only";
-    let needs = Needs {
-        tun: true,
-        tools: &["dnsmasq"],
-    };
-    if !require(t, &needs) {
+    let Some((image, dir, r)) = vm_lab(t) else {
         return;
-    }
-    let image = initramfs();
-    let dir = TestDir::new(t);
-    let r = Netns::new();
+    };
     // The trunk: a tap whose untagged segment is 10.50.0.0/24 with its own DHCP server.
     r.tap("trunk");
     r.ip(&["addr", "add", "10.50.0.1/24", "dev", "trunk"]);
@@ -251,24 +269,10 @@ fn monitor(socket: &std::path::Path, command: &str) {
 #[test]
 fn qemu_bond_keeps_its_lease_when_a_slave_fails() {
     let t = "qemu_bond_keeps_its_lease_when_a_slave_fails";
-    let needs = Needs {
-        tun: true,
-        tools: &["dnsmasq"],
-    };
-    if !require(t, &needs) {
+    let Some((image, dir, r)) = vm_lab(t) else {
         return;
-    }
-    let image = initramfs();
-    let dir = TestDir::new(t);
-    let r = Netns::new();
-    // One segment: a bridge with both taps as ports.
-    r.ip(&["link", "add", "br0", "type", "bridge"]);
-    for tap in ["t0", "t1"] {
-        r.tap(tap);
-        r.ip(&["link", "set", tap, "master", "br0"]);
-    }
-    r.ip(&["link", "set", "br0", "up"]);
-    r.ip(&["addr", "add", "10.60.0.1/24", "dev", "br0"]);
+    };
+    bridged_taps(&r, &["t0", "t1"], "10.60.0.1/24");
     let dhcp = dhcp_server(
         &r,
         &dir,
@@ -376,16 +380,9 @@ fn qemu_bond_keeps_its_lease_when_a_slave_fails() {
 #[test]
 fn qemu_pid1_brings_the_network_back_after_the_cable_was_pulled() {
     let t = "qemu_pid1_brings_the_network_back_after_the_cable_was_pulled";
-    let needs = Needs {
-        tun: true,
-        tools: &["dnsmasq"],
-    };
-    if !require(t, &needs) {
+    let Some((image, dir, r)) = vm_lab(t) else {
         return;
-    }
-    let image = initramfs();
-    let dir = TestDir::new(t);
-    let r = Netns::new();
+    };
     r.tap("oob");
     r.ip(&["addr", "add", "10.77.0.1/24", "dev", "oob"]);
     let dhcp = dhcp_server(
@@ -474,23 +471,10 @@ fn qemu_pid1_brings_the_network_back_after_the_cable_was_pulled() {
 #[test]
 fn qemu_bond_auto_bonds_the_nics_on_one_segment() {
     let t = "qemu_bond_auto_bonds_the_nics_on_one_segment";
-    let needs = Needs {
-        tun: true,
-        tools: &["dnsmasq"],
-    };
-    if !require(t, &needs) {
+    let Some((image, dir, r)) = vm_lab(t) else {
         return;
-    }
-    let image = initramfs();
-    let dir = TestDir::new(t);
-    let r = Netns::new();
-    r.ip(&["link", "add", "br0", "type", "bridge"]);
-    for tap in ["t0", "t1"] {
-        r.tap(tap);
-        r.ip(&["link", "set", tap, "master", "br0"]);
-    }
-    r.ip(&["link", "set", "br0", "up"]);
-    r.ip(&["addr", "add", "10.60.0.1/24", "dev", "br0"]);
+    };
+    bridged_taps(&r, &["t0", "t1"], "10.60.0.1/24");
     r.tap("t2");
     r.ip(&["addr", "add", "10.61.0.1/24", "dev", "t2"]);
     let one = dhcp_server(

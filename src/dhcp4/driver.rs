@@ -128,3 +128,43 @@ pub async fn run(
         }
     }
 }
+
+/// Where a spawned driver's reports go: the caller's message type, made from an [`Update`]
+/// or from a driver that stopped (interface index, error).
+pub struct Reports<M> {
+    pub to: Sender<M>,
+    pub update: fn(Update) -> M,
+    pub failed: fn(u32, String) -> M,
+}
+
+/// Runs [`run`] as a task, forwarding its updates (and its end, if it fails) to `reports`.
+/// Returns the task (dropping it stops the client) and the sender of kicks ([`Client::kick`]).
+pub fn spawn<M: Send + 'static>(
+    client: Client,
+    ifindex: u32,
+    ifname: String,
+    mac: [u8; 6],
+    sent: Arc<AtomicU32>,
+    reports: Reports<M>,
+) -> (smol::Task<()>, Sender<()>) {
+    let (kick, kicks) = smol::channel::bounded(1);
+    let task = smol::spawn(async move {
+        let (updates, incoming) = smol::channel::unbounded::<Update>();
+        let forward = async {
+            while let Ok(u) = incoming.recv().await {
+                if reports.to.send((reports.update)(u)).await.is_err() {
+                    break;
+                }
+            }
+        };
+        let drive = run(client, ifindex, ifname, mac, updates, kicks, sent);
+        let (result, ()) = future::zip(drive, forward).await;
+        if let Err(e) = result {
+            let _ = reports
+                .to
+                .send((reports.failed)(ifindex, e.to_string()))
+                .await;
+        }
+    });
+    (task, kick)
+}
