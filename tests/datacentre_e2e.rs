@@ -543,3 +543,148 @@ fn qemu_bond_auto_bonds_the_nics_on_one_segment() {
     let acks = log_of(&one).matches("DHCPACK(br0)").count();
     assert_eq!(acks, 1, "{}", why("one lease on the bonded segment"));
 }
+
+/// `vlan:priv=100 vlan:pub=200` on one NIC: the lease comes from VLAN 100, SLAAC from VLAN 200,
+/// and the untagged parent, whose segment has its own DHCP server and router advertisements,
+/// takes neither (its RAs are not accepted).
+#[test]
+fn qemu_vlan_pub_and_priv_split_the_segments() {
+    let t = "qemu_vlan_pub_and_priv_split_the_segments";
+    let Some((image, dir, r)) = vm_lab(t) else {
+        return;
+    };
+    // Untagged: 10.50.0.0/24 and 2001:db8:50::/64, both with servers that answer anyone.
+    r.tap("trunk");
+    r.ip(&["addr", "add", "10.50.0.1/24", "dev", "trunk"]);
+    r.sysctl(&[
+        "net.ipv6.conf.all.forwarding=1",
+        "net.ipv6.conf.trunk.accept_ra=0",
+        "net.ipv6.conf.trunk.accept_dad=0",
+    ]);
+    r.ip(&["addr", "add", "2001:db8:50::1/64", "dev", "trunk", "nodad"]);
+    let untagged = dhcp_server(
+        &r,
+        &dir,
+        "trunk",
+        "10.50.0.100,10.50.0.200,255.255.255.0,1h",
+        "10.50.0.1",
+    );
+    let untagged_dir = TestDir::new(&format!("{t}-untagged"));
+    let _untagged_ra = radvd(
+        &r,
+        &untagged_dir,
+        "trunk",
+        "2001:db8:50::/64",
+        "2001:db8:50::1",
+    );
+    // VLAN 100 (management): DHCPv4. VLAN 200 (public): router advertisements.
+    for (a, b) in [("v100a", "v100b"), ("v200a", "v200b")] {
+        r.ip(&["link", "add", a, "type", "veth", "peer", "name", b]);
+        r.ip(&["link", "set", a, "up"]);
+        r.ip(&["link", "set", b, "up"]);
+    }
+    r.ip(&["addr", "add", "10.100.0.1/24", "dev", "v100b"]);
+    r.sysctl(&[
+        "net.ipv6.conf.v200b.forwarding=1",
+        "net.ipv6.conf.v200b.accept_ra=0",
+        "net.ipv6.conf.v200b.accept_dad=0",
+    ]);
+    r.ip(&["addr", "add", "2001:db8:200::1/64", "dev", "v200b", "nodad"]);
+    let tagged = dhcp_server(
+        &r,
+        &dir,
+        "v100b",
+        "10.100.0.100,10.100.0.200,255.255.255.0,1h",
+        "10.100.0.1",
+    );
+    let public_ra = radvd(&r, &dir, "v200b", "2001:db8:200::/64", "2001:db8:200::1");
+    let ready = dir.join("relay.ready");
+    let mut relay = r.spawn(
+        "vlan relay",
+        PYTHON,
+        &[
+            format!("{REPO}/tests/common/vlan_relay.py"),
+            "--trunk".into(),
+            "trunk".into(),
+            "--access".into(),
+            "100=v100a".into(),
+            "--access".into(),
+            "200=v200a".into(),
+            "--ready-file".into(),
+            ready.to_string_lossy().into_owned(),
+        ],
+        dir.join("relay.stderr"),
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || ready.exists() || !relay.alive()),
+        "relay did not start:\n{}",
+        relay.describe()
+    );
+    let mut vm = Vm::start(
+        &r,
+        &dir,
+        &image,
+        &["--tap", "trunk"],
+        "loglevel=4 zos.probe=none zos.fetch=none zos.init=/sbin/init runmode=test \
+         vlan:priv=100 vlan:pub=200",
+    );
+    let status = vm.wait(&["DHCPv4 10.100.0.", "SLAAC 2001:db8:200:", NEXT_PID1]);
+    let why = |m: &str| {
+        format!(
+            "{m}\n{}",
+            report(&vm, &[&untagged, &tagged, &public_ra, &relay])
+        )
+    };
+    assert!(status.is_some(), "{}", why("QEMU still running"));
+    let console = vm.console_text();
+    for (what, line) in [
+        (
+            "the parent only carries",
+            "untagged: no addresses (it carries the VLANs)",
+        ),
+        (
+            "the management VLAN",
+            "eth0.100: VLAN 100 on eth0 (vlan:priv, the management segment): DHCPv4 only",
+        ),
+        (
+            "the public VLAN",
+            "eth0.200: VLAN 200 on eth0 (vlan:pub, the public segment): SLAAC only",
+        ),
+        ("the lease on VLAN 100", "eth0.100: DHCPv4 10.100.0."),
+        ("SLAAC on VLAN 200", "eth0.200: SLAAC 2001:db8:200:"),
+        ("hand-off", NEXT_PID1),
+    ] {
+        assert!(
+            console.contains(line),
+            "{}",
+            why(&format!("{what}: {line:?}"))
+        );
+    }
+    assert!(
+        !console.contains("2001:db8:50:"),
+        "{}",
+        why("the untagged segment's prefix was configured")
+    );
+    let untagged_log = log_of(&untagged);
+    assert!(
+        !untagged_log.contains("DHCPDISCOVER"),
+        "{}",
+        why("untagged traffic asked for a lease")
+    );
+    let state = printed_state(&console).unwrap_or_else(|e| panic!("{}", why(&e)));
+    let ifaces = state["interfaces"].as_array().cloned().unwrap_or_default();
+    let public = ifaces
+        .iter()
+        .find(|i| i["name"] == "eth0.200")
+        .unwrap_or_else(|| panic!("{}", why("no eth0.200 in the state")));
+    assert_eq!(public["vlan"]["purpose"], "public", "{public}");
+    assert!(
+        public["ipv6"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|x| x["address"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("2001:db8:200:")))),
+        "{public}"
+    );
+    assert_eq!(public["ipv4"], Value::Array(vec![]), "{public}");
+}
