@@ -262,6 +262,8 @@ pub async fn run(cfg: &KeepConfig, console: &Console) -> Result<(), KeepError> {
                 h.record.client_id
             ));
         }
+        // What the client resumed with: the lease, unless it had expired meanwhile.
+        let held = c.lease().cloned();
         let (task, kick) = driver::spawn(
             c,
             nic.index,
@@ -274,7 +276,6 @@ pub async fn run(cfg: &KeepConfig, console: &Console) -> Result<(), KeepError> {
                 failed: Msg::DhcpFailed,
             },
         );
-        let held = c_lease_state(&lease, age);
         kept.insert(
             nic.index,
             Kept {
@@ -380,15 +381,10 @@ pub async fn run(cfg: &KeepConfig, console: &Console) -> Result<(), KeepError> {
         }
         resolv.refresh(cfg, console, &kept, &watch);
         if std::mem::take(&mut reprobe) && !probes.is_empty() {
-            probe_again(console, &probes, &kept, &watch, &resolv).await;
+            probe_again(console, &probes, &kept, &watch).await;
         }
     }
     Err(KeepError("netlink went away".into()))
-}
-
-/// What the client resumed with: the lease if it is still valid.
-fn c_lease_state(lease: &Lease, age: Duration) -> Option<Lease> {
-    (age < Duration::from_secs(u64::from(lease.lease_secs))).then(|| lease.clone())
 }
 
 async fn dump(handle: &rtnetlink::Handle) -> Vec<NetlinkMessage<RouteNetlinkMessage>> {
@@ -541,7 +537,6 @@ async fn probe_again(
     urls: &[String],
     kept: &BTreeMap<u32, Kept>,
     watch: &Watch,
-    resolv: &Resolv,
 ) {
     let mut families = Vec::new();
     if watch
@@ -553,7 +548,7 @@ async fn probe_again(
     if kept.values().any(|k| k.lease.is_some()) {
         families.push(crate::probe::Family::Ipv4);
     }
-    let dns = resolv.servers(kept, watch);
+    let dns = Resolv::compute(kept, watch).0;
     let (_, results) = crate::net::probe_and_report(urls, console, &families, &dns).await;
     let ok = results.iter().filter(|r| r.ok).count();
     console.line(format_args!(
@@ -602,11 +597,7 @@ struct Resolv {
 }
 
 impl Resolv {
-    /// The resolvers now: the OOB lease's DNS, then the routers' RDNSS.
-    fn servers(&self, kept: &BTreeMap<u32, Kept>, watch: &Watch) -> Vec<IpAddr> {
-        Self::compute(kept, watch).0
-    }
-
+    /// The resolvers and search domains now: the OOB lease's, then the routers' RDNSS/DNSSL.
     fn compute(kept: &BTreeMap<u32, Kept>, watch: &Watch) -> (Vec<IpAddr>, Vec<String>) {
         let oob = kept
             .values()
@@ -743,12 +734,5 @@ mod tests {
         assert_eq!(human(Duration::from_secs(42)), "42s");
         assert_eq!(human(Duration::from_secs(200)), "3m 20s");
         assert_eq!(human(Duration::from_secs(7500)), "2h 5m");
-    }
-
-    #[test]
-    fn only_a_lease_still_valid_is_held_on_resume() {
-        let h = handed(0, None);
-        assert!(c_lease_state(&h.record.lease, Duration::from_secs(59)).is_some());
-        assert!(c_lease_state(&h.record.lease, Duration::from_secs(60)).is_none());
     }
 }

@@ -83,6 +83,30 @@ fn vm_lab(t: &str) -> Option<(std::path::PathBuf, TestDir, Netns)> {
     Some((initramfs(), TestDir::new(t), Netns::new()))
 }
 
+/// The router side of a VLAN trunk on the tap `trunk`: `tests/common/vlan_relay.py`, each
+/// VLAN id to its access veth; returns once the relay says it is ready.
+fn vlan_relay(r: &Netns, dir: &TestDir, access: &[(u16, &str)]) -> Daemon {
+    let ready = dir.join("relay.ready");
+    let mut args = vec![
+        format!("{REPO}/tests/common/vlan_relay.py"),
+        "--trunk".into(),
+        "trunk".into(),
+        "--ready-file".into(),
+        ready.to_string_lossy().into_owned(),
+    ];
+    for (id, veth) in access {
+        args.push("--access".into());
+        args.push(format!("{id}={veth}"));
+    }
+    let mut relay = r.spawn("vlan relay", PYTHON, &args, dir.join("relay.stderr"));
+    assert!(
+        wait_until(Duration::from_secs(10), || ready.exists() || !relay.alive()),
+        "relay did not start:\n{}",
+        relay.describe()
+    );
+    relay
+}
+
 /// One segment of several cables: a bridge `br0` (addressed `cidr`) with a tap per name as
 /// its ports, for QEMU NICs that must see each other's DHCP server.
 fn bridged_taps(r: &Netns, taps: &[&str], cidr: &str) {
@@ -134,27 +158,7 @@ fn qemu_vlan_priv_takes_the_lease_on_the_tagged_segment_only() {
         "10.100.0.100,10.100.0.200,255.255.255.0,1h",
         "10.100.0.1",
     );
-    let ready = dir.join("relay.ready");
-    let relay_py = format!("{REPO}/tests/common/vlan_relay.py");
-    let mut relay = r.spawn(
-        "vlan relay",
-        PYTHON,
-        &[
-            relay_py,
-            "--trunk".into(),
-            "trunk".into(),
-            "--access".into(),
-            "100=v100a".into(),
-            "--ready-file".into(),
-            ready.to_string_lossy().into_owned(),
-        ],
-        dir.join("relay.stderr"),
-    );
-    assert!(
-        wait_until(Duration::from_secs(10), || ready.exists() || !relay.alive()),
-        "relay did not start:\n{}",
-        relay.describe()
-    );
+    let relay = vlan_relay(&r, &dir, &[(100, "v100a")]);
 
     let mut vm = Vm::start(
         &r,
@@ -598,28 +602,7 @@ fn qemu_vlan_pub_and_priv_split_the_segments() {
         "10.100.0.1",
     );
     let public_ra = radvd(&r, &dir, "v200b", "2001:db8:200::/64", "2001:db8:200::1");
-    let ready = dir.join("relay.ready");
-    let mut relay = r.spawn(
-        "vlan relay",
-        PYTHON,
-        &[
-            format!("{REPO}/tests/common/vlan_relay.py"),
-            "--trunk".into(),
-            "trunk".into(),
-            "--access".into(),
-            "100=v100a".into(),
-            "--access".into(),
-            "200=v200a".into(),
-            "--ready-file".into(),
-            ready.to_string_lossy().into_owned(),
-        ],
-        dir.join("relay.stderr"),
-    );
-    assert!(
-        wait_until(Duration::from_secs(10), || ready.exists() || !relay.alive()),
-        "relay did not start:\n{}",
-        relay.describe()
-    );
+    let relay = vlan_relay(&r, &dir, &[(100, "v100a"), (200, "v200a")]);
     let mut vm = Vm::start(
         &r,
         &dir,
