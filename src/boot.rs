@@ -8,12 +8,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::cmdline::Settings;
+use crate::console::{self, Console};
 use crate::fetch::hubs::HubSet;
-use crate::handoff;
+use crate::fetch::stage::{self, FetchConfig, FetchRecord};
 use crate::net::{self, NetConfig};
-use crate::provision::{self, FetchConfig, FetchRecord};
+use crate::pid1::handoff;
 use crate::register::{self, Farm, RegisterConfig};
-use crate::report::{self, Console};
 use crate::retry::Backoff;
 use crate::state::State;
 
@@ -56,9 +56,9 @@ pub fn run(console: &Console, settings: &Settings, opts: BootOptions) -> bool {
     if opts.pid1 {
         // How this node was booted (firmware, network or local media), so a farmer at the
         // console sees it next to the farm settings.
-        console.line(crate::bootpath::decide(&crate::bootpath::Facts::read(
-            Path::new("/"),
-        )));
+        console.line(crate::pid1::bootpath::decide(
+            &crate::pid1::bootpath::Facts::read(Path::new("/")),
+        ));
         coldplug(console, &opts);
     } else {
         console.line("drivers: not loading kernel modules (not PID 1)");
@@ -95,7 +95,7 @@ pub fn run(console: &Console, settings: &Settings, opts: BootOptions) -> bool {
         let Err(e) = handoff::switch_root(&root, &init);
         console.line(format_args!("hand-off failed: {e}"));
         if settings.debug {
-            crate::early::rescue_shell("the hand-off failed (zos.debug)");
+            crate::pid1::early::rescue_shell("the hand-off failed (zos.debug)");
         }
         pause_before_retry(console, "the hand-off", attempt);
         attempt = (attempt + 1).min(10);
@@ -126,7 +126,7 @@ fn bring_up(console: &Console, settings: &Settings, opts: &BootOptions) -> Optio
             return None;
         }
         if attempt == 0 && settings.debug {
-            crate::early::rescue_shell("the network is not up (zos.debug)");
+            crate::pid1::early::rescue_shell("the network is not up (zos.debug)");
         }
         pause_before_retry(console, "the network", attempt);
         attempt += 1;
@@ -172,7 +172,7 @@ fn pause_before_retry(console: &Console, what: &str, attempt: u32) {
 }
 
 fn coldplug(console: &Console, opts: &BootOptions) {
-    let report = crate::drivers::coldplug(
+    let report = crate::pid1::drivers::coldplug(
         Path::new("/sys"),
         &opts.modules_root().join(&opts.release),
         Path::new("/proc/modules"),
@@ -227,7 +227,7 @@ fn fetch_stage(
     if let Some(why) = skipped {
         console.line(format_args!("fetch: skipped ({why})"));
         state.fetch = Some(FetchRecord {
-            manifest: provision::first_manifest_url(&cfg, &hubs),
+            manifest: stage::first_manifest_url(&cfg, &hubs),
             skipped: Some(why.into()),
             ..FetchRecord::default()
         });
@@ -240,7 +240,7 @@ fn fetch_stage(
     }
     let mut attempt = 0;
     loop {
-        let fetched = smol::block_on(provision::run(&cfg, &mut hubs, state, console));
+        let fetched = smol::block_on(stage::run(&cfg, &mut hubs, state, console));
         let ok = fetched.ok();
         state.fetch = Some(fetched.record);
         write_state(console, &opts.state_dir, state);
@@ -258,7 +258,7 @@ fn fetch_stage(
             return false;
         }
         if attempt == 0 && settings.debug {
-            crate::early::rescue_shell("fetching the boot artifacts failed (zos.debug)");
+            crate::pid1::early::rescue_shell("fetching the boot artifacts failed (zos.debug)");
         }
         pause_before_retry(console, "the fetch", attempt);
         recover_network(console, settings, opts, state);
@@ -307,7 +307,7 @@ fn register_stage(
     };
     let mut attempt = 0;
     loop {
-        let record = match provision::http_options(state, &ca_files(settings, opts)) {
+        let record = match stage::http_options(state, &ca_files(settings, opts)) {
             Ok(http) => smol::block_on(register::run(&cfg, &farm, state, &http, console)),
             Err(e) => {
                 console.line(format_args!("registration failed: {e}"));
@@ -333,7 +333,7 @@ fn register_stage(
 }
 
 fn show(console: &Console, state: &State) {
-    console.block(&report::summary(state));
+    console.block(&console::summary(state));
     if let Some(c) = &state.classification {
         console.block(&c.report());
     }

@@ -72,9 +72,9 @@ pub struct Settings {
     pub fetch_disabled: bool,
     /// `vlan:priv=ID`, `vlan:pub=ID` (ZOS's names) and `zos.vlan=IF.ID` (repeatable): 802.1Q
     /// links to create and use instead of (or beside) the untagged NICs.
-    pub vlans: Vec<crate::topology::VlanSetting>,
+    pub vlans: Vec<crate::net::topology::VlanSetting>,
     /// `zos.bond=MODE:IF,IF[,…]` (repeatable): bonds to create and use as one NIC.
-    pub bonds: Vec<crate::topology::BondSetting>,
+    pub bonds: Vec<crate::net::topology::BondSetting>,
     /// `zos.bond=auto`: bond the NICs that see the same DHCP server.
     pub bond_auto: bool,
 }
@@ -162,7 +162,7 @@ pub fn parse_ip(value: &str) -> Result<IpSetting, String> {
     let hostname = Some(f[4])
         .filter(|h| !h.is_empty())
         .map(|h| {
-            if crate::dhcp4::client::is_valid_domain(h) {
+            if crate::net::dhcp4::client::is_valid_domain(h) {
                 Ok(h.to_string())
             } else {
                 Err(format!("hostname {h:?} is not a valid host name"))
@@ -319,7 +319,7 @@ pub fn parse(cmdline: &str) -> (Settings, Vec<Ignored>) {
             ("zos.oob", Some(v)) if valid_ifname(v) => s.oob = Some(v.to_string()),
             ("zos.iface", Some(v)) if valid_ifname(v) => s.ifaces.push(v.to_string()),
             ("zos.oob" | "zos.iface", _) => bad("expects an interface name"),
-            ("zos.hostname", Some(v)) if crate::dhcp4::client::is_valid_domain(v) => {
+            ("zos.hostname", Some(v)) if crate::net::dhcp4::client::is_valid_domain(v) => {
                 s.hostname = Some(v.to_string())
             }
             ("zos.hostname", _) => bad("expects a host name (letters, digits, '-', '.')"),
@@ -358,32 +358,32 @@ pub fn parse(cmdline: &str) -> (Settings, Vec<Ignored>) {
                 Ok(ip) => s.ntp.push(ip),
                 Err(_) => bad("expects an IP address"),
             },
-            ("vlan:priv" | "vlan:pub", Some(v)) => match crate::topology::parse_vlan_id(v) {
-                Ok(id) => s.vlans.push(crate::topology::VlanSetting {
+            ("vlan:priv" | "vlan:pub", Some(v)) => match crate::net::topology::parse_vlan_id(v) {
+                Ok(id) => s.vlans.push(crate::net::topology::VlanSetting {
                     parent: None,
                     id,
                     purpose: if key == "vlan:priv" {
-                        crate::topology::Purpose::Management
+                        crate::net::topology::Purpose::Management
                     } else {
-                        crate::topology::Purpose::Public
+                        crate::net::topology::Purpose::Public
                     },
                 }),
                 Err(e) => bad(&e),
             },
             ("zos.vlan", Some(v)) => match v
                 .rsplit_once('.')
-                .map(|(p, id)| (valid_ifname(p), p, crate::topology::parse_vlan_id(id)))
+                .map(|(p, id)| (valid_ifname(p), p, crate::net::topology::parse_vlan_id(id)))
             {
-                Some((true, parent, Ok(id))) => s.vlans.push(crate::topology::VlanSetting {
+                Some((true, parent, Ok(id))) => s.vlans.push(crate::net::topology::VlanSetting {
                     parent: Some(parent.to_string()),
                     id,
-                    purpose: crate::topology::Purpose::Both,
+                    purpose: crate::net::topology::Purpose::Both,
                 }),
                 Some((_, _, Err(e))) => bad(&e),
                 _ => bad("expects IF.ID, e.g. zos.vlan=eth1.200"),
             },
             ("zos.bond", Some("auto")) => s.bond_auto = true,
-            ("zos.bond", Some(v)) => match crate::topology::parse_bond(v) {
+            ("zos.bond", Some(v)) => match crate::net::topology::parse_bond(v) {
                 Ok(b) => s.bonds.push(b),
                 Err(e) => bad(&e),
             },
@@ -406,7 +406,7 @@ mod tests {
 
     #[test]
     fn vlan_keys_are_read_and_bad_ones_named() {
-        use crate::topology::{Purpose, VlanSetting};
+        use crate::net::topology::{Purpose, VlanSetting};
         let (s, ignored) = parse(
             "vlan:priv=100 vlan:pub=200 zos.vlan=eth1.300 vlan:priv=0 zos.vlan=eth1 \
              zos.vlan=eth1.5000",

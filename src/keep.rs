@@ -23,16 +23,16 @@ use rtnetlink::packet_route::RouteNetlinkMessage;
 use smol::channel::{self, Sender};
 
 use crate::clock;
-use crate::dhcp4::apply;
-use crate::dhcp4::client::{self, Client, Config, Event, Lease, ServerSeen};
-use crate::dhcp4::driver::{self, Update};
-use crate::links::{self, Nic};
+use crate::console::{self, Console};
+use crate::net::dhcp4::apply;
+use crate::net::dhcp4::client::{self, Client, Config, Event, Lease, ServerSeen};
+use crate::net::dhcp4::driver::{self, Update};
+use crate::net::links::{self, Nic};
+use crate::net::slaac;
+use crate::net::slaac::ra::{NdUserOpt, NdUserOptSocket};
+use crate::net::slaac::watch::{self, Change, Watch};
 use crate::net::{OOB_METRIC, OTHER_METRIC};
-use crate::report::{self, Console};
 use crate::retry::Backoff;
-use crate::slaac;
-use crate::slaac::ra::{NdUserOpt, NdUserOptSocket};
-use crate::slaac::watch::{self, Change, Watch};
 use crate::state::{LeaseFile, LeaseRecord, Role};
 
 #[derive(Debug, Clone)]
@@ -480,14 +480,14 @@ async fn dhcp_event(
                         human(t.elapsed()),
                         lease.summary(),
                         lease.server,
-                        report::human_secs(lease.lease_secs)
+                        console::human_secs(lease.lease_secs)
                     ));
                 }
                 (None, _) => console.line(format_args!(
                     "{name}: lease on {} renewed by {} for {}",
                     lease.address,
                     lease.server,
-                    report::human_secs(lease.lease_secs)
+                    console::human_secs(lease.lease_secs)
                 )),
             }
             let mut record = LeaseRecord::new(
@@ -543,10 +543,10 @@ async fn probe_again(
         .states()
         .any(|s| s.router.is_some() && !s.addresses.is_empty())
     {
-        families.push(crate::probe::Family::Ipv6);
+        families.push(crate::net::probe::Family::Ipv6);
     }
     if kept.values().any(|k| k.lease.is_some()) {
-        families.push(crate::probe::Family::Ipv4);
+        families.push(crate::net::probe::Family::Ipv4);
     }
     let dns = Resolv::compute(kept, watch).0;
     let (_, results) = crate::net::probe_and_report(urls, console, &families, &dns).await;

@@ -1,11 +1,12 @@
 //! zos-netboot's command line; the stages are in the library (src/lib.rs).
-use zos_netboot::{boot, cmdline, early, handoff, keep, net, report, state};
+use zos_netboot::pid1::{early, handoff};
+use zos_netboot::{boot, cmdline, console, keep, net, state};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use report::Console;
+use console::Console;
 
 const USAGE: &str = "\
 usage:
@@ -367,7 +368,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    console.block(&report::summary(&state));
+    console.block(&console::summary(&state));
     if let Some(c) = &state.classification {
         console.block(&c.report());
     }

@@ -241,11 +241,11 @@ struct Body<'a> {
 
 #[derive(Serialize)]
 struct Network<'a> {
-    class: Option<crate::classify::Class>,
-    topology: Option<crate::classify::Topology>,
+    class: Option<crate::net::classify::Class>,
+    topology: Option<crate::net::classify::Topology>,
     online: bool,
     interfaces: Vec<NetInterface<'a>>,
-    preferred_family: Option<crate::probe::Family>,
+    preferred_family: Option<crate::net::probe::Family>,
 }
 
 #[derive(Serialize)]
@@ -550,7 +550,7 @@ pub async fn run(
     farm: &Farm<'_>,
     state: &State,
     http: &crate::fetch::http::HttpOptions,
-    console: &crate::report::Console,
+    console: &crate::console::Console,
 ) -> RegistrationRecord {
     let mut record = RegistrationRecord::new(&cfg.registrar);
     let (identity, source) =
@@ -659,8 +659,8 @@ fn human(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::classify::{Case, Class, Classification, Topology};
-    use crate::probe::Family;
+    use crate::net::classify::{Case, Class, Classification, Topology};
+    use crate::net::probe::Family;
     use crate::state::{Interface, Ipv4Entry, Ipv4Summary, Ipv6Entry, Ipv6Summary, Role, Timings};
     use std::cell::RefCell;
     use std::net::{Ipv4Addr, Ipv6Addr};

@@ -5,10 +5,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::classify::Classification;
-use crate::dhcp4::client::{Lease, ServerSeen};
-use crate::probe::{Family, ProbeResult};
-use crate::slaac::ra::RouterAdvert;
+use crate::net::classify::Classification;
+use crate::net::dhcp4::client::{Lease, ServerSeen};
+use crate::net::probe::{Family, ProbeResult};
+use crate::net::slaac::ra::RouterAdvert;
 
 pub const DEFAULT_PATH: &str = "/run/zos-netboot/state.json";
 
@@ -83,7 +83,7 @@ impl LeaseFile {
     pub fn write(&self, state_path: &Path) -> std::io::Result<()> {
         let mut json = serde_json::to_vec_pretty(self)?;
         json.push(b'\n');
-        crate::dhcp4::apply::write_file_atomic(&Self::path(state_path, &self.interface), &json)
+        crate::net::dhcp4::apply::write_file_atomic(&Self::path(state_path, &self.interface), &json)
     }
 
     /// Every lease file next to `state_path`, sorted by interface; unreadable ones are
@@ -156,7 +156,7 @@ pub struct Interface {
     pub dhcp_hostname: Option<String>,
     /// For a VLAN link: its parent, id, purpose and duties.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub vlan: Option<crate::topology::VlanLink>,
+    pub vlan: Option<crate::net::topology::VlanLink>,
     /// Every role this NIC carries; `role` is the first. A single-NIC node is oob and public.
     pub roles: Vec<Role>,
     /// What SLAAC found on this NIC; absent when IPv6 was not waited for (`dhcp4` command).
@@ -228,7 +228,7 @@ pub struct State {
     pub timings_ms: Timings,
     /// The fetch stage (`boot` only): clock, manifest, artifacts installed.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub fetch: Option<crate::provision::FetchRecord>,
+    pub fetch: Option<crate::fetch::stage::FetchRecord>,
     /// The registration (`boot` with `zos.registrar=` only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub registration: Option<crate::register::RegistrationRecord>,
@@ -240,7 +240,7 @@ impl State {
     pub fn write(&self, path: &Path) -> std::io::Result<()> {
         let mut json = serde_json::to_vec_pretty(self)?;
         json.push(b'\n');
-        crate::dhcp4::apply::write_file_atomic(path, &json)?;
+        crate::net::dhcp4::apply::write_file_atomic(path, &json)?;
         for nic in &self.interfaces {
             if let Some(record) = &nic.lease {
                 LeaseFile {

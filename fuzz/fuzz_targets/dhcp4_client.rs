@@ -9,7 +9,7 @@ use dhcproto::{Decodable, Decoder, Encodable};
 use libfuzzer_sys::fuzz_target;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
-use zos_netboot::dhcp4::client::{Action, Client, Config};
+use zos_netboot::net::dhcp4::client::{Action, Client, Config};
 
 const MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 const SERVER: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 1);

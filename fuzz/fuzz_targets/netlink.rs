@@ -4,7 +4,7 @@
 use libfuzzer_sys::fuzz_target;
 use netlink_packet_core::NetlinkMessage;
 use netlink_packet_route::RouteNetlinkMessage;
-use zos_netboot::{links, slaac};
+use zos_netboot::net::{links, slaac};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(msg) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(data) {

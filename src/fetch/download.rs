@@ -919,7 +919,7 @@ mod tests {
     /// that misbehaves on cue.
     mod loopback {
         use super::*;
-        use crate::probe::{Family, ProbeConfig};
+        use crate::net::probe::{Family, ProbeConfig};
         use std::collections::VecDeque;
         use std::net::{Ipv4Addr, Shutdown, TcpListener};
         use std::sync::Mutex;

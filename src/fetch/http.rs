@@ -8,7 +8,7 @@
 //! (RFC 3986 §5.2). The driver, [`request`], only moves bytes and keeps time: DNS through
 //! `probe::resolve`, TCP through `probe::connect_happy`, TLS through futures-rustls (SNI = the
 //! URL's host), a timeout per step, at most [`MAX_REDIRECTS`] redirects.
-use crate::probe::human;
+use crate::net::probe::human;
 use std::fmt;
 use std::future::Future;
 use std::io;
@@ -19,7 +19,7 @@ use std::time::Duration;
 use futures_lite::{future, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use smol::Timer;
 
-use crate::probe::{self, Family, ProbeConfig, Target};
+use crate::net::probe::{self, Family, ProbeConfig, Target};
 
 /// RFC 9110 §15.4 leaves the limit to the client; 5 is what browsers' old guidance and Ignition
 /// use, and more than a hub → CDN → mirror chain needs.

@@ -4,4 +4,5 @@ pub mod http;
 pub mod hubs;
 pub mod install;
 pub mod manifest;
+pub mod stage;
 pub mod tls;

@@ -28,13 +28,13 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::clock::{self, ClockReport};
+use crate::console::Console;
 use crate::fetch::download::{self, DownloadError, DownloadOptions, Expected};
 use crate::fetch::http::{self, HttpOptions, Method};
 use crate::fetch::hubs::{HubRecord, HubSet};
 use crate::fetch::install;
 use crate::fetch::manifest::{self, Artifact, Kind, Manifest};
-use crate::probe::{Family, ProbeConfig};
-use crate::report::Console;
+use crate::net::probe::{Family, ProbeConfig};
 use crate::retry::Backoff;
 use crate::state::State;
 

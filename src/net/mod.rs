@@ -2,6 +2,13 @@
 //! once (the first bound becomes the OOB NIC), SLAAC watched on every NIC with carrier, then
 //! reachability probes per family and the classification. Returns the [`State`] the next
 //! stage takes.
+pub mod classify;
+pub mod dhcp4;
+pub mod links;
+pub mod probe;
+pub mod slaac;
+pub mod topology;
+
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
@@ -14,25 +21,25 @@ use rtnetlink::packet_core::NetlinkMessage;
 use rtnetlink::packet_route::RouteNetlinkMessage;
 use smol::channel::{self, Receiver, Sender};
 
-use crate::classify::{self, Classification, NicFacts, RaFacts, Reach};
 use crate::clock;
 use crate::cmdline::StaticIpv4;
-use crate::dhcp4::apply;
-use crate::dhcp4::client::{self, Client, Config, Event, Lease, ServerSeen};
-use crate::dhcp4::driver::{self, Update};
-use crate::links::{self, Nic, Notifications};
-use crate::probe::{self, Family, ProbeConfig, ProbeResult};
-use crate::report::{self, Console};
-use crate::slaac;
-use crate::slaac::ra::{NdUserOpt, NdUserOptSocket, RaSocket, RouterAdvert};
-use crate::slaac::watch::{self, Change, SlaacState, Watch};
+use crate::console::{self, Console};
+use classify::{Classification, NicFacts, RaFacts, Reach};
+use dhcp4::apply;
+use dhcp4::client::{self, Client, Config, Event, Lease, ServerSeen};
+use dhcp4::driver::{self, Update};
+use links::{Nic, Notifications};
+use probe::{Family, ProbeConfig, ProbeResult};
+
 use crate::state::{
     Interface, Ipv4Entry, Ipv4Summary, Ipv6Entry, Ipv6Summary, LeaseRecord, Role, SlaacRecord,
     State, Timings,
 };
-use crate::topology::{self, BondSetting, Duties, VlanLink, VlanSetting};
 use rtnetlink::packet_route::link::BondMode;
 use rtnetlink::LinkUnspec;
+use slaac::ra::{NdUserOpt, NdUserOptSocket, RaSocket, RouterAdvert};
+use slaac::watch::{self, Change, SlaacState, Watch};
+use topology::{BondSetting, Duties, VlanLink, VlanSetting};
 
 /// Route metric of the OOB NIC's routes; other NICs' routes come after it.
 pub(crate) const OOB_METRIC: u32 = 100;
@@ -388,7 +395,7 @@ pub async fn run(cfg: &NetConfig, console: &Console) -> Result<State, NetError> 
                                     "{}: DHCPv4 {}, lease {} from {} ({} ms)",
                                     run.nic.name,
                                     lease.summary(),
-                                    report::human_secs(lease.lease_secs),
+                                    console::human_secs(lease.lease_secs),
                                     lease.server,
                                     u.since_first_send.as_millis()
                                 ));
@@ -618,7 +625,7 @@ async fn auto_bond(
         // A bounded wait for carrier, polled; the stage proper follows notifications.
         smol::Timer::after(Duration::from_millis(50)).await;
     }
-    let seen = crate::dhcp4::survey::survey(&up, AUTO_BOND_SURVEY).await;
+    let seen = crate::net::dhcp4::survey::survey(&up, AUTO_BOND_SURVEY).await;
     for (nic, servers) in &seen {
         let list: Vec<String> = servers.iter().map(|s| s.to_string()).collect();
         console.line(format_args!(
@@ -732,7 +739,7 @@ async fn create_bonds(
     }
     if let Some(dir) = &cfg.modules_dir {
         // max_bonds=0: the module would otherwise make a bond0 of its own (balance-rr).
-        match crate::drivers::load_by_name(dir, "bonding", "max_bonds=0") {
+        match crate::pid1::drivers::load_by_name(dir, "bonding", "max_bonds=0") {
             Ok(true) => console.line("loaded bonding"),
             Ok(false) => {}
             Err(e) => console.line(format_args!("bonding: {e}")),
@@ -866,7 +873,7 @@ async fn create_vlans(
         return Ok(Vec::new());
     }
     if let Some(dir) = &cfg.modules_dir {
-        match crate::drivers::load_by_name(dir, "8021q", "") {
+        match crate::pid1::drivers::load_by_name(dir, "8021q", "") {
             Ok(true) => console.line("loaded 8021q (VLAN support)"),
             Ok(false) => {}
             Err(e) => console.line(format_args!("8021q: {e}")),

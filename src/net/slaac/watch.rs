@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::ra::RouterAdvert;
-use crate::classify::{kind_v6, AddrKind};
+use crate::net::classify::{kind_v6, AddrKind};
 
 /// See [`Watch::settled`].
 pub const SILENT_GRACE: Duration = Duration::from_secs(1);
@@ -364,7 +364,7 @@ impl Watch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::slaac::ra::PrefixInfo;
+    use crate::net::slaac::ra::PrefixInfo;
 
     const IF: u32 = 3;
     fn addr(s: &str) -> Ipv6Addr {

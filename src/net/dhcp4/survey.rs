@@ -1,6 +1,6 @@
 //! Which NICs share a segment, for `zos.bond=auto`: one DISCOVER from each NIC with carrier,
 //! and the server identifiers of the OFFERs that come back. Two cables to one switch segment
-//! see the same DHCP server; those NICs are bonded ([`crate::topology::auto_bonds`]). Nothing
+//! see the same DHCP server; those NICs are bonded ([`crate::net::topology::auto_bonds`]). Nothing
 //! is REQUESTed, so no lease is taken on a NIC that ends up as a slave.
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
@@ -11,7 +11,7 @@ use futures_lite::future;
 
 use super::client::Config;
 use super::socket::RawDhcpSocket;
-use crate::links::Nic;
+use crate::net::links::Nic;
 
 /// The DISCOVER a survey sends: broadcast reply asked for, our usual client-id.
 pub fn discover(mac: [u8; 6], xid: u32) -> Vec<u8> {

@@ -8,7 +8,7 @@ use rtnetlink::packet_route::route::{RouteFlags, RouteProtocol, RouteScope};
 use rtnetlink::{Handle, RouteMessageBuilder};
 
 use super::client::{Lease, Route};
-use crate::links;
+use crate::net::links;
 
 /// What failed while applying, with the netlink error.
 #[derive(Debug)]
