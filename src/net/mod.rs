@@ -5,6 +5,7 @@
 pub mod classify;
 pub mod dhcp4;
 pub mod links;
+pub mod node;
 pub mod probe;
 pub mod slaac;
 pub mod topology;
