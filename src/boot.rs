@@ -64,18 +64,19 @@ pub fn run(console: &Console, settings: &Settings, opts: BootOptions) -> bool {
         console.line("drivers: not loading kernel modules (not PID 1)");
     }
 
-    let Some(state) = bring_up(console, settings, &opts) else {
+    let Some((mut state, mut settling)) = bring_up(console, settings, &opts) else {
         return false;
     };
     console.line(format_args!(
         "online in {} ms",
         state.timings_ms.total.unwrap_or(0)
     ));
-    let mut state = state;
-    if !fetch_stage(console, settings, &opts, &mut state) {
+    if !fetch_stage(console, settings, &opts, &mut state, &mut settling) {
         return false;
     }
-    if !register_stage(console, settings, &opts, &mut state) {
+    // The registration reports the node's interfaces: the network's state is final by then.
+    settling.finish(console, &opts.state_dir, &mut state);
+    if !register_stage(console, settings, &opts, &mut state, &mut settling) {
         return false;
     }
     if !(opts.pid1 && opts.handoff) {
@@ -102,18 +103,62 @@ pub fn run(console: &Console, settings: &Settings, opts: BootOptions) -> bool {
     }
 }
 
+/// The network stage after the node went online: SLAAC still settling on NICs that have not
+/// finished, probes of a family that became usable late. It runs beside the fetch stage (the
+/// boot is not held for it) and its final state replaces the network part of the boot's state
+/// before the registration and the hand-over.
+pub struct Settling(Option<std::thread::JoinHandle<State>>);
+
+impl Settling {
+    /// Waits for the network stage to finish (bounded by `zos.ipv6_wait` and the probes'
+    /// timeouts), and takes its final state, keeping what the later stages recorded.
+    fn finish(&mut self, console: &Console, dir: &Path, state: &mut State) {
+        let Some(handle) = self.0.take() else {
+            return;
+        };
+        let Ok(mut last) = handle.join() else {
+            console.line(
+                "network: the settling stage stopped unexpectedly; keeping the state at online",
+            );
+            return;
+        };
+        if last.classification != state.classification {
+            console.line("network settled: the classification changed since online");
+            if let Some(c) = &last.classification {
+                console.block(&c.report());
+            }
+        }
+        last.online = state.online;
+        last.error = state.error.take();
+        last.timings_ms = state.timings_ms.clone();
+        last.fetch = state.fetch.take();
+        last.registration = state.registration.take();
+        *state = last;
+        write_state(console, dir, state);
+    }
+}
+
 /// The network stage, retried as PID 1 until online. `None` when it failed and this is not
 /// PID 1.
-fn bring_up(console: &Console, settings: &Settings, opts: &BootOptions) -> Option<State> {
+fn bring_up(
+    console: &Console,
+    settings: &Settings,
+    opts: &BootOptions,
+) -> Option<(State, Settling)> {
     let mut attempt = 0;
     let state = loop {
-        let result = smol::block_on(net::run(&opts.net, console));
+        let result = smol::block_on(async {
+            let mut stage = net::start(&opts.net, console).await?;
+            let state = stage.until_online().await;
+            Ok::<_, net::NetError>((state, stage))
+        });
         match result {
-            Ok(state) => {
+            Ok((state, stage)) => {
                 show(console, &state);
                 write_state(console, &opts.state_dir, &state);
                 if state.online {
-                    break state;
+                    let handle = std::thread::spawn(move || smol::block_on(stage.settle()));
+                    break (state, Settling(Some(handle)));
                 }
                 console.line(format_args!(
                     "NOT online: {}",
@@ -137,7 +182,15 @@ fn bring_up(console: &Console, settings: &Settings, opts: &BootOptions) -> Optio
 /// PID 1, before retrying a stage that needs the network: if the network went away meanwhile
 /// (carrier lost, the lease ran out during an outage), say so and bring it up again (the
 /// previous address is asked for first, SLAAC and the probes run again) before the retry.
-fn recover_network(console: &Console, settings: &Settings, opts: &BootOptions, state: &mut State) {
+fn recover_network(
+    console: &Console,
+    settings: &Settings,
+    opts: &BootOptions,
+    state: &mut State,
+    settling: &mut Settling,
+) {
+    // The previous stage's clients must be gone before a new one starts on the same NICs.
+    settling.finish(console, &opts.state_dir, state);
     let Err(why) = smol::block_on(net::still_up(state)) else {
         return;
     };
@@ -150,7 +203,8 @@ fn recover_network(console: &Console, settings: &Settings, opts: &BootOptions, s
                 .map_or(0, |d| d.as_secs() as i64)
         )
     ));
-    if let Some(back) = bring_up(console, settings, opts) {
+    if let Some((back, next)) = bring_up(console, settings, opts) {
+        *settling = next;
         console.line(format_args!(
             "network back after {}s",
             lost.elapsed().as_secs()
@@ -203,6 +257,7 @@ fn fetch_stage(
     settings: &Settings,
     opts: &BootOptions,
     state: &mut State,
+    settling: &mut Settling,
 ) -> bool {
     let skipped = if settings.fetch_disabled {
         Some("zos.fetch=none")
@@ -261,7 +316,7 @@ fn fetch_stage(
             crate::pid1::early::rescue_shell("fetching the boot artifacts failed (zos.debug)");
         }
         pause_before_retry(console, "the fetch", attempt);
-        recover_network(console, settings, opts, state);
+        recover_network(console, settings, opts, state, settling);
         attempt = (attempt + 1).min(10);
     }
 }
@@ -272,6 +327,7 @@ fn register_stage(
     settings: &Settings,
     opts: &BootOptions,
     state: &mut State,
+    settling: &mut Settling,
 ) -> bool {
     if let Some(why) = no_files_here(opts) {
         // The identity seed is handed over in a file.
@@ -327,7 +383,7 @@ fn register_stage(
             return false;
         }
         pause_before_retry(console, "the registration", attempt);
-        recover_network(console, settings, opts, state);
+        recover_network(console, settings, opts, state, settling);
         attempt = (attempt + 1).min(10);
     }
 }

@@ -64,6 +64,17 @@ impl Console {
     }
 }
 
+/// "850 ms", "42s", "3m 20s", "2h 5m": durations measured here (not lease times).
+pub fn human(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0 => format!("{} ms", d.as_millis()),
+        1..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m {}s", s / 60, s % 60),
+        _ => format!("{}h {}m", s / 3600, s % 3600 / 60),
+    }
+}
+
 /// "1h", "30m", "45s": lease times as a farmer reads them.
 pub fn human_secs(s: u32) -> String {
     match s {
@@ -129,6 +140,15 @@ pub fn summary(state: &State) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_read_naturally() {
+        use std::time::Duration;
+        assert_eq!(human(Duration::from_millis(640)), "640 ms");
+        assert_eq!(human(Duration::from_secs(42)), "42s");
+        assert_eq!(human(Duration::from_secs(200)), "3m 20s");
+        assert_eq!(human(Duration::from_secs(7500)), "2h 5m");
+    }
 
     #[test]
     fn lease_times_read_naturally() {

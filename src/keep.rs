@@ -11,7 +11,7 @@
 //!
 //! The protocol decisions are the DHCP client's and the SLAAC watcher's; this is their driver.
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::Ipv6Addr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
@@ -28,10 +28,11 @@ use crate::net::dhcp4::apply;
 use crate::net::dhcp4::client::{self, Client, Config, Event, Lease, ServerSeen};
 use crate::net::dhcp4::driver::{self, Update};
 use crate::net::links::{self, Nic};
+use crate::net::node::{resolv, Input, NicSpec, Node, NodeConfig, Output};
 use crate::net::slaac;
 use crate::net::slaac::ra::{NdUserOpt, NdUserOptSocket};
-use crate::net::slaac::watch::{self, Change, Watch};
-use crate::net::{OOB_METRIC, OTHER_METRIC};
+use crate::net::slaac::watch::{self, Change};
+use crate::net::topology::Duties;
 use crate::retry::Backoff;
 use crate::state::{LeaseFile, LeaseRecord, Role};
 
@@ -147,11 +148,10 @@ enum Msg {
     NdOpt(NdUserOpt),
 }
 
-/// One kept lease.
+/// One kept lease's driver side (the lease itself is the node core's).
 struct Kept {
     handed: LeaseFile,
     nic: Nic,
-    lease: Option<Lease>,
     kick: Sender<()>,
     _task: smol::Task<()>,
     /// When the lease was lost (wall clock, for the console), while it is.
@@ -175,17 +175,6 @@ fn wall(t: SystemTime) -> String {
     clock::format_unix(unix_secs(t) as i64)
 }
 
-/// "850 ms", "42s", "3m 20s", "2h 5m": for durations measured here (not lease times).
-fn human(d: Duration) -> String {
-    let s = d.as_secs();
-    match s {
-        0 => format!("{} ms", d.as_millis()),
-        1..=59 => format!("{s}s"),
-        60..=3599 => format!("{}m {}s", s / 60, s % 60),
-        _ => format!("{}h {}m", s / 3600, s % 3600 / 60),
-    }
-}
-
 /// Runs until killed; returns only when it cannot start (or netlink goes away).
 pub async fn run(cfg: &KeepConfig, console: &Console) -> Result<(), KeepError> {
     let Handed {
@@ -200,6 +189,13 @@ pub async fn run(cfg: &KeepConfig, console: &Console) -> Result<(), KeepError> {
         .map_err(|e| KeepError(format!("cannot list network interfaces: {e}")))?;
     let (tx, rx) = channel::unbounded::<Msg>();
 
+    let mut node = Node::new(NodeConfig {
+        oob: None,
+        // SLAAC is followed for as long as keep runs; nothing waits for it to settle.
+        ipv6_wait: Some(Duration::from_secs(86_400)),
+        probes: false,
+        resolv_adopt_first: true,
+    });
     let mut links: BTreeMap<u32, Link> = BTreeMap::new();
     let mut kept: BTreeMap<u32, Kept> = BTreeMap::new();
     let now = Instant::now();
@@ -248,9 +244,9 @@ pub async fn run(cfg: &KeepConfig, console: &Console) -> Result<(), KeepError> {
                 lease.summary(),
                 lease.server,
                 h.record.client_id,
-                human(age),
-                human(secs(lease.t1_secs).saturating_sub(age)),
-                human(secs(lease.lease_secs).saturating_sub(age)),
+                console::human(age),
+                console::human(secs(lease.t1_secs).saturating_sub(age)),
+                console::human(secs(lease.lease_secs).saturating_sub(age)),
             ));
         } else {
             console.line(format_args!(
@@ -258,12 +254,26 @@ pub async fn run(cfg: &KeepConfig, console: &Console) -> Result<(), KeepError> {
                  (MAC {mac}, client-id {})",
                 nic.name,
                 lease.address,
-                human(age.saturating_sub(secs(lease.lease_secs))),
+                console::human(age.saturating_sub(secs(lease.lease_secs))),
                 h.record.client_id
             ));
         }
+        node.add_nic(NicSpec {
+            index: nic.index,
+            name: nic.name.clone(),
+            duties: Duties {
+                dhcp: true,
+                slaac: watched_names.contains(&nic.name),
+            },
+            static_here: false,
+        });
         // What the client resumed with: the lease, unless it had expired meanwhile.
-        let held = c.lease().cloned();
+        node.resume(
+            nic.index,
+            c.lease().cloned(),
+            h.role == Role::Oob,
+            nic.carrier,
+        );
         let (task, kick) = driver::spawn(
             c,
             nic.index,
@@ -280,7 +290,6 @@ pub async fn run(cfg: &KeepConfig, console: &Console) -> Result<(), KeepError> {
             nic.index,
             Kept {
                 handed: h,
-                lease: held,
                 nic: nic.clone(),
                 kick,
                 _task: task,
@@ -291,9 +300,19 @@ pub async fn run(cfg: &KeepConfig, console: &Console) -> Result<(), KeepError> {
     }
 
     // SLAAC: the kernel does it; seed the watcher with what is there now, then follow it.
-    let mut watch = Watch::new();
     for nic in all.iter().filter(|n| watched_names.contains(&n.name)) {
-        watch.add(nic.index, &nic.name, now);
+        if !kept.contains_key(&nic.index) {
+            node.add_nic(NicSpec {
+                index: nic.index,
+                name: nic.name.clone(),
+                duties: Duties {
+                    dhcp: false,
+                    slaac: true,
+                },
+                static_here: false,
+            });
+        }
+        node.watch_slaac(nic.index, now);
     }
     for nic in &all {
         links.insert(
@@ -305,9 +324,19 @@ pub async fn run(cfg: &KeepConfig, console: &Console) -> Result<(), KeepError> {
             },
         );
     }
+    let mut driver = Driver {
+        console,
+        handle: &handle,
+        cfg,
+        links,
+        kept,
+        ipv6_lost: Vec::new(),
+        reprobe: false,
+    };
     for msg in dump(&handle).await {
         if let Some(input) = slaac::from_netlink(&msg) {
-            report_slaac(console, &links, &watch.handle(Instant::now(), input));
+            let out = node.handle(Instant::now(), Input::Slaac(input));
+            driver.carry_out(&mut node, out).await;
         }
     }
     let _nduseropt = NdUserOptSocket::open()
@@ -334,54 +363,61 @@ pub async fn run(cfg: &KeepConfig, console: &Console) -> Result<(), KeepError> {
         })
     };
     drop(tx);
-    let mut resolv = Resolv::default();
-    let mut ipv6_lost: Vec<u32> = Vec::new();
 
-    let mut reprobe = false;
     while let Ok(msg) = rx.recv().await {
-        match msg {
+        let now = Instant::now();
+        let out = match msg {
             Msg::Netlink(msg) => {
+                let mut out = Vec::new();
                 if let Some(update) = links::link_update(&msg) {
-                    carrier_change(console, &mut links, &kept, &update);
+                    driver.carrier_change(&update);
+                    out.extend(node.handle(
+                        now,
+                        Input::Link {
+                            ifindex: update.index,
+                            carrier: update.carrier,
+                            oper_up: update.oper_up,
+                        },
+                    ));
                 }
                 if let Some(input) = slaac::from_netlink(&msg) {
-                    let changes = watch.handle(Instant::now(), input);
-                    report_slaac(console, &links, &changes);
-                    for c in &changes {
-                        match c {
-                            Change::Lost { ifindex } => ipv6_lost.push(*ifindex),
-                            Change::Ready { ifindex, .. } if ipv6_lost.contains(ifindex) => {
-                                ipv6_lost.retain(|i| i != ifindex);
-                                reprobe = true;
-                            }
-                            _ => {}
-                        }
-                    }
+                    out.extend(node.handle(now, Input::Slaac(input)));
                 }
+                out
             }
-            Msg::NdOpt(opt) => {
-                watch.handle(
-                    Instant::now(),
-                    watch::Input::Dns {
-                        ifindex: opt.ifindex,
-                        servers: opt.rdnss,
-                        search: opt.dnssl,
-                    },
-                );
-            }
+            Msg::NdOpt(opt) => node.handle(
+                now,
+                Input::Slaac(watch::Input::Dns {
+                    ifindex: opt.ifindex,
+                    servers: opt.rdnss,
+                    search: opt.dnssl,
+                }),
+            ),
             Msg::DhcpFailed(index, why) => {
-                let name = kept.get(&index).map_or("?", |k| k.nic.name.as_str());
+                let name = driver.kept.get(&index).map_or("?", |k| k.nic.name.as_str());
                 console.line(format_args!("{name}: DHCPv4 stopped: {why}"));
+                node.handle(
+                    now,
+                    Input::DhcpFailed {
+                        ifindex: index,
+                        why,
+                    },
+                )
             }
             Msg::Dhcp(u) => {
-                if let Some(k) = kept.get_mut(&u.ifindex) {
-                    reprobe |= dhcp_event(console, &handle, cfg, k, u.event).await;
-                }
+                driver.dhcp_event(u.ifindex, &u.event);
+                node.handle(
+                    now,
+                    Input::Dhcp {
+                        ifindex: u.ifindex,
+                        event: u.event,
+                    },
+                )
             }
-        }
-        resolv.refresh(cfg, console, &kept, &watch);
-        if std::mem::take(&mut reprobe) && !probes.is_empty() {
-            probe_again(console, &probes, &kept, &watch).await;
+        };
+        driver.carry_out(&mut node, out).await;
+        if std::mem::take(&mut driver.reprobe) && !probes.is_empty() {
+            probe_again(console, &probes, &node).await;
         }
     }
     Err(KeepError("netlink went away".into()))
@@ -404,152 +440,218 @@ async fn dump(handle: &rtnetlink::Handle) -> Vec<NetlinkMessage<RouteNetlinkMess
     out
 }
 
-fn carrier_change(
-    console: &Console,
-    links: &mut BTreeMap<u32, Link>,
-    kept: &BTreeMap<u32, Kept>,
-    update: &Nic,
-) {
-    let link = links.entry(update.index).or_insert_with(|| Link {
-        name: update.name.clone(),
-        carrier: update.carrier,
-        down_since: None,
-    });
-    if link.carrier == update.carrier {
-        return;
-    }
-    link.carrier = update.carrier;
-    if !update.carrier {
-        let at = SystemTime::now();
-        link.down_since = Some((Instant::now(), at));
-        console.line(format_args!(
-            "{}: carrier lost at {} (cable, switch port or the other end)",
-            link.name,
-            wall(at)
-        ));
-        return;
-    }
-    let away = link
-        .down_since
-        .take()
-        .map(|(t, _)| format!(" after {}", human(t.elapsed())))
-        .unwrap_or_default();
-    match kept.get(&update.index) {
-        Some(k) => {
-            console.line(format_args!(
-                "{}: carrier back{away}; checking the lease with the DHCP server now",
-                link.name
-            ));
-            let _ = k.kick.try_send(());
-        }
-        None => console.line(format_args!("{}: carrier back{away}", link.name)),
-    }
+/// `keep`'s driver of the node core: netlink, the DHCP clients, the files, the console.
+struct Driver<'a> {
+    console: &'a Console,
+    handle: &'a rtnetlink::Handle,
+    cfg: &'a KeepConfig,
+    links: BTreeMap<u32, Link>,
+    kept: BTreeMap<u32, Kept>,
+    /// NICs whose IPv6 went away: when it is back, the probes run again.
+    ipv6_lost: Vec<u32>,
+    reprobe: bool,
 }
 
-async fn dhcp_event(
-    console: &Console,
-    handle: &rtnetlink::Handle,
-    cfg: &KeepConfig,
-    k: &mut Kept,
-    event: Event,
-) -> bool {
-    let name = k.nic.name.clone();
-    let metric = if k.handed.role == Role::Oob {
-        OOB_METRIC
-    } else {
-        OTHER_METRIC + k.nic.index
-    };
-    match event {
-        Event::Bound(lease) | Event::Renewed(lease) => {
-            if let Err(e) = apply::apply(handle, k.nic.index, &name, &lease, metric).await {
-                console.line(format_args!("{name}: lease not applied: {e}"));
-                return false;
-            }
-            let previous = k.lease.replace(lease.clone());
-            let back = k.lost_at.is_some();
-            match (k.lost_at.take(), previous) {
-                (Some((t, _)), _) => {
-                    let handed = k.handed.record.lease.address;
-                    let same = if lease.address == handed {
-                        "the same address".to_string()
-                    } else {
-                        format!("a new address: {handed} was given to someone else")
-                    };
-                    console.line(format_args!(
-                        "{name}: IPv4 back after {}: {} from {}, lease {} ({same})",
-                        human(t.elapsed()),
-                        lease.summary(),
-                        lease.server,
-                        console::human_secs(lease.lease_secs)
-                    ));
-                }
-                (None, _) => console.line(format_args!(
-                    "{name}: lease on {} renewed by {} for {}",
-                    lease.address,
-                    lease.server,
-                    console::human_secs(lease.lease_secs)
-                )),
-            }
-            let mut record = LeaseRecord::new(
-                k.handed.record.client_id.clone(),
-                lease,
-                unix_secs(SystemTime::now()),
-            );
-            record.obtained_boottime_ms = clock::boottime_ms();
-            k.handed.record = record;
-            if let Err(e) = k.handed.write(&cfg.state_path) {
-                console.line(format_args!(
-                    "{name}: could not rewrite {}: {e}",
-                    LeaseFile::path(&cfg.state_path, &name).display()
-                ));
-            }
-            back
+impl Driver<'_> {
+    fn carrier_change(&mut self, update: &Nic) {
+        let link = self.links.entry(update.index).or_insert_with(|| Link {
+            name: update.name.clone(),
+            carrier: update.carrier,
+            down_since: None,
+        });
+        if link.carrier == update.carrier {
+            return;
         }
-        Event::Confirmed => false,
-        Event::Servers(servers) => {
-            crate::net::report_servers(console, &name, &k.servers, &servers);
-            k.servers = servers;
-            false
-        }
-        Event::Deconfigured(why) => {
+        link.carrier = update.carrier;
+        if !update.carrier {
             let at = SystemTime::now();
-            console.line(format_args!(
-                "{name}: IPv4 lost at {}: {why}; address and routes removed, asking for a \
-                 lease again (the same address first)",
+            link.down_since = Some((Instant::now(), at));
+            self.console.line(format_args!(
+                "{}: carrier lost at {} (cable, switch port or the other end)",
+                link.name,
                 wall(at)
             ));
-            if let Some(lease) = k.lease.take() {
-                if let Err(e) = apply::remove(handle, k.nic.index, &lease).await {
-                    // The kernel removes an address whose lifetime ran out by itself.
-                    log::debug!("{name}: {e}");
-                }
-            }
-            k.lost_at = Some((Instant::now(), at));
-            false
+            return;
         }
+        let away = link
+            .down_since
+            .take()
+            .map(|(t, _)| format!(" after {}", console::human(t.elapsed())))
+            .unwrap_or_default();
+        match self.kept.get(&update.index) {
+            // The node core kicks the client once the link's queue is up again.
+            Some(_) => self.console.line(format_args!(
+                "{}: carrier back{away}; checking the lease with the DHCP server now",
+                link.name
+            )),
+            None => self
+                .console
+                .line(format_args!("{}: carrier back{away}", link.name)),
+        }
+    }
+
+    /// The console's part of a DHCP event (the decisions are the node core's).
+    fn dhcp_event(&mut self, ifindex: u32, event: &Event) {
+        let Some(k) = self.kept.get_mut(&ifindex) else {
+            return;
+        };
+        let name = k.nic.name.clone();
+        match event {
+            Event::Servers(servers) => {
+                crate::net::report_servers(self.console, &name, &k.servers, servers);
+                k.servers = servers.clone();
+            }
+            Event::Deconfigured(why) => {
+                let at = SystemTime::now();
+                self.console.line(format_args!(
+                    "{name}: IPv4 lost at {}: {why}; address and routes removed, asking for a \
+                     lease again (the same address first)",
+                    wall(at)
+                ));
+                k.lost_at = Some((Instant::now(), at));
+            }
+            _ => {}
+        }
+    }
+
+    async fn carry_out(&mut self, node: &mut Node, outputs: Vec<Output>) {
+        let mut queue: std::collections::VecDeque<Output> = outputs.into();
+        while let Some(o) = queue.pop_front() {
+            match o {
+                Output::Kick { ifindex } => {
+                    if let Some(k) = self.kept.get(&ifindex) {
+                        let _ = k.kick.try_send(());
+                    }
+                }
+                // The clients are resumed, not started; the kernel solicits routers itself.
+                Output::StartDhcp { .. } | Output::Solicit { .. } => {}
+                Output::Apply {
+                    ifindex,
+                    lease,
+                    metric,
+                    ..
+                } => {
+                    let result = self.applied(ifindex, &lease, metric).await;
+                    queue.extend(node.handle(
+                        Instant::now(),
+                        Input::Applied {
+                            ifindex,
+                            lease,
+                            result,
+                        },
+                    ));
+                }
+                Output::Remove { ifindex, lease } => {
+                    if let Err(e) = apply::remove(self.handle, ifindex, &lease).await {
+                        // The kernel removes an address whose lifetime ran out by itself.
+                        log::debug!("{ifindex}: {e}");
+                    }
+                }
+                Output::WriteResolv {
+                    dns,
+                    search,
+                    origin,
+                } => {
+                    let path = &self.cfg.resolv_path;
+                    let text = apply::resolv_conf_text(&dns, &search, &origin);
+                    match apply::write_file_atomic(path, text.as_bytes()) {
+                        Ok(()) => self.console.line(format_args!(
+                            "DNS servers now {}; {} rewritten",
+                            dns.iter()
+                                .map(|d| d.to_string())
+                                .collect::<Vec<_>>()
+                                .join(", "),
+                            path.display()
+                        )),
+                        Err(e) => self
+                            .console
+                            .line(format_args!("could not write {}: {e}", path.display())),
+                    }
+                }
+                Output::Slaac(change) => {
+                    report_slaac(self.console, &self.links, &change);
+                    match change {
+                        Change::Lost { ifindex } => self.ipv6_lost.push(ifindex),
+                        Change::Ready { ifindex, .. } if self.ipv6_lost.contains(&ifindex) => {
+                            self.ipv6_lost.retain(|i| *i != ifindex);
+                            self.reprobe = true;
+                        }
+                        _ => {}
+                    }
+                }
+                Output::Probe { .. } | Output::Online => {}
+            }
+        }
+    }
+
+    /// Applies a lease that came or was renewed, says so, rewrites its lease file.
+    async fn applied(&mut self, ifindex: u32, lease: &Lease, metric: u32) -> Result<(), String> {
+        let Some(k) = self.kept.get_mut(&ifindex) else {
+            return Err("not a kept NIC".into());
+        };
+        let name = k.nic.name.clone();
+        if let Err(e) = apply::apply(self.handle, ifindex, &name, lease, metric).await {
+            self.console
+                .line(format_args!("{name}: lease not applied: {e}"));
+            return Err(e.to_string());
+        }
+        match k.lost_at.take() {
+            Some((t, _)) => {
+                let handed = k.handed.record.lease.address;
+                let same = if lease.address == handed {
+                    "the same address".to_string()
+                } else {
+                    format!("a new address: {handed} was given to someone else")
+                };
+                self.console.line(format_args!(
+                    "{name}: IPv4 back after {}: {} from {}, lease {} ({same})",
+                    console::human(t.elapsed()),
+                    lease.summary(),
+                    lease.server,
+                    console::human_secs(lease.lease_secs)
+                ));
+                self.reprobe = true;
+            }
+            None => self.console.line(format_args!(
+                "{name}: lease on {} renewed by {} for {}",
+                lease.address,
+                lease.server,
+                console::human_secs(lease.lease_secs)
+            )),
+        }
+        let mut record = LeaseRecord::new(
+            k.handed.record.client_id.clone(),
+            lease.clone(),
+            unix_secs(SystemTime::now()),
+        );
+        record.obtained_boottime_ms = clock::boottime_ms();
+        k.handed.record = record;
+        if let Err(e) = k.handed.write(&self.cfg.state_path) {
+            self.console.line(format_args!(
+                "{name}: could not rewrite {}: {e}",
+                LeaseFile::path(&self.cfg.state_path, &name).display()
+            ));
+        }
+        Ok(())
     }
 }
 
 /// The network came back after an outage: probe what the boot probed, over the families that
 /// are up again, and say whether the node is reachable again.
-async fn probe_again(
-    console: &Console,
-    urls: &[String],
-    kept: &BTreeMap<u32, Kept>,
-    watch: &Watch,
-) {
+async fn probe_again(console: &Console, urls: &[String], node: &Node) {
+    let states: Vec<_> = node.watch().states().collect();
     let mut families = Vec::new();
-    if watch
-        .states()
+    if states
+        .iter()
         .any(|s| s.router.is_some() && !s.addresses.is_empty())
     {
         families.push(crate::net::probe::Family::Ipv6);
     }
-    if kept.values().any(|k| k.lease.is_some()) {
+    if node.oob_lease().is_some() {
         families.push(crate::net::probe::Family::Ipv4);
     }
-    let dns = Resolv::compute(kept, watch).0;
-    let (_, results) = crate::net::probe_and_report(urls, console, &families, &dns).await;
+    let dns = resolv(node.oob_lease(), &states).0;
+    let results = crate::net::probe_and_report(urls, console, &families, &dns).await;
     let ok = results.iter().filter(|r| r.ok).count();
     console.line(format_args!(
         "network back: {ok} of {} probes answered{}",
@@ -562,107 +664,29 @@ async fn probe_again(
     ));
 }
 
-fn report_slaac(console: &Console, links: &BTreeMap<u32, Link>, changes: &[Change]) {
+fn report_slaac(console: &Console, links: &BTreeMap<u32, Link>, c: &Change) {
     let name = |i: &u32| links.get(i).map_or("?", |l| l.name.as_str()).to_string();
-    for c in changes {
-        match c {
-            Change::Ready {
-                ifindex,
-                address,
-                prefix,
-                ..
-            } => console.line(format_args!(
-                "{}: IPv6 {address}/{prefix} usable (SLAAC, default route present)",
-                name(ifindex)
-            )),
-            Change::Lost { ifindex } => console.line(format_args!(
-                "{}: IPv6 lost at {}: no global address with a default route; waiting for \
-                 the router's next advertisement",
-                name(ifindex),
-                wall(SystemTime::now())
-            )),
-            Change::DadFailed { ifindex, address } => console.line(format_args!(
-                "{}: IPv6 {address} is used by another host on the segment (DAD failed)",
-                name(ifindex)
-            )),
-            Change::FirstAdvert { .. } => {}
-        }
-    }
-}
-
-/// resolv.conf as `keep` last wrote it: rewritten only when the servers change.
-#[derive(Default)]
-struct Resolv {
-    written: Option<(Vec<IpAddr>, Vec<String>)>,
-}
-
-impl Resolv {
-    /// The resolvers and search domains now: the OOB lease's, then the routers' RDNSS/DNSSL.
-    fn compute(kept: &BTreeMap<u32, Kept>, watch: &Watch) -> (Vec<IpAddr>, Vec<String>) {
-        let oob = kept
-            .values()
-            .find(|k| k.handed.role == Role::Oob)
-            .or_else(|| kept.values().next());
-        let mut dns: Vec<IpAddr> = Vec::new();
-        let mut search: Vec<String> = Vec::new();
-        if let Some(lease) = oob.and_then(|k| k.lease.as_ref()) {
-            dns.extend(lease.dns.iter().map(|d| IpAddr::V4(*d)));
-            search.extend(lease.search.iter().cloned());
-            search.extend(lease.domain.iter().cloned());
-        }
-        for s in watch.states() {
-            for d in &s.dns {
-                if !dns.contains(&IpAddr::V6(*d)) {
-                    dns.push(IpAddr::V6(*d));
-                }
-            }
-            for d in &s.search {
-                if !search.contains(d) {
-                    search.push(d.clone());
-                }
-            }
-        }
-        (dns, search)
-    }
-
-    fn refresh(
-        &mut self,
-        cfg: &KeepConfig,
-        console: &Console,
-        kept: &BTreeMap<u32, Kept>,
-        watch: &Watch,
-    ) {
-        let oob = kept
-            .values()
-            .find(|k| k.handed.role == Role::Oob)
-            .or_else(|| kept.values().next());
-        let now = Self::compute(kept, watch);
-        if now.0.is_empty() || self.written.as_ref() == Some(&now) {
-            return;
-        }
-        // The first computation only records what the boot wrote from the same sources.
-        if self.written.is_none() {
-            self.written = Some(now);
-            return;
-        }
-        let origin = oob.map_or("router advertisements", |k| k.nic.name.as_str());
-        let text = apply::resolv_conf_text(&now.0, &now.1, origin);
-        match apply::write_file_atomic(&cfg.resolv_path, text.as_bytes()) {
-            Ok(()) => console.line(format_args!(
-                "DNS servers now {}; {} rewritten",
-                now.0
-                    .iter()
-                    .map(|d| d.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                cfg.resolv_path.display()
-            )),
-            Err(e) => console.line(format_args!(
-                "could not write {}: {e}",
-                cfg.resolv_path.display()
-            )),
-        }
-        self.written = Some(now);
+    match c {
+        Change::Ready {
+            ifindex,
+            address,
+            prefix,
+            ..
+        } => console.line(format_args!(
+            "{}: IPv6 {address}/{prefix} usable (SLAAC, default route present)",
+            name(ifindex)
+        )),
+        Change::Lost { ifindex } => console.line(format_args!(
+            "{}: IPv6 lost at {}: no global address with a default route; waiting for \
+             the router's next advertisement",
+            name(ifindex),
+            wall(SystemTime::now())
+        )),
+        Change::DadFailed { ifindex, address } => console.line(format_args!(
+            "{}: IPv6 {address} is used by another host on the segment (DAD failed)",
+            name(ifindex)
+        )),
+        Change::FirstAdvert { .. } => {}
     }
 }
 
@@ -726,13 +750,5 @@ mod tests {
         for bad in ["", "1:02", "01:0g", "01::02", "0102"] {
             assert_eq!(parse_colon_hex(bad), None, "{bad}");
         }
-    }
-
-    #[test]
-    fn durations_read_naturally() {
-        assert_eq!(human(Duration::from_millis(640)), "640 ms");
-        assert_eq!(human(Duration::from_secs(42)), "42s");
-        assert_eq!(human(Duration::from_secs(200)), "3m 20s");
-        assert_eq!(human(Duration::from_secs(7500)), "2h 5m");
     }
 }

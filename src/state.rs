@@ -202,6 +202,9 @@ pub struct Timings {
     pub slaac: Option<u64>,
     /// The probes, all families at once.
     pub probes: Option<u64>,
+    /// Process start to the first family usable (IPv4 bound and confirmed on the OOB NIC, or
+    /// SLAAC ready on a NIC): online should follow within a probe's round trip.
+    pub usable: Option<u64>,
     /// Process start to online.
     pub total: Option<u64>,
 }

@@ -36,15 +36,13 @@ use crate::state::{
     Interface, Ipv4Entry, Ipv4Summary, Ipv6Entry, Ipv6Summary, LeaseRecord, Role, SlaacRecord,
     State, Timings,
 };
+use node::{resolv, Input, NicSpec, Node, NodeConfig, Output, Scope, OOB_METRIC};
 use rtnetlink::packet_route::link::BondMode;
 use rtnetlink::LinkUnspec;
 use slaac::ra::{NdUserOpt, NdUserOptSocket, RaSocket, RouterAdvert};
-use slaac::watch::{self, Change, SlaacState, Watch};
+use slaac::watch::{self, Change, SlaacState};
 use topology::{BondSetting, Duties, VlanLink, VlanSetting};
 
-/// Route metric of the OOB NIC's routes; other NICs' routes come after it.
-pub(crate) const OOB_METRIC: u32 = 100;
-pub(crate) const OTHER_METRIC: u32 = 200;
 /// One DNS try, one TCP connect, one HTTP exchange: each bounded by this.
 const PROBE_STEP_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -108,17 +106,17 @@ impl std::fmt::Display for NetError {
         f.write_str(&self.0)
     }
 }
-
 enum Msg {
     Netlink(Option<NetlinkMessage<RouteNetlinkMessage>>),
     Dhcp(Update),
     DhcpFailed(u32, String),
     Advert(u32, RouterAdvert),
     NdOpt(NdUserOpt),
+    Probed(Family, Vec<ProbeResult>),
     Tick,
 }
 
-/// Per-NIC bookkeeping while the stage runs.
+/// Per-NIC I/O and console bookkeeping (the decisions are the node core's).
 struct NicRun {
     nic: Nic,
     dhcp: Option<smol::Task<()>>,
@@ -126,29 +124,56 @@ struct NicRun {
     ra_task: Option<smol::Task<()>>,
     ra_socket: Option<Arc<RaSocket>>,
     client_id: Vec<u8>,
-    lease: Option<Lease>,
     obtained: Option<SystemTime>,
     obtained_boottime_ms: Option<u64>,
     /// Option 12 as sent, handed over with the lease.
     hostname: Option<String>,
-    confirmed: bool,
-    dhcp_state: &'static str,
     sent: Arc<AtomicU32>,
     failure: Option<String>,
     /// The DHCPv4 servers that answered (from the client's [`Event::Servers`]).
     servers: Vec<ServerSeen>,
-    /// Carrier came up at least once, so SLAAC is being watched.
-    watched: bool,
     /// What this link is for: DHCPv4, SLAAC (a VLAN parent may do neither).
     duties: Duties,
-    /// The carrier went down while a lease was held: check it when the link is back.
-    carrier_lost_while_bound: bool,
     /// Set for a VLAN link this stage created.
     vlan: Option<VlanLink>,
 }
 
+/// The network stage while it runs: the node core and its driver (netlink, the DHCP clients,
+/// the RA listeners, the probes). [`start`] → [`Stage::until_online`] → [`Stage::settle`].
+pub struct Stage {
+    cfg: NetConfig,
+    console: Console,
+    handle: rtnetlink::Handle,
+    notifications: Notifications,
+    tx: Sender<Msg>,
+    rx: Receiver<Msg>,
+    nics: BTreeMap<u32, NicRun>,
+    slaves: BTreeMap<u32, Slave>,
+    node: Node,
+    static_done: bool,
+    deadline: Instant,
+    dhcp4_ms: Option<u64>,
+    bound_ms: Option<u64>,
+    probe_started: Option<Instant>,
+    probe_done: Option<Instant>,
+    error: Option<String>,
+    _nduseropt: Option<smol::Task<()>>,
+}
+
+/// `net`: the whole stage, its state final (SLAAC settled on every NIC, every probe done).
 pub async fn run(cfg: &NetConfig, console: &Console) -> Result<State, NetError> {
-    let (handle, mut notifications) =
+    let mut stage = start(cfg, console).await?;
+    let online = stage.until_online().await;
+    if !online.online {
+        return Ok(online);
+    }
+    Ok(stage.settle().await)
+}
+
+/// Links, bonds and VLANs set up, every NIC handed to the node core, the ones with carrier
+/// started.
+pub async fn start(cfg: &NetConfig, console: &Console) -> Result<Stage, NetError> {
+    let (handle, notifications) =
         links::connect().map_err(|e| NetError(format!("cannot open netlink: {e}")))?;
     let all = links::inventory(&handle)
         .await
@@ -163,7 +188,7 @@ pub async fn run(cfg: &NetConfig, console: &Console) -> Result<State, NetError> 
     for p in &plan.problems {
         console.line(p);
     }
-    let (bonds, mut slaves) = create_bonds(&handle, console, cfg, &chosen, &plan).await?;
+    let (bonds, slaves) = create_bonds(&handle, console, cfg, &chosen, &plan).await?;
     chosen.retain(|n| !slaves.contains_key(&n.index));
     chosen.extend(bonds);
     let vlans = create_vlans(&handle, console, cfg, &chosen, &plan).await?;
@@ -171,8 +196,13 @@ pub async fn run(cfg: &NetConfig, console: &Console) -> Result<State, NetError> 
 
     let (tx, rx) = channel::unbounded::<Msg>();
     let mut nics: BTreeMap<u32, NicRun> = BTreeMap::new();
-    let mut watch = Watch::new();
-    let _nduseropt = cfg.ipv6_wait.and_then(|_| spawn_nduseropt(&tx));
+    let mut node = Node::new(NodeConfig {
+        oob: cfg.oob.clone(),
+        ipv6_wait: cfg.ipv6_wait,
+        probes: !cfg.probes.is_empty(),
+        resolv_adopt_first: false,
+    });
+    let nduseropt = cfg.ipv6_wait.and_then(|_| spawn_nduseropt(&tx));
     for nic in chosen {
         let vlan = vlans
             .iter()
@@ -249,6 +279,15 @@ pub async fn run(cfg: &NetConfig, console: &Console) -> Result<State, NetError> 
             .client_id
             .clone()
             .unwrap_or_else(|| Config::mac_client_id(nic.mac));
+        node.add_nic(NicSpec {
+            index: nic.index,
+            name: nic.name.clone(),
+            duties,
+            static_here: cfg
+                .static_ipv4
+                .as_ref()
+                .is_some_and(|s| s.device.as_deref() == Some(nic.name.as_str())),
+        });
         nics.insert(
             nic.index,
             NicRun {
@@ -260,320 +299,546 @@ pub async fn run(cfg: &NetConfig, console: &Console) -> Result<State, NetError> 
                 ra_task,
                 ra_socket,
                 client_id,
-                lease: None,
                 obtained: None,
-                confirmed: false,
-                dhcp_state: "waiting for carrier",
                 sent: Arc::default(),
                 failure: None,
                 servers: Vec::new(),
-                watched: false,
                 duties,
                 vlan,
-                carrier_lost_while_bound: false,
             },
         );
     }
+    let mut stage = Stage {
+        cfg: cfg.clone(),
+        console: console.try_clone(),
+        handle,
+        notifications,
+        tx,
+        rx,
+        nics,
+        slaves,
+        node,
+        static_done: false,
+        deadline: Instant::now() + cfg.timeout,
+        dhcp4_ms: None,
+        bound_ms: None,
+        probe_started: None,
+        probe_done: None,
+        error: None,
+        _nduseropt: nduseropt,
+    };
     // Links brought up just now report carrier by notification; ones already up may not, so
     // the ones that have it now start at once.
-    let now = Instant::now();
-    let mut oob: Option<u32> = None;
-    let mut online_v4 = false;
-    let mut static_done = false;
-    for run in nics.values_mut() {
-        if run.nic.carrier {
-            if apply_static(&handle, console, cfg, run, &mut static_done).await {
-                oob = Some(run.nic.index);
-                online_v4 = true;
+    let up: Vec<(u32, bool)> = stage
+        .nics
+        .values()
+        .filter(|r| r.nic.carrier)
+        .map(|r| (r.nic.index, r.nic.oper_up))
+        .collect();
+    for (index, oper_up) in up {
+        stage.carrier(index, oper_up).await;
+    }
+    Ok(stage)
+}
+
+impl Stage {
+    /// Runs until the node is online (or the stage gives up), then reports: the state then is
+    /// what the boot goes on with; [`Stage::settle`] completes it.
+    pub async fn until_online(&mut self) -> State {
+        loop {
+            let now = Instant::now();
+            if self.node.online() {
+                break;
             }
-            carrier_up(run, cfg, &tx, &mut watch, now);
+            if let Some(why) = self.node.gave_up(now) {
+                self.error = Some(why.into());
+                break;
+            }
+            if now >= self.deadline {
+                self.error = Some(why_offline(&self.nics, &self.node, self.cfg.timeout));
+                break;
+            }
+            let wake = self
+                .node
+                .poll_at()
+                .filter(|w| *w > now)
+                .map_or(self.deadline, |w| w.min(self.deadline));
+            if !self.step(wake).await {
+                break;
+            }
         }
+        self.state(false).await
     }
 
-    let deadline = Instant::now() + cfg.timeout;
-    let mut dhcp4_ms = None;
-    let mut bound_ms = None;
-    let mut error = None;
-    loop {
-        let now = Instant::now();
-        let v6_settled = cfg.ipv6_wait.is_none_or(|w| watch.settled(now, w));
-        if online_v4 && v6_settled {
-            break;
-        }
-        let wake = match (online_v4, cfg.ipv6_wait.and_then(|w| watch.deadline(w))) {
-            (true, Some(w)) => w.min(deadline),
-            _ => deadline,
-        };
-        match next_msg(&mut notifications, &rx, wake).await {
-            Msg::Netlink(None) => {
-                error = Some("the netlink connection closed".to_string());
+    /// After [`Stage::until_online`]: follows SLAAC until every NIC is ready or waited for,
+    /// and the probes still running, then stops the stage's listeners and returns the final
+    /// state (a late router advertisement updates the classification here instead of holding
+    /// the boot).
+    pub async fn settle(mut self) -> State {
+        loop {
+            let now = Instant::now();
+            if self.node.settled(now) && !self.node.probing() {
                 break;
+            }
+            let wake = self
+                .node
+                .poll_at()
+                .filter(|w| *w > now)
+                .unwrap_or(now + PROBE_STEP_TIMEOUT);
+            if !self.step(wake).await {
+                break;
+            }
+        }
+        // Stop listening; the addresses stay with their lifetimes and the full OS resumes
+        // the lease.
+        for run in self.nics.values_mut() {
+            run.dhcp.take();
+            run.ra_task.take();
+        }
+        self.state(true).await
+    }
+
+    /// One message in, the node core's outputs carried out. False when netlink went away.
+    async fn step(&mut self, wake: Instant) -> bool {
+        let msg = next_msg(&mut self.notifications, &self.rx, wake).await;
+        let now = Instant::now();
+        let outputs = match msg {
+            Msg::Netlink(None) => {
+                self.error = Some("the netlink connection closed".to_string());
+                return false;
             }
             Msg::Netlink(Some(msg)) => {
                 if let Some(update) = links::link_update(&msg) {
-                    if let Some(slave) = slaves.get_mut(&update.index) {
-                        report_slave(console, slave, &update);
-                        continue;
+                    if let Some(slave) = self.slaves.get_mut(&update.index) {
+                        report_slave(&self.console, slave, &update);
+                        return true;
                     }
-                    let Some(run) = nics.get_mut(&update.index) else {
-                        continue;
+                    let Some(run) = self.nics.get_mut(&update.index) else {
+                        return true;
                     };
                     if update.carrier != run.nic.carrier {
-                        console.line(format_args!(
+                        self.console.line(format_args!(
                             "{}: carrier {}",
                             run.nic.name,
                             if update.carrier { "up" } else { "down" }
                         ));
                     }
-                    if !update.carrier && run.lease.is_some() {
-                        run.carrier_lost_while_bound = true;
-                    }
-                    // The queue just became active: resend what the kernel may have dropped,
-                    // or, holding a lease whose link went away meanwhile, check it now. A
-                    // lease taken while the queue was still coming up needs no check.
-                    if update.oper_up
-                        && !run.nic.oper_up
-                        && (run.lease.is_none() || run.carrier_lost_while_bound)
-                    {
-                        run.carrier_lost_while_bound = false;
-                        if let Some(kick) = &run.dhcp_kick {
-                            let _ = kick.try_send(());
-                        }
-                    }
                     run.nic.carrier = update.carrier;
                     run.nic.oper_up = update.oper_up;
                     run.nic.mtu = update.mtu;
                     if update.carrier {
-                        if apply_static(&handle, console, cfg, run, &mut static_done).await {
-                            oob = Some(run.nic.index);
-                            online_v4 = true;
-                        }
-                        carrier_up(run, cfg, &tx, &mut watch, Instant::now());
+                        self.carrier(update.index, update.oper_up).await;
+                        return true;
                     }
+                    self.node.handle(
+                        now,
+                        Input::Link {
+                            ifindex: update.index,
+                            carrier: false,
+                            oper_up: update.oper_up,
+                        },
+                    )
                 } else if let Some(input) = slaac::from_netlink(&msg) {
-                    let changes = watch.handle(Instant::now(), input);
-                    report_slaac(console, &nics, &changes);
+                    self.node.handle(now, Input::Slaac(input))
+                } else {
+                    Vec::new()
                 }
             }
-            Msg::Advert(index, ra) => {
-                let changes =
-                    watch.handle(Instant::now(), watch::Input::Advert { ifindex: index, ra });
-                report_slaac(console, &nics, &changes);
-            }
-            Msg::NdOpt(opt) => {
-                let input = watch::Input::Dns {
+            Msg::Advert(ifindex, ra) => self
+                .node
+                .handle(now, Input::Slaac(watch::Input::Advert { ifindex, ra })),
+            Msg::NdOpt(opt) => self.node.handle(
+                now,
+                Input::Slaac(watch::Input::Dns {
                     ifindex: opt.ifindex,
                     servers: opt.rdnss,
                     search: opt.dnssl,
-                };
-                watch.handle(Instant::now(), input);
-            }
-            Msg::DhcpFailed(index, why) => {
-                if let Some(run) = nics.get_mut(&index) {
-                    console.line(format_args!("{}: DHCPv4 stopped: {why}", run.nic.name));
-                    run.failure = Some(why);
-                    run.dhcp_state = "failed";
+                }),
+            ),
+            Msg::DhcpFailed(ifindex, why) => {
+                if let Some(run) = self.nics.get_mut(&ifindex) {
+                    self.console
+                        .line(format_args!("{}: DHCPv4 stopped: {why}", run.nic.name));
+                    run.failure = Some(why.clone());
                 }
+                self.node.handle(now, Input::DhcpFailed { ifindex, why })
             }
             Msg::Dhcp(u) => {
-                let Some(run) = nics.get_mut(&u.ifindex) else {
-                    continue;
-                };
-                match u.event {
-                    Event::Bound(lease) => {
-                        let is_oob =
-                            oob.is_none() && cfg.oob.as_deref().is_none_or(|o| o == run.nic.name);
-                        let metric = if is_oob {
-                            OOB_METRIC
-                        } else {
-                            OTHER_METRIC + u.ifindex
-                        };
-                        match apply::apply(&handle, run.nic.index, &run.nic.name, &lease, metric)
-                            .await
-                        {
-                            Ok(()) => {
-                                console.line(format_args!(
-                                    "{}: DHCPv4 {}, lease {} from {} ({} ms)",
-                                    run.nic.name,
-                                    lease.summary(),
-                                    console::human_secs(lease.lease_secs),
-                                    lease.server,
-                                    u.since_first_send.as_millis()
-                                ));
-                                if is_oob {
-                                    oob = Some(run.nic.index);
-                                    dhcp4_ms = Some(u.since_first_send.as_millis() as u64);
-                                    bound_ms = Some(console.start().elapsed().as_millis() as u64);
-                                }
-                                console.line(format_args!(
+                if let Some(run) = self.nics.get_mut(&u.ifindex) {
+                    match &u.event {
+                        Event::Servers(servers) => {
+                            report_servers(&self.console, &run.nic.name, &run.servers, servers);
+                            run.servers = servers.clone();
+                        }
+                        Event::Deconfigured(why) => self.console.line(format_args!(
+                            "{}: DHCPv4 lease dropped: {why}",
+                            run.nic.name
+                        )),
+                        Event::Bound(_) if self.node.oob().is_none() => {
+                            self.dhcp4_ms = Some(u.since_first_send.as_millis() as u64);
+                        }
+                        _ => {}
+                    }
+                }
+                let first = matches!(u.event, Event::Bound(_));
+                let ifindex = u.ifindex;
+                let out = self.node.handle(
+                    now,
+                    Input::Dhcp {
+                        ifindex,
+                        event: u.event,
+                    },
+                );
+                if first {
+                    self.bound_line(ifindex, u.since_first_send, &out);
+                }
+                out
+            }
+            Msg::Probed(family, results) => {
+                report_probes(&self.console, &results);
+                self.probe_done = Some(now);
+                self.node.handle(now, Input::Probed { family, results })
+            }
+            Msg::Tick => Vec::new(),
+        };
+        self.carry_out(outputs).await;
+        true
+    }
+
+    /// The carrier is up on `index`: the `ip=` configuration if it is this NIC's, then the
+    /// node core's decisions (start DHCP, solicit a router, kick a client).
+    async fn carrier(&mut self, index: u32, oper_up: bool) {
+        let now = Instant::now();
+        let mut out = Vec::new();
+        if let Some(lease) = self.apply_static(index).await {
+            out.extend(self.node.handle(
+                now,
+                Input::StaticApplied {
+                    ifindex: index,
+                    lease,
+                },
+            ));
+        }
+        out.extend(self.node.handle(
+            now,
+            Input::Link {
+                ifindex: index,
+                carrier: true,
+                oper_up,
+            },
+        ));
+        self.carry_out(out).await;
+    }
+
+    /// The console's line for a lease that came (before it is applied).
+    fn bound_line(&self, ifindex: u32, since_first_send: Duration, out: &[Output]) {
+        let Some(run) = self.nics.get(&ifindex) else {
+            return;
+        };
+        for o in out {
+            if let Output::Apply { lease, scope, .. } = o {
+                self.console.line(format_args!(
+                    "{}: DHCPv4 {}, lease {} from {} ({} ms){}",
+                    run.nic.name,
+                    lease.summary(),
+                    console::human_secs(lease.lease_secs),
+                    lease.server,
+                    since_first_send.as_millis(),
+                    match scope {
+                        Scope::Whole => "",
+                        Scope::LinkOnly =>
+                            "; not the management NIC: its address and subnet only (no default \
+                             route, DNS or NTP from this segment)",
+                    }
+                ));
+            }
+        }
+    }
+
+    /// Carries out the node core's decisions; what they report back is fed in, until the core
+    /// has nothing more to say.
+    async fn carry_out(&mut self, outputs: Vec<Output>) {
+        let mut queue: std::collections::VecDeque<Output> = outputs.into();
+        while let Some(o) = queue.pop_front() {
+            let now = Instant::now();
+            match o {
+                Output::StartDhcp { ifindex } => {
+                    if let Some(run) = self.nics.get_mut(&ifindex) {
+                        start_dhcp(run, &self.cfg, &self.tx);
+                    }
+                }
+                Output::Kick { ifindex } => {
+                    if let Some(kick) = self.nics.get(&ifindex).and_then(|r| r.dhcp_kick.as_ref()) {
+                        let _ = kick.try_send(());
+                    }
+                }
+                Output::Solicit { ifindex } => {
+                    if let Some(run) = self.nics.get(&ifindex) {
+                        solicit(run);
+                    }
+                }
+                Output::Apply {
+                    ifindex,
+                    lease,
+                    metric,
+                    scope,
+                } => {
+                    let Some(run) = self.nics.get_mut(&ifindex) else {
+                        continue;
+                    };
+                    let result = apply::apply(&self.handle, ifindex, &run.nic.name, &lease, metric)
+                        .await
+                        .map_err(|e| e.to_string());
+                    match &result {
+                        Ok(()) => {
+                            run.obtained = Some(SystemTime::now());
+                            run.obtained_boottime_ms = clock::boottime_ms();
+                            let first = self.node.lease(ifindex).is_none();
+                            if first && scope == Scope::Whole && self.bound_ms.is_none() {
+                                self.bound_ms =
+                                    Some(self.console.start().elapsed().as_millis() as u64);
+                            }
+                            if first {
+                                self.console.line(format_args!(
                                     "{}: to keep this address, reserve it for MAC {} \
                                      (client-id {}) on the DHCP server",
                                     run.nic.name,
                                     client::fmt_mac(&run.nic.mac),
                                     client::fmt_mac(&run.client_id)
                                 ));
-                                run.lease = Some(lease);
-                                run.obtained = Some(SystemTime::now());
-                                run.obtained_boottime_ms = clock::boottime_ms();
-                                run.dhcp_state = "BOUND";
-                            }
-                            Err(e) => {
-                                console
-                                    .line(format_args!("{}: lease not applied: {e}", run.nic.name));
-                                run.dhcp_state = "apply failed";
                             }
                         }
+                        Err(e) => self
+                            .console
+                            .line(format_args!("{}: lease not applied: {e}", run.nic.name)),
                     }
-                    Event::Confirmed => {
-                        run.confirmed = true;
-                        if oob == Some(u.ifindex) {
-                            online_v4 = true;
-                        }
+                    queue.extend(self.node.handle(
+                        now,
+                        Input::Applied {
+                            ifindex,
+                            lease,
+                            result,
+                        },
+                    ));
+                }
+                Output::Remove { ifindex, lease } => {
+                    if let Err(e) = apply::remove(&self.handle, ifindex, &lease).await {
+                        log::warn!("{ifindex}: {e}");
                     }
-                    Event::Renewed(lease) => {
-                        let metric = if oob == Some(u.ifindex) {
-                            OOB_METRIC
-                        } else {
-                            OTHER_METRIC + u.ifindex
-                        };
-                        if let Err(e) =
-                            apply::apply(&handle, run.nic.index, &run.nic.name, &lease, metric)
-                                .await
-                        {
-                            console.line(format_args!(
-                                "{}: renewed lease not applied: {e}",
-                                run.nic.name
-                            ));
-                        }
-                        run.lease = Some(lease);
-                        run.obtained = Some(SystemTime::now());
-                        run.obtained_boottime_ms = clock::boottime_ms();
-                    }
-                    Event::Servers(servers) => {
-                        report_servers(console, &run.nic.name, &run.servers, &servers);
-                        run.servers = servers;
-                    }
-                    Event::Deconfigured(why) => {
-                        console.line(format_args!(
-                            "{}: DHCPv4 lease dropped: {why}",
-                            run.nic.name
+                }
+                Output::WriteResolv {
+                    dns,
+                    search,
+                    origin,
+                } => {
+                    let text = apply::resolv_conf_text(&dns, &search, &origin);
+                    if let Err(e) = apply::write_file_atomic(&self.cfg.resolv_path, text.as_bytes())
+                    {
+                        self.console.line(format_args!(
+                            "could not write {}: {e}",
+                            self.cfg.resolv_path.display()
                         ));
-                        if let Some(lease) = run.lease.take() {
-                            if let Err(e) = apply::remove(&handle, run.nic.index, &lease).await {
-                                log::warn!("{}: {e}", run.nic.name);
-                            }
-                        }
-                        run.confirmed = false;
-                        run.dhcp_state = "SELECTING";
-                        if oob == Some(u.ifindex) {
-                            oob = None;
-                            online_v4 = false;
-                        }
                     }
                 }
+                Output::Probe { family, dns } => {
+                    self.probe_started.get_or_insert(now);
+                    let (urls, tx) = (self.cfg.probes.clone(), self.tx.clone());
+                    smol::spawn(async move {
+                        let (_, results) = probe_targets(&urls, &[family], &dns).await;
+                        let _ = tx.send(Msg::Probed(family, results)).await;
+                    })
+                    .detach();
+                }
+                Output::Slaac(change) => report_slaac(&self.console, &self.nics, &change),
+                Output::Online => {}
             }
-            Msg::Tick => {
-                if Instant::now() >= deadline {
-                    error = Some(why_offline(&nics, cfg.timeout));
-                    break;
+        }
+    }
+
+    /// Applies the static `ip=` configuration if it is meant for this NIC (its device, or the
+    /// first NIC with carrier when it names none). Returns the lease it applied.
+    async fn apply_static(&mut self, index: u32) -> Option<Lease> {
+        let st = self.cfg.static_ipv4.as_ref()?;
+        let run = self.nics.get_mut(&index)?;
+        if self.static_done || st.device.as_deref().is_some_and(|d| d != run.nic.name) {
+            return None;
+        }
+        self.static_done = true;
+        let lease = static_lease(st);
+        match apply::apply(
+            &self.handle,
+            run.nic.index,
+            &run.nic.name,
+            &lease,
+            OOB_METRIC,
+        )
+        .await
+        {
+            Ok(()) => {
+                self.console.line(format_args!(
+                    "{}: static IPv4 {} (ip= on the kernel command line)",
+                    run.nic.name,
+                    lease.summary()
+                ));
+                run.obtained = Some(SystemTime::now());
+                Some(lease)
+            }
+            Err(e) => {
+                self.console.line(format_args!(
+                    "{}: static IPv4 not applied: {e}",
+                    run.nic.name
+                ));
+                None
+            }
+        }
+    }
+
+    /// The state as it is now; `last`: the stage is over (diagnoses for NICs without IPv6 and
+    /// the family race are reported then).
+    async fn state(&self, last: bool) -> State {
+        let now = Instant::now();
+        let watch = self.node.watch();
+        let slaac: BTreeMap<u32, SlaacState> = self
+            .nics
+            .keys()
+            .filter(|i| self.node.watched(**i))
+            .map(|i| (*i, watch.state(*i)))
+            .collect();
+        let diagnoses: BTreeMap<u32, String> = if last {
+            slaac
+                .keys()
+                .filter_map(|i| {
+                    let d = watch.diagnosis(*i, watch.waited(*i, now))?;
+                    self.console.line(&d);
+                    Some((*i, d))
+                })
+                .collect()
+        } else {
+            BTreeMap::new()
+        };
+        let oob = self.node.oob();
+        let oob_lease = self.node.oob_lease();
+        let (dns, search) = resolv(oob_lease, slaac.values());
+        if last && dns.is_empty() && oob.is_some() {
+            self.console
+                .line("no DNS server from DHCP or router advertisements; resolv.conf left as is");
+        }
+        let probes = self.node.probe_results();
+        let (ipv4, ipv6) = self.node.reachability();
+        let reach = Reach { ipv4, ipv6 };
+        let preferred_family = preferred(&self.console, &self.cfg.probes, &probes, last).await;
+        let gateway_mac = match oob_lease.and_then(Lease::gateway) {
+            Some(gw) => links::neighbour_mac(&self.handle, IpAddr::V4(gw)).await,
+            None => None,
+        };
+        let classification = self.cfg.ipv6_wait.map(|_| {
+            classify::classify(&facts(&self.nics, &self.node, &slaac, gateway_mac), reach)
+        });
+        let online = self.node.online();
+        let mut error = self.error.clone();
+        if !online && error.is_none() {
+            error = Some(why_offline(&self.nics, &self.node, self.cfg.timeout));
+        }
+        let ms = |t: Instant| {
+            t.saturating_duration_since(self.console.start())
+                .as_millis() as u64
+        };
+        build_state(Built {
+            nics: &self.nics,
+            node: &self.node,
+            online,
+            error,
+            slaac: &slaac,
+            diagnoses,
+            search,
+            classification,
+            dns,
+            probes,
+            preferred_family,
+            reach,
+            timings: Timings {
+                dhcp4: self.dhcp4_ms,
+                bound: self.bound_ms,
+                slaac: slaac.values().filter_map(|s| s.ready_after_ms).min(),
+                probes: self
+                    .probe_started
+                    .zip(self.probe_done)
+                    .map(|(a, b)| b.saturating_duration_since(a).as_millis() as u64),
+                usable: self.node.first_usable_at().map(ms),
+                total: self.node.online_at().map(ms),
+            },
+        })
+    }
+}
+
+/// Sends a router solicitation from the unspecified address now: the kernel solicits too, but
+/// only once its link-local address has passed DAD (RFC 4861 §6.3.7 allows this one).
+fn solicit(run: &NicRun) {
+    let Some(sock) = run.ra_socket.clone() else {
+        return;
+    };
+    let (index, name) = (run.nic.index, run.nic.name.clone());
+    smol::spawn(async move {
+        // Right after carrier-up the kernel may not route the multicast yet (ENETUNREACH): try
+        // again shortly rather than wait for the kernel's own RS.
+        for attempt in 0..5 {
+            match sock.solicit(index, None).await {
+                Ok(()) => break,
+                Err(e) => {
+                    log::debug!("{name}: router solicitation not sent ({attempt}): {e}");
+                    smol::Timer::after(Duration::from_millis(20)).await;
                 }
             }
         }
-    }
-    // Stop listening; the addresses stay with their lifetimes and the full OS resumes the lease.
-    for run in nics.values_mut() {
-        run.dhcp.take();
-        run.ra_task.take();
-    }
+    })
+    .detach();
+}
 
-    let slaac: BTreeMap<u32, SlaacState> = nics
-        .keys()
-        .filter(|i| nics[*i].watched)
-        .map(|i| (*i, watch.state(*i)))
-        .collect();
-    let diagnoses: BTreeMap<u32, String> = slaac
-        .keys()
-        .filter_map(|i| {
-            let d = watch.diagnosis(*i, watch.waited(*i, Instant::now()))?;
-            console.line(&d);
-            Some((*i, d))
-        })
-        .collect();
-
-    let oob_lease = oob.and_then(|i| nics[&i].lease.clone());
-    let dns = resolvers(oob_lease.as_ref(), &slaac);
-    let search = search_domains(oob_lease.as_ref(), &slaac);
-    if !dns.is_empty() {
-        let origin = oob
-            .map(|i| nics[&i].nic.name.clone())
-            .unwrap_or_else(|| "router advertisements".into());
-        let text = apply::resolv_conf_text(&dns, &search, &origin);
-        if let Err(e) = apply::write_file_atomic(&cfg.resolv_path, text.as_bytes()) {
-            console.line(format_args!(
-                "could not write {}: {e}",
-                cfg.resolv_path.display()
-            ));
+fn start_dhcp(run: &mut NicRun, cfg: &NetConfig, tx: &Sender<Msg>) {
+    if run.dhcp.is_some() || run.failure.is_some() {
+        return;
+    }
+    let mac = run.nic.mac;
+    let mac_text = client::fmt_mac(&mac);
+    let hostname = cfg
+        .hostname
+        .clone()
+        .unwrap_or_else(|| format!("zos-{}", mac_text.replace(':', "")));
+    run.hostname = Some(hostname.clone());
+    let config = Config {
+        ifname: run.nic.name.clone(),
+        mac,
+        client_id: run.client_id.clone(),
+        hostname: Some(hostname),
+        vendor_class: "zos".into(),
+    };
+    let now = Instant::now();
+    let seed = fastrand::u64(..)
+        ^ u64::from_be_bytes([0, 0, mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]]);
+    let client = match State::previous_address(&cfg.state_path, &mac_text) {
+        Some(prev) => {
+            log::info!(
+                "{}: asking for the previous address {prev} first",
+                run.nic.name
+            );
+            Client::reboot(config, prev, now, seed)
         }
-    } else if oob.is_some() {
-        console.line("no DNS server from DHCP or router advertisements; resolv.conf left as is");
-    }
-
-    // Probes: each family that has a way out.
-    let mut families = Vec::new();
-    if slaac
-        .values()
-        .any(|s| s.router.is_some() && !s.addresses.is_empty())
-    {
-        families.push(Family::Ipv6);
-    }
-    if oob_lease.is_some() {
-        families.push(Family::Ipv4);
-    }
-    let probe_started = Instant::now();
-    let (probes, preferred_family) = run_probes(cfg, console, &families, &dns).await;
-    let probes_ms = (!probes.is_empty()).then(|| probe_started.elapsed().as_millis() as u64);
-    let reach = |f: Family| -> Option<bool> {
-        let mine: Vec<&ProbeResult> = probes.iter().filter(|p| p.family == f).collect();
-        (!mine.is_empty()).then(|| mine.iter().any(|p| p.ok))
+        None => Client::new(config, now, seed),
     };
-    let reach = Reach {
-        ipv4: reach(Family::Ipv4),
-        ipv6: reach(Family::Ipv6),
-    };
-
-    let gateway_mac = match oob_lease.as_ref().and_then(Lease::gateway) {
-        Some(gw) => links::neighbour_mac(&handle, IpAddr::V4(gw)).await,
-        None => None,
-    };
-    let classification = cfg
-        .ipv6_wait
-        .map(|_| classify::classify(&facts(&nics, oob, &slaac, gateway_mac), reach));
-    let online = online_v4
-        && (cfg.probes.is_empty() || reach.ipv4 == Some(true) || reach.ipv6 == Some(true));
-    if online_v4 && !online && error.is_none() {
-        error = Some("IPv4 is configured but no probe target answered over IPv4 or IPv6".into());
-    }
-    Ok(build_state(Built {
-        nics: &nics,
-        oob,
-        online,
-        error,
-        slaac: &slaac,
-        diagnoses,
-        search,
-        classification,
-        dns,
-        probes,
-        preferred_family,
-        reach,
-        timings: Timings {
-            dhcp4: dhcp4_ms,
-            bound: bound_ms,
-            slaac: slaac.values().filter_map(|s| s.ready_after_ms).min(),
-            probes: probes_ms,
-            total: online.then(|| console.start().elapsed().as_millis() as u64),
+    let (task, kick) = driver::spawn(
+        client,
+        run.nic.index,
+        run.nic.name.clone(),
+        mac,
+        run.sent.clone(),
+        driver::Reports {
+            to: tx.clone(),
+            update: Msg::Dhcp,
+            failed: Msg::DhcpFailed,
         },
-    }))
+    );
+    run.dhcp = Some(task);
+    run.dhcp_kick = Some(kick);
 }
 
 /// How long `zos.bond=auto` waits for the NICs' carrier, and for OFFERs to its DISCOVERs.
@@ -952,138 +1217,6 @@ fn choose(all: &[Nic], wanted: &[String]) -> Result<Vec<Nic>, NetError> {
         .collect()
 }
 
-/// Applies the static `ip=` configuration if it is meant for this NIC (its device, or the first
-/// NIC with carrier when it names none). Returns true when it did.
-async fn apply_static(
-    handle: &rtnetlink::Handle,
-    console: &Console,
-    cfg: &NetConfig,
-    run: &mut NicRun,
-    done: &mut bool,
-) -> bool {
-    let Some(st) = &cfg.static_ipv4 else {
-        return false;
-    };
-    if *done || st.device.as_deref().is_some_and(|d| d != run.nic.name) {
-        return false;
-    }
-    *done = true;
-    let lease = static_lease(st);
-    match apply::apply(handle, run.nic.index, &run.nic.name, &lease, OOB_METRIC).await {
-        Ok(()) => {
-            console.line(format_args!(
-                "{}: static IPv4 {} (ip= on the kernel command line)",
-                run.nic.name,
-                lease.summary()
-            ));
-            run.lease = Some(lease);
-            run.obtained = Some(SystemTime::now());
-            run.confirmed = true;
-            run.dhcp_state = "STATIC";
-            true
-        }
-        Err(e) => {
-            console.line(format_args!(
-                "{}: static IPv4 not applied: {e}",
-                run.nic.name
-            ));
-            false
-        }
-    }
-}
-
-fn carrier_up(
-    run: &mut NicRun,
-    cfg: &NetConfig,
-    tx: &Sender<Msg>,
-    watch: &mut Watch,
-    now: Instant,
-) {
-    if cfg.ipv6_wait.is_some() && run.duties.slaac && !run.watched {
-        watch.add(run.nic.index, &run.nic.name, now);
-        run.watched = true;
-        // The kernel solicits too, but only once its link-local address has passed DAD; one
-        // from the unspecified address now (RFC 4861 §6.3.7 allows it) saves that wait.
-        if let Some(sock) = run.ra_socket.clone() {
-            let (index, name) = (run.nic.index, run.nic.name.clone());
-            smol::spawn(async move {
-                // Right after carrier-up the kernel may not route the multicast yet
-                // (ENETUNREACH): try again shortly rather than wait for the kernel's own RS.
-                for attempt in 0..5 {
-                    match sock.solicit(index, None).await {
-                        Ok(()) => break,
-                        Err(e) => {
-                            log::debug!("{name}: router solicitation not sent ({attempt}): {e}");
-                            smol::Timer::after(Duration::from_millis(20)).await;
-                        }
-                    }
-                }
-            })
-            .detach();
-        }
-    }
-    start_dhcp(run, cfg, tx);
-}
-
-fn start_dhcp(run: &mut NicRun, cfg: &NetConfig, tx: &Sender<Msg>) {
-    if run.dhcp.is_some() || run.failure.is_some() || run.dhcp_state == "STATIC" {
-        return;
-    }
-    if !run.duties.dhcp {
-        run.dhcp_state = "not used";
-        return;
-    }
-    let static_here = cfg
-        .static_ipv4
-        .as_ref()
-        .is_some_and(|s| s.device.as_deref() == Some(run.nic.name.as_str()));
-    if static_here {
-        return;
-    }
-    let mac = run.nic.mac;
-    let mac_text = client::fmt_mac(&mac);
-    let hostname = cfg
-        .hostname
-        .clone()
-        .unwrap_or_else(|| format!("zos-{}", mac_text.replace(':', "")));
-    run.hostname = Some(hostname.clone());
-    let config = Config {
-        ifname: run.nic.name.clone(),
-        mac,
-        client_id: run.client_id.clone(),
-        hostname: Some(hostname),
-        vendor_class: "zos".into(),
-    };
-    let now = Instant::now();
-    let seed = fastrand::u64(..)
-        ^ u64::from_be_bytes([0, 0, mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]]);
-    let client = match State::previous_address(&cfg.state_path, &mac_text) {
-        Some(prev) => {
-            log::info!(
-                "{}: asking for the previous address {prev} first",
-                run.nic.name
-            );
-            Client::reboot(config, prev, now, seed)
-        }
-        None => Client::new(config, now, seed),
-    };
-    run.dhcp_state = "SELECTING";
-    let (task, kick) = driver::spawn(
-        client,
-        run.nic.index,
-        run.nic.name.clone(),
-        mac,
-        run.sent.clone(),
-        driver::Reports {
-            to: tx.clone(),
-            update: Msg::Dhcp,
-            failed: Msg::DhcpFailed,
-        },
-    );
-    run.dhcp = Some(task);
-    run.dhcp_kick = Some(kick);
-}
-
 /// Reads router advertisements on one NIC (the kernel acts on them too; we read them for what
 /// it does not tell: flags, prefixes it ignored, the router's MAC).
 fn spawn_ra_listener(nic: &Nic, tx: &Sender<Msg>) -> Option<(Arc<RaSocket>, smol::Task<()>)> {
@@ -1123,49 +1256,60 @@ fn spawn_nduseropt(tx: &Sender<Msg>) -> Option<smol::Task<()>> {
     }))
 }
 
-fn report_slaac(console: &Console, nics: &BTreeMap<u32, NicRun>, changes: &[Change]) {
+fn report_slaac(console: &Console, nics: &BTreeMap<u32, NicRun>, c: &Change) {
     let name = |i: &u32| nics.get(i).map_or("?", |r| r.nic.name.as_str()).to_string();
-    for c in changes {
-        match c {
-            Change::FirstAdvert { ifindex, router } => console.line(format_args!(
-                "{}: router advertisement from {router}",
-                name(ifindex)
-            )),
-            Change::Ready {
-                ifindex,
-                address,
-                prefix,
-                after,
-            } => console.line(format_args!(
-                "{}: SLAAC {address}/{prefix} ready in {:.2}s",
-                name(ifindex),
-                after.as_secs_f32()
-            )),
-            Change::DadFailed { ifindex, address } => console.line(format_args!(
-                "{}: duplicate address detection failed for {address}: another host uses it",
-                name(ifindex)
-            )),
-            Change::Lost { ifindex } => console.line(format_args!(
-                "{}: IPv6 lost its address or default route",
-                name(ifindex)
-            )),
-        }
+    match c {
+        Change::FirstAdvert { ifindex, router } => console.line(format_args!(
+            "{}: router advertisement from {router}",
+            name(ifindex)
+        )),
+        Change::Ready {
+            ifindex,
+            address,
+            prefix,
+            after,
+        } => console.line(format_args!(
+            "{}: SLAAC {address}/{prefix} ready in {:.2}s",
+            name(ifindex),
+            after.as_secs_f32()
+        )),
+        Change::DadFailed { ifindex, address } => console.line(format_args!(
+            "{}: duplicate address detection failed for {address}: another host uses it",
+            name(ifindex)
+        )),
+        Change::Lost { ifindex } => console.line(format_args!(
+            "{}: IPv6 lost its address or default route",
+            name(ifindex)
+        )),
     }
 }
 
-/// Probes `urls` over `families` with `dns` and prints a line per result; also used by `keep`
-/// once the network is back after an outage.
-pub(crate) async fn probe_and_report(
+/// Probes `urls` over `families` with `dns`.
+pub(crate) async fn probe_targets(
     urls: &[String],
-    console: &Console,
     families: &[Family],
     dns: &[IpAddr],
 ) -> (Vec<probe::Target>, Vec<ProbeResult>) {
     let mut targets = Vec::new();
+    let mut results = Vec::new();
     for url in urls {
         match probe::parse_url(url) {
             Ok(t) => targets.push(t),
-            Err(e) => console.line(format_args!("probe {url}: {e}")),
+            Err(e) => {
+                // A target that cannot be probed is a failed probe, named on the console.
+                for f in families {
+                    results.push(ProbeResult {
+                        url: url.clone(),
+                        family: *f,
+                        ok: false,
+                        ms: 0,
+                        address: None,
+                        status: None,
+                        stage: "url",
+                        error: Some(e.clone()),
+                    });
+                }
+            }
         }
     }
     let pcfg = ProbeConfig {
@@ -1173,8 +1317,13 @@ pub(crate) async fn probe_and_report(
         timeout: PROBE_STEP_TIMEOUT,
         attempts: 2,
     };
-    let results = probe::probe_all(&targets, families, &pcfg).await;
-    for r in &results {
+    results.extend(probe::probe_all(&targets, families, &pcfg).await);
+    (targets, results)
+}
+
+/// A console line per probe result.
+pub(crate) fn report_probes(console: &Console, results: &[ProbeResult]) {
+    for r in results {
         let fam = match r.family {
             Family::Ipv4 => "IPv4",
             Family::Ipv6 => "IPv6",
@@ -1196,92 +1345,70 @@ pub(crate) async fn probe_and_report(
             ));
         }
     }
-    (targets, results)
 }
 
-async fn run_probes(
-    cfg: &NetConfig,
+/// Probes `urls` over `families` with `dns` and prints a line per result (`keep`, once the
+/// network is back after an outage).
+pub(crate) async fn probe_and_report(
+    urls: &[String],
     console: &Console,
     families: &[Family],
     dns: &[IpAddr],
-) -> (Vec<ProbeResult>, Option<Family>) {
-    if cfg.probes.is_empty() || families.is_empty() {
-        return (Vec::new(), None);
-    }
-    let (targets, results) = probe_and_report(&cfg.probes, console, families, dns).await;
-    // Which family to use for the downloads that follow: race the addresses that answered,
-    // RFC 8305 style (IPv6 first, IPv4 250 ms later), as a real connection would.
-    let preferred = match targets.first() {
-        Some(t) => {
-            let addrs: Vec<IpAddr> = results
-                .iter()
-                .filter(|r| r.ok && r.url == t.url)
-                .filter_map(|r| r.address)
-                .collect();
-            match probe::connect_happy(&addrs, t.port, PROBE_STEP_TIMEOUT).await {
-                Ok((_, ip)) if addrs.len() > 1 => {
-                    let f = Family::of(&ip);
-                    console.line(format_args!(
-                        "both families reach {}; {f} wins the race",
-                        t.host
-                    ));
-                    Some(f)
-                }
-                Ok((_, ip)) => Some(Family::of(&ip)),
-                Err(_) => None,
-            }
-        }
-        None => None,
-    };
-    (results, preferred)
+) -> Vec<ProbeResult> {
+    let (_, results) = probe_targets(urls, families, dns).await;
+    report_probes(console, &results);
+    results
 }
 
-fn resolvers(lease: Option<&Lease>, slaac: &BTreeMap<u32, SlaacState>) -> Vec<IpAddr> {
-    let mut dns: Vec<IpAddr> = lease
-        .map(|l| l.dns.iter().map(|d| IpAddr::V4(*d)).collect())
-        .unwrap_or_default();
-    for s in slaac.values() {
-        for d in &s.dns {
-            if !dns.contains(&IpAddr::V6(*d)) {
-                dns.push(IpAddr::V6(*d));
-            }
-        }
+/// Which family to use for the downloads that follow: race the addresses of the first target
+/// that answered, RFC 8305 style (IPv6 first, IPv4 250 ms later), as a real connection would.
+async fn preferred(
+    console: &Console,
+    urls: &[String],
+    results: &[ProbeResult],
+    last: bool,
+) -> Option<Family> {
+    let t = urls.first().and_then(|u| probe::parse_url(u).ok())?;
+    let addrs: Vec<IpAddr> = results
+        .iter()
+        .filter(|r| r.ok && r.url == t.url)
+        .filter_map(|r| r.address)
+        .collect();
+    if addrs.is_empty() {
+        return None;
     }
-    dns
-}
-
-fn search_domains(lease: Option<&Lease>, slaac: &BTreeMap<u32, SlaacState>) -> Vec<String> {
-    let mut out: Vec<String> = match lease {
-        Some(l) if !l.search.is_empty() => l.search.clone(),
-        Some(l) => l.domain.iter().cloned().collect(),
-        None => Vec::new(),
-    };
-    for s in slaac.values() {
-        for d in &s.search {
-            if !out.contains(d) {
-                out.push(d.clone());
+    match probe::connect_happy(&addrs, t.port, PROBE_STEP_TIMEOUT).await {
+        Ok((_, ip)) => {
+            let f = Family::of(&ip);
+            if last && addrs.iter().any(|a| Family::of(a) != f) {
+                console.line(format_args!(
+                    "both families reach {}; {f} wins the race",
+                    t.host
+                ));
             }
+            Some(f)
         }
+        Err(_) => None,
     }
-    out
 }
 
 fn facts(
     nics: &BTreeMap<u32, NicRun>,
-    oob: Option<u32>,
+    node: &Node,
     slaac: &BTreeMap<u32, SlaacState>,
     gateway_mac: Option<[u8; 6]>,
 ) -> Vec<NicFacts> {
     nics.values()
         .map(|run| {
             let s = slaac.get(&run.nic.index);
-            let is_oob = oob == Some(run.nic.index);
+            let is_oob = node.oob() == Some(run.nic.index);
+            let lease = node.lease(run.nic.index);
             NicFacts {
                 name: run.nic.name.clone(),
                 mac: run.nic.mac,
-                carrier: run.nic.carrier || run.lease.is_some(),
+                carrier: run.nic.carrier || lease.is_some(),
                 is_oob,
-                ipv4: run.lease.as_ref().map(|l| (l.address, l.prefix)),
+                ipv4: lease.map(|l| (l.address, l.prefix)),
                 ipv4_gateway_mac: if is_oob { gateway_mac } else { None },
                 ipv6: s
                     .map(|s| {
@@ -1398,7 +1525,7 @@ pub(crate) fn report_servers(console: &Console, nic: &str, old: &[ServerSeen], n
 }
 
 /// The reason `net` gives up, NIC by NIC, with what to check.
-fn why_offline(nics: &BTreeMap<u32, NicRun>, timeout: Duration) -> String {
+fn why_offline(nics: &BTreeMap<u32, NicRun>, node: &Node, timeout: Duration) -> String {
     let mut lines = vec![format!(
         "no NIC got a DHCPv4 lease within {}s:",
         timeout.as_secs()
@@ -1411,7 +1538,7 @@ fn why_offline(nics: &BTreeMap<u32, NicRun>, timeout: Duration) -> String {
                 "{}: no carrier — check the cable and the switch port",
                 run.nic.name
             )
-        } else if run.lease.is_some() {
+        } else if node.lease(run.nic.index).is_some() {
             format!(
                 "{}: bound but not confirmed (address conflict?)",
                 run.nic.name
@@ -1449,7 +1576,7 @@ fn why_offline(nics: &BTreeMap<u32, NicRun>, timeout: Duration) -> String {
 
 struct Built<'a> {
     nics: &'a BTreeMap<u32, NicRun>,
-    oob: Option<u32>,
+    node: &'a Node,
     online: bool,
     error: Option<String>,
     slaac: &'a BTreeMap<u32, SlaacState>,
@@ -1466,13 +1593,16 @@ struct Built<'a> {
 fn build_state(b: Built) -> State {
     let public_nic = b.classification.as_ref().and_then(|c| c.public_nic.clone());
     let mut gateway: Option<Ipv4Addr> = None;
+    let oob = b.node.oob();
     let interfaces = b
         .nics
         .values()
         .map(|run| {
-            let is_oob = b.oob == Some(run.nic.index);
+            let is_oob = oob == Some(run.nic.index);
+            let lease = b.node.lease(run.nic.index);
+            let phase = b.node.phase(run.nic.index);
             if is_oob {
-                gateway = run.lease.as_ref().and_then(Lease::gateway);
+                gateway = lease.and_then(Lease::gateway);
             }
             let mut roles = Vec::new();
             if is_oob {
@@ -1487,18 +1617,13 @@ fn build_state(b: Built) -> State {
                 mac: client::fmt_mac(&run.nic.mac),
                 role: roles.first().copied().unwrap_or(Role::Unused),
                 carrier: run.nic.carrier,
-                mtu: run
-                    .lease
-                    .as_ref()
-                    .and_then(|l| l.mtu)
-                    .map_or(run.nic.mtu, u32::from),
-                ipv4: run
-                    .lease
+                mtu: lease.and_then(|l| l.mtu).map_or(run.nic.mtu, u32::from),
+                ipv4: lease
                     .iter()
                     .map(|l| Ipv4Entry {
                         address: l.address,
                         prefix: l.prefix,
-                        source: if run.dhcp_state == "STATIC" {
+                        source: if phase == node::Phase::Static {
                             "static"
                         } else {
                             "dhcp"
@@ -1521,8 +1646,8 @@ fn build_state(b: Built) -> State {
                             .collect()
                     })
                     .unwrap_or_default(),
-                dhcp4: run.dhcp_state.to_string(),
-                lease: run.lease.as_ref().map(|l| {
+                dhcp4: phase.as_str().to_string(),
+                lease: lease.map(|l| {
                     let obtained = run
                         .obtained
                         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
@@ -1570,8 +1695,8 @@ fn build_state(b: Built) -> State {
         preferred_family: b.preferred_family,
         search: b.search,
         ntp: b
-            .oob
-            .and_then(|i| b.nics[&i].lease.as_ref())
+            .node
+            .oob_lease()
             .map(|l| l.ntp.clone())
             .unwrap_or_default(),
         timings_ms: b.timings,

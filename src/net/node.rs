@@ -152,6 +152,9 @@ pub struct NodeConfig {
     pub ipv6_wait: Option<Duration>,
     /// Probe targets are configured: online needs one to answer.
     pub probes: bool,
+    /// `keep`: resolv.conf was written by the boot from the same sources, so the first
+    /// non-empty computation only records it; later changes rewrite it.
+    pub resolv_adopt_first: bool,
 }
 
 /// One NIC as the core sees it.
@@ -334,15 +337,6 @@ impl Node {
         }
     }
 
-    /// `keep`: what the boot wrote to resolv.conf from the same sources, so that only a change
-    /// rewrites it.
-    pub fn resolv_known(&mut self) {
-        let now = self.resolv_now();
-        if !now.0.is_empty() {
-            self.resolv_written = Some(now);
-        }
-    }
-
     pub fn handle(&mut self, now: Instant, input: Input) -> Vec<Output> {
         let mut out = Vec::new();
         match input {
@@ -412,7 +406,14 @@ impl Node {
         out
     }
 
-    fn link(&mut self, now: Instant, ifindex: u32, carrier: bool, oper_up: bool, out: &mut Vec<Output>) {
+    fn link(
+        &mut self,
+        now: Instant,
+        ifindex: u32,
+        carrier: bool,
+        oper_up: bool,
+        out: &mut Vec<Output>,
+    ) {
         let watching = self.cfg.ipv6_wait.is_some();
         let Some(n) = self.nics.get_mut(&ifindex) else {
             return;
@@ -443,6 +444,7 @@ impl Node {
         }
         if n.spec.duties.dhcp
             && !n.spec.static_here
+            && n.phase != Phase::Static
             && !n.dhcp_started
             && n.phase != Phase::Failed
         {
@@ -467,7 +469,11 @@ impl Node {
                 if is_oob {
                     self.oob = Some(ifindex);
                 }
-                let scope = if is_oob { Scope::Whole } else { Scope::LinkOnly };
+                let scope = if is_oob {
+                    Scope::Whole
+                } else {
+                    Scope::LinkOnly
+                };
                 out.push(Output::Apply {
                     ifindex,
                     lease: scoped(&lease, scope),
@@ -508,6 +514,10 @@ impl Node {
     fn resolv_rule(&mut self, out: &mut Vec<Output>) {
         let now = self.resolv_now();
         if now.0.is_empty() || self.resolv_written.as_ref() == Some(&now) {
+            return;
+        }
+        if self.cfg.resolv_adopt_first && self.resolv_written.is_none() {
+            self.resolv_written = Some(now);
             return;
         }
         let origin = self
@@ -575,6 +585,22 @@ impl Node {
                 || self.reach(Family::Ipv6) == Some(true))
     }
 
+    /// Why the node will not come online without something changing: IPv4 is usable, every
+    /// family that could be probed was, none answered, and SLAAC has settled (no family is
+    /// still to come). `None` while there is hope.
+    pub fn gave_up(&self, now: Instant) -> Option<&'static str> {
+        let done = |p: &Probes| !matches!(p, Probes::Running);
+        (self.cfg.probes
+            && self.ipv4_usable()
+            && !self.online()
+            && done(&self.probes_v4)
+            && done(&self.probes_v6)
+            && matches!(self.probes_v4, Probes::Done(_))
+            && (!self.ipv6_usable() || matches!(self.probes_v6, Probes::Done(_)))
+            && self.settled(now))
+        .then_some("IPv4 is configured but no probe target answered over IPv4 or IPv6")
+    }
+
     /// Probes still running: the stage waits for them before it reports.
     pub fn probing(&self) -> bool {
         matches!(self.probes_v4, Probes::Running) || matches!(self.probes_v6, Probes::Running)
@@ -622,9 +648,7 @@ impl Node {
     }
 
     pub fn phase(&self, ifindex: u32) -> Phase {
-        self.nics
-            .get(&ifindex)
-            .map_or(Phase::NotUsed, |n| n.phase)
+        self.nics.get(&ifindex).map_or(Phase::NotUsed, |n| n.phase)
     }
 
     pub fn carrier(&self, ifindex: u32) -> bool {
@@ -698,6 +722,7 @@ mod tests {
             oob: oob.map(str::to_string),
             ipv6_wait: ipv6.then(|| Duration::from_secs(3)),
             probes,
+            resolv_adopt_first: false,
         });
         for (i, name) in [(2, "eth0"), (3, "eth1")] {
             n.add_nic(NicSpec {
@@ -975,6 +1000,53 @@ mod tests {
             search: vec!["farm.example".into(), "v6.example".into()],
             origin: "eth0".into(),
         }));
+    }
+
+    #[test]
+    fn keep_adopts_what_the_boot_wrote_and_rewrites_only_changes() {
+        let t = Instant::now();
+        let mut n = Node::new(NodeConfig {
+            ipv6_wait: Some(Duration::from_secs(3)),
+            resolv_adopt_first: true,
+            ..NodeConfig::default()
+        });
+        n.add_nic(NicSpec {
+            index: 2,
+            name: "eth0".into(),
+            duties: Duties::ALL,
+            static_here: false,
+        });
+        n.resume(2, Some(lease([10, 1, 0, 20], [10, 1, 0, 53])), true, true);
+        n.watch_slaac(2, t);
+        let out = n.handle(
+            t,
+            Input::Dhcp {
+                ifindex: 2,
+                event: Event::Confirmed,
+            },
+        );
+        assert!(!out.iter().any(|o| matches!(o, Output::WriteResolv { .. })));
+        let (l, m) = applied(&n.handle(
+            t,
+            Input::Dhcp {
+                ifindex: 2,
+                event: Event::Renewed(lease([10, 1, 0, 20], [10, 1, 0, 54])),
+            },
+        ))
+        .unwrap();
+        assert_eq!(m, OOB_METRIC);
+        let out = n.handle(
+            t,
+            Input::Applied {
+                ifindex: 2,
+                lease: l,
+                result: Ok(()),
+            },
+        );
+        assert!(out
+            .iter()
+            .any(|o| matches!(o, Output::WriteResolv { dns, .. }
+            if dns == &vec![IpAddr::from([10, 1, 0, 54])])));
     }
 
     #[test]
