@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::cmdline::Settings;
+use crate::config::StatePaths;
 use crate::console::{self, Console};
 use crate::fetch::hubs::HubSet;
 use crate::fetch::stage::{self, FetchConfig, FetchRecord};
@@ -27,7 +28,8 @@ const STAGE_RETRY: Backoff = Backoff {
 pub struct BootOptions {
     pub pid1: bool,
     pub handoff: bool,
-    pub state_dir: PathBuf,
+    /// The state file and the files beside it (leases, cache, identity).
+    pub paths: StatePaths,
     pub net: NetConfig,
     /// Where the boot's files are: `/` as PID 1, `--sysroot DIR` in a lab (None: not given,
     /// so no stage that writes files runs).
@@ -75,7 +77,7 @@ pub fn run(console: &Console, settings: &Settings, opts: BootOptions) -> bool {
         return false;
     }
     // The registration reports the node's interfaces: the network's state is final by then.
-    settling.finish(console, &opts.state_dir, &mut state);
+    settling.finish(console, &opts.paths, &mut state);
     if !register_stage(console, settings, &opts, &mut state, &mut settling) {
         return false;
     }
@@ -112,7 +114,7 @@ pub struct Settling(Option<std::thread::JoinHandle<State>>);
 impl Settling {
     /// Waits for the network stage to finish (bounded by `zos.ipv6_wait` and the probes'
     /// timeouts), and takes its final state, keeping what the later stages recorded.
-    fn finish(&mut self, console: &Console, dir: &Path, state: &mut State) {
+    fn finish(&mut self, console: &Console, paths: &StatePaths, state: &mut State) {
         let Some(handle) = self.0.take() else {
             return;
         };
@@ -134,7 +136,7 @@ impl Settling {
         last.fetch = state.fetch.take();
         last.registration = state.registration.take();
         *state = last;
-        write_state(console, dir, state);
+        write_state(console, paths, state);
     }
 }
 
@@ -155,7 +157,7 @@ fn bring_up(
         match result {
             Ok((state, stage)) => {
                 show(console, &state);
-                write_state(console, &opts.state_dir, &state);
+                write_state(console, &opts.paths, &state);
                 if state.online {
                     let handle = std::thread::spawn(move || smol::block_on(stage.settle()));
                     break (state, Settling(Some(handle)));
@@ -190,7 +192,7 @@ fn recover_network(
     settling: &mut Settling,
 ) {
     // The previous stage's clients must be gone before a new one starts on the same NICs.
-    settling.finish(console, &opts.state_dir, state);
+    settling.finish(console, &opts.paths, state);
     let Err(why) = smol::block_on(net::still_up(state)) else {
         return;
     };
@@ -214,7 +216,7 @@ fn recover_network(
         *state = back;
         state.fetch = fetch;
         state.registration = registration;
-        write_state(console, &opts.state_dir, state);
+        write_state(console, &opts.paths, state);
     }
 }
 
@@ -272,7 +274,7 @@ fn fetch_stage(
         version: settings.version.clone(),
         ca_files: ca_files(settings, opts),
         ntp: settings.ntp.clone(),
-        cache_dir: opts.state_dir.join("cache"),
+        cache_dir: opts.paths.cache(),
         next_root: opts.path(settings.next_root.as_deref().unwrap_or("/next-root")),
         modules_root: opts.modules_root(),
         release: opts.release.clone(),
@@ -286,7 +288,7 @@ fn fetch_stage(
             skipped: Some(why.into()),
             ..FetchRecord::default()
         });
-        write_state(console, &opts.state_dir, state);
+        write_state(console, &opts.paths, state);
         return true;
     }
     if hubs.len() > 1 {
@@ -298,7 +300,7 @@ fn fetch_stage(
         let fetched = smol::block_on(stage::run(&cfg, &mut hubs, state, console));
         let ok = fetched.ok();
         state.fetch = Some(fetched.record);
-        write_state(console, &opts.state_dir, state);
+        write_state(console, &opts.paths, state);
         if fetched.modules_installed {
             if opts.pid1 {
                 coldplug(console, opts);
@@ -337,7 +339,7 @@ fn register_stage(
     let Some(registrar) = settings.registrar.clone() else {
         // The full OS still gets the node's identity (README: "either way").
         let identity = settings.identity.as_deref().map(|p| opts.path(p));
-        match register::Identity::load_or_generate(identity.as_deref(), &opts.state_dir) {
+        match register::Identity::load_or_generate(identity.as_deref(), opts.paths.identity_dir()) {
             Ok((id, source)) => console.line(format_args!(
                 "registration: skipped (no zos.registrar=); node id {} ({source})",
                 id.node_id()
@@ -351,7 +353,7 @@ fn register_stage(
     let cfg = RegisterConfig {
         registrar,
         identity: settings.identity.as_deref().map(|p| opts.path(p)),
-        handoff_dir: opts.state_dir.clone(),
+        handoff_dir: opts.paths.dir().to_path_buf(),
         kernel: opts.release.clone(),
         max_attempts: if opts.pid1 { 0 } else { LAB_REGISTER_ATTEMPTS },
     };
@@ -375,7 +377,7 @@ fn register_stage(
         };
         let ok = record.error.is_none();
         state.registration = Some(record);
-        write_state(console, &opts.state_dir, state);
+        write_state(console, &opts.paths, state);
         if ok {
             return true;
         }
@@ -395,12 +397,12 @@ fn show(console: &Console, state: &State) {
     }
 }
 
-fn write_state(console: &Console, dir: &Path, state: &State) {
-    match handoff::write_state(dir, state) {
+fn write_state(console: &Console, paths: &StatePaths, state: &State) {
+    match handoff::write_state(paths.state(), state) {
         Ok(files) => log::debug!("state written: {files:?}"),
         Err(e) => console.line(format_args!(
-            "could not write the state under {}: {e}",
-            dir.display()
+            "could not write {}: {e}",
+            paths.state().display()
         )),
     }
 }

@@ -17,6 +17,7 @@
 pub mod boot;
 pub mod clock;
 pub mod cmdline;
+pub mod config;
 pub mod console;
 pub mod fetch;
 pub mod keep;

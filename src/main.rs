@@ -1,10 +1,11 @@
 //! zos-netboot's command line; the stages are in the library (src/lib.rs).
-use zos_netboot::pid1::{early, handoff};
-use zos_netboot::{boot, cmdline, console, keep, net, state};
+use zos_netboot::config::{Config, Invocation};
+use zos_netboot::pid1::early;
+use zos_netboot::{boot, cmdline, console, keep, net};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use console::Console;
 
@@ -59,10 +60,10 @@ enum Command {
 struct Cli {
     command: Command,
     cmdline: Option<String>,
-    state: PathBuf,
+    state: Option<PathBuf>,
     timeout: Option<u64>,
     wait_ipv6: Option<f64>,
-    resolv: PathBuf,
+    resolv: Option<PathBuf>,
     allow_host: bool,
     sysroot: Option<PathBuf>,
 }
@@ -72,10 +73,10 @@ impl Default for Cli {
         Cli {
             command: Command::Help,
             cmdline: None,
-            state: PathBuf::from(state::DEFAULT_PATH),
+            state: None,
             timeout: None,
             wait_ipv6: None,
-            resolv: PathBuf::from("/etc/resolv.conf"),
+            resolv: None,
             allow_host: false,
             sysroot: None,
         }
@@ -90,19 +91,15 @@ fn parse_args() -> Result<Cli, lexopt::Error> {
     let mut ifaces = Vec::new();
     let mut handoff = true;
     let mut cli = Cli::default();
-    let mut state_given = false;
     while let Some(arg) = parser.next()? {
         match arg {
             Long("iface") => ifaces.push(parser.value()?.string()?),
             Long("cmdline") => cli.cmdline = Some(parser.value()?.string()?),
-            Long("state") => {
-                cli.state = parser.value()?.into();
-                state_given = true;
-            }
+            Long("state") => cli.state = Some(parser.value()?.into()),
             Long("sysroot") => cli.sysroot = Some(parser.value()?.into()),
             Long("timeout") => cli.timeout = Some(parser.value()?.parse()?),
             Long("wait-ipv6") => cli.wait_ipv6 = Some(parser.value()?.parse()?),
-            Long("resolv") => cli.resolv = parser.value()?.into(),
+            Long("resolv") => cli.resolv = Some(parser.value()?.into()),
             Long("allow-host") => cli.allow_host = true,
             Long("no-handoff") => handoff = false,
             Short('h') | Long("help") => sub = Some("help".into()),
@@ -110,9 +107,6 @@ fn parse_args() -> Result<Cli, lexopt::Error> {
             Value(v) => positional.push(v.string()?),
             _ => return Err(arg.unexpected()),
         }
-    }
-    if let (Some(root), false) = (&cli.sysroot, state_given) {
-        cli.state = root.join(state::DEFAULT_PATH.trim_start_matches('/'));
     }
     cli.command = match sub.as_deref() {
         Some("net") if positional.is_empty() => Command::Net { ifaces },
@@ -269,15 +263,33 @@ fn main() -> ExitCode {
             settings.version.as_deref().unwrap_or("(default)")
         ));
     }
+    let release = nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let config = Config::resolve(
+        &Invocation {
+            state: cli.state.clone(),
+            sysroot: cli.sysroot.clone(),
+            timeout_secs: cli.timeout,
+            wait_ipv6_secs: cli.wait_ipv6,
+            resolv: cli.resolv.clone(),
+            ifaces,
+            oob: oob_override,
+            full,
+            pid1,
+            release: release.clone(),
+        },
+        &settings,
+    );
     if matches!(cli.command, Command::Keep) {
         let cfg = keep::KeepConfig {
-            state_path: cli.state.clone(),
-            resolv_path: cli.resolv.clone(),
+            state_path: config.paths.state().to_path_buf(),
+            resolv_path: config.net.resolv_path.clone(),
         };
         console.line(format_args!(
             "zos-netboot {} keep: holding the leases handed over in {}",
             env!("CARGO_PKG_VERSION"),
-            cli.state.parent().unwrap_or(&cli.state).display()
+            config.paths.dir().display()
         ));
         return match smol::block_on(keep::run(&cfg, &console)) {
             Ok(()) => ExitCode::SUCCESS,
@@ -297,60 +309,15 @@ fn main() -> ExitCode {
         ));
     }
 
-    let static_ipv4 = match &settings.ip {
-        Some(cmdline::IpSetting::Static(s)) => Some(s.clone()),
-        _ => None,
-    };
-    let mut ifaces = if ifaces.is_empty() {
-        settings.ifaces.clone()
-    } else {
-        ifaces
-    };
-    if let Some(cmdline::IpSetting::Dhcp { device: Some(d) }) = &settings.ip {
-        if ifaces.is_empty() {
-            ifaces.push(d.clone());
-        }
-    }
-    let release = nix::sys::utsname::uname()
-        .map(|u| u.release().to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let cfg = net::NetConfig {
-        ifaces,
-        oob: oob_override.or(settings.oob.clone()),
-        timeout: Duration::from_secs(cli.timeout.or(settings.timeout_secs).unwrap_or(60)),
-        state_path: cli.state.clone(),
-        resolv_path: cli.resolv.clone(),
-        hostname: settings.hostname.clone(),
-        client_id: settings.client_id.clone(),
-        ipv6_wait: full
-            .then(|| Duration::from_secs_f64(cli.wait_ipv6.unwrap_or(3.0).clamp(0.0, 3600.0))),
-        probes: if full {
-            settings.probe_urls()
-        } else {
-            Vec::new()
-        },
-        sysctl_root: PathBuf::from("/proc/sys/net/ipv6"),
-        static_ipv4,
-        vlans: settings.vlans.clone(),
-        bonds: settings.bonds.clone(),
-        bond_auto: settings.bond_auto,
-        modules_dir: pid1.then(|| PathBuf::from(format!("/lib/modules/{release}"))),
-    };
+    let cfg = config.net.clone();
 
     if let Command::Boot { handoff } = cli.command {
         let opts = boot::BootOptions {
             pid1,
             handoff,
-            state_dir: cli
-                .state
-                .parent()
-                .map_or_else(|| PathBuf::from(handoff::STATE_DIR), PathBuf::from),
+            paths: config.paths.clone(),
             net: cfg,
-            sysroot: if pid1 {
-                Some(PathBuf::from("/"))
-            } else {
-                cli.sysroot.clone()
-            },
+            sysroot: config.sysroot.clone(),
             release,
         };
         return if boot::run(&console, &settings, opts) {
@@ -372,8 +339,11 @@ fn main() -> ExitCode {
     if let Some(c) = &state.classification {
         console.block(&c.report());
     }
-    if let Err(e) = state.write(&cli.state) {
-        console.line(format_args!("could not write {}: {e}", cli.state.display()));
+    if let Err(e) = state.write(config.paths.state()) {
+        console.line(format_args!(
+            "could not write {}: {e}",
+            config.paths.state().display()
+        ));
     }
     if state.online {
         console.line(format_args!(

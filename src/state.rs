@@ -10,8 +10,6 @@ use crate::net::dhcp4::client::{Lease, ServerSeen};
 use crate::net::probe::{Family, ProbeResult};
 use crate::net::slaac::ra::RouterAdvert;
 
-pub const DEFAULT_PATH: &str = "/run/zos-netboot/state.json";
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {

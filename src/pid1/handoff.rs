@@ -11,8 +11,6 @@ use nix::mount::{mount, MsFlags};
 
 use crate::state::State;
 
-pub const STATE_DIR: &str = "/run/zos-netboot";
-
 /// Mounts that move into the new root, in this order.
 const MOVED: &[&str] = &["/dev", "/proc", "/sys", "/run"];
 
@@ -29,10 +27,10 @@ fn err(what: impl std::fmt::Display, e: impl std::fmt::Display) -> HandoffError 
     HandoffError(format!("{what}: {e}"))
 }
 
-/// Writes the state JSON and one lease file per bound NIC (`leases/IF.json`, what `zos-netboot
-/// keep` resumes in the full OS) under `dir`.
-pub fn write_state(dir: &Path, state: &State) -> io::Result<Vec<PathBuf>> {
-    let path = dir.join("state.json");
+/// Writes the state JSON at `path` and one lease file per bound NIC beside it
+/// (`leases/IF.json`, what `zos-netboot keep` resumes in the full OS).
+pub fn write_state(path: &Path, state: &State) -> io::Result<Vec<PathBuf>> {
+    let path = path.to_path_buf();
     state.write(&path)?;
     let mut written = vec![path.clone()];
     written.extend(
