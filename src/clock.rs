@@ -38,7 +38,7 @@ pub const NTP_PORT: u16 = 123;
 pub const STEP_THRESHOLD_MS: i64 = 1000;
 
 /// Which source set the clock and by how much, for the console and the state JSON.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ClockReport {
     /// `"build-floor"`, `"sntp 10.0.0.1"` or `"http-date https://hub…"`.
     pub source: String,

@@ -34,7 +34,7 @@ use crate::net::slaac::ra::{NdUserOpt, NdUserOptSocket};
 use crate::net::slaac::watch::{self, Change};
 use crate::net::topology::Duties;
 use crate::retry::Backoff;
-use crate::state::{LeaseFile, LeaseRecord, Role};
+use crate::state::{LeaseFile, LeaseRecord, Role, State};
 
 #[derive(Debug, Clone)]
 pub struct KeepConfig {
@@ -99,32 +99,21 @@ fn load(cfg: &KeepConfig) -> Result<Handed, KeepError> {
             Err(e) => log::warn!("lease file not used: {e}"),
         }
     }
-    let state: Option<serde_json::Value> = std::fs::read_to_string(&cfg.state_path)
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok());
+    let state = State::read(&cfg.state_path)
+        .map_err(|e| log::warn!("{e}; following only the leases"))
+        .ok();
     let mut probes: Vec<String> = Vec::new();
-    for url in state
-        .as_ref()
-        .and_then(|v| v.get("probes")?.as_array().cloned())
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|p| p.get("url")?.as_str().map(str::to_string))
-    {
-        if !probes.contains(&url) {
-            probes.push(url);
+    for p in state.iter().flat_map(|s| &s.probes) {
+        if !probes.contains(&p.url) {
+            probes.push(p.url.clone());
         }
     }
     let watched: Vec<String> = state
-        .as_ref()
-        .and_then(|v| {
-            v.get("interfaces")?.as_array().map(|a| {
-                a.iter()
-                    .filter(|i| i.get("slaac").is_some_and(|s| !s.is_null()))
-                    .filter_map(|i| i.get("name")?.as_str().map(str::to_string))
-                    .collect()
-            })
-        })
-        .unwrap_or_default();
+        .iter()
+        .flat_map(|s| &s.interfaces)
+        .filter(|i| i.slaac.is_some())
+        .map(|i| i.name.clone())
+        .collect();
     if leases.is_empty() && watched.is_empty() {
         return Err(KeepError(format!(
             "no lease handed over in {}/{}/ and no SLAAC interface in {}: keep resumes what \

@@ -410,7 +410,7 @@ fn printable(bytes: &[u8]) -> String {
 }
 
 /// A successful registration, for the console and the state.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Registration {
     pub node_id: String,
     /// True the first time the registrar saw this node id.
@@ -498,7 +498,7 @@ where
 }
 
 /// What the registration stage did (`"registration"` in the state JSON).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RegistrationRecord {
     pub registrar: String,
     pub node_id: Option<String>,
@@ -840,6 +840,7 @@ mod tests {
 
     fn state() -> State {
         State {
+            format: State::FORMAT,
             version: "0.1.0".into(),
             online: true,
             error: None,

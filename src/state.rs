@@ -137,7 +137,7 @@ impl LeaseRecord {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Interface {
     pub name: String,
     pub mac: String,
@@ -164,7 +164,7 @@ pub struct Interface {
     pub dhcp4_servers: Vec<ServerSeen>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SlaacRecord {
     /// Carrier up → global address usable (DAD done) with a default route.
     pub ready_after_ms: Option<u64>,
@@ -207,8 +207,12 @@ pub struct Timings {
     pub total: Option<u64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct State {
+    /// The hand-over's format ([`State::FORMAT`]): a reader refuses another one rather than
+    /// guess at it.
+    #[serde(default)]
+    pub format: u32,
     pub version: String,
     pub online: bool,
     /// Why the node is not online, in words for the console.
@@ -257,22 +261,49 @@ impl State {
         Ok(())
     }
 
-    /// The address this NIC had in a previous state file, for INIT-REBOOT. Reads only the
-    /// two fields it needs, so a state file from another version (or written by hand) works.
+    /// The hand-over's format; bump it when a field changes meaning or goes away.
+    pub const FORMAT: u32 = 1;
+
+    /// Reads a state file back into the type that wrote it.
+    pub fn read(path: &Path) -> Result<State, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let state: State = serde_json::from_str(&text)
+            .map_err(|e| format!("{} is not a zos-netboot state file: {e}", path.display()))?;
+        if state.format != State::FORMAT {
+            return Err(format!(
+                "{} is in format {} (written by zos-netboot {}); this is zos-netboot {}, which \
+                 reads format {}",
+                path.display(),
+                state.format,
+                state.version,
+                env!("CARGO_PKG_VERSION"),
+                State::FORMAT
+            ));
+        }
+        // Option 12 is handed over in the lease files only.
+        let mut state = state;
+        for nic in state.interfaces.iter_mut().filter(|i| i.lease.is_some()) {
+            nic.dhcp_hostname = std::fs::read_to_string(LeaseFile::path(path, &nic.name))
+                .ok()
+                .and_then(|t| serde_json::from_str::<LeaseFile>(&t).ok())
+                .and_then(|f| f.hostname);
+        }
+        Ok(state)
+    }
+
+    /// The address this NIC had in a previous state file, for INIT-REBOOT.
     pub fn previous_address(path: &Path, mac: &str) -> Option<Ipv4Addr> {
-        let text = std::fs::read_to_string(path).ok()?;
-        let v: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| log::info!("{}: not reusing it: {e}", path.display()))
+        let state = State::read(path)
+            .map_err(|e| log::info!("not reusing the previous address: {e}"))
             .ok()?;
-        v.get("interfaces")?
-            .as_array()?
+        state
+            .interfaces
             .iter()
-            .find(|i| i.get("mac").and_then(|m| m.as_str()) == Some(mac))?
-            .get("lease")?
-            .get("address")?
-            .as_str()?
-            .parse()
-            .ok()
+            .find(|i| i.mac == mac)?
+            .lease
+            .as_ref()
+            .map(|l| l.lease.address)
     }
 }
 
@@ -298,6 +329,7 @@ mod tests {
             mtu: None,
         };
         let state = State {
+            format: State::FORMAT,
             version: "0.1.0".into(),
             online: true,
             error: None,
@@ -371,16 +403,15 @@ mod tests {
             Some(Ipv4Addr::new(10, 1, 0, 23))
         );
         assert_eq!(State::previous_address(&path, "02:00:00:00:00:02"), None);
-        // A minimal hand-written file is enough.
-        std::fs::write(
-            &path,
-            r#"{"interfaces":[{"mac":"02:00:00:00:00:03","lease":{"address":"10.9.0.5"}}]}"#,
-        )
-        .unwrap();
-        assert_eq!(
-            State::previous_address(&path, "02:00:00:00:00:03"),
-            Some(Ipv4Addr::new(10, 9, 0, 5))
-        );
+        // The same type reads it back, whole.
+        assert_eq!(State::read(&path).unwrap(), state);
+        // Another format is refused with a reason, not half-read.
+        let mut other = serde_json::to_value(&state).unwrap();
+        other["format"] = 99.into();
+        std::fs::write(&path, other.to_string()).unwrap();
+        let err = State::read(&path).unwrap_err();
+        assert!(err.contains("format 99"), "{err}");
+        assert_eq!(State::previous_address(&path, "02:00:00:00:00:01"), None);
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

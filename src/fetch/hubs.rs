@@ -11,10 +11,10 @@
 //!   keeps the last usable hub: with none left the node could only wait for a reboot.
 //! - **Mirrors**: an artifact URL under the base URL of a hub (`https://hub.grid.tf/…`) can be
 //!   had from every hub at the same path under its own base; any other URL only from itself.
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// What the boot knows of a hub.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum HubStatus {
     /// Not asked yet.
@@ -28,7 +28,7 @@ pub enum HubStatus {
 }
 
 /// One hub, as the state JSON shows it (`fetch.hubs[]`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HubRecord {
     /// Base URL, ending with `/`.
     pub url: String,

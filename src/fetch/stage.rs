@@ -25,7 +25,7 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::clock::{self, ClockReport};
 use crate::console::Console;
@@ -69,7 +69,7 @@ pub struct FetchConfig {
 }
 
 /// What the stage did, for the console and the state JSON (`"fetch"`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct FetchRecord {
     pub manifest: String,
     /// The hub the manifest came from (None: not from a hub, or not fetched).
@@ -84,7 +84,7 @@ pub struct FetchRecord {
     pub skipped: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ArtifactRecord {
     pub name: String,
     pub kind: String,

@@ -1305,7 +1305,7 @@ pub(crate) async fn probe_targets(
                         ms: 0,
                         address: None,
                         status: None,
-                        stage: "url",
+                        stage: probe::Step::Url,
                         error: Some(e.clone()),
                     });
                 }
@@ -1677,6 +1677,7 @@ fn build_state(b: Built) -> State {
         .values()
         .find_map(|s| s.router.filter(|_| !s.addresses.is_empty()));
     State {
+        format: State::FORMAT,
         version: env!("CARGO_PKG_VERSION").to_string(),
         online: b.online,
         error: b.error,

@@ -816,7 +816,7 @@ mod tests {
             ms: 3,
             address: None,
             status: Some(200),
-            stage: "done",
+            stage: crate::net::probe::Step::Done,
             error: None,
         }]
     }

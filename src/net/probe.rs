@@ -129,7 +129,7 @@ pub fn parse_url(url: &str) -> Result<Target, String> {
 }
 
 /// An IP family, probed separately.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Family {
     Ipv4,
@@ -329,7 +329,31 @@ pub fn http_status(head: &[u8]) -> Result<u16, String> {
 }
 
 /// One (URL, family) probe: how far it got and why it stopped.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+/// The step a probe reached: the one that failed, or `done`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Step {
+    /// The target's URL could not be parsed.
+    Url,
+    Dns,
+    Connect,
+    Http,
+    Done,
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Step::Url => "url",
+            Step::Dns => "dns",
+            Step::Connect => "connect",
+            Step::Http => "http",
+            Step::Done => "done",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ProbeResult {
     pub url: String,
     pub family: Family,
@@ -341,7 +365,7 @@ pub struct ProbeResult {
     pub address: Option<IpAddr>,
     pub status: Option<u16>,
     /// The step that failed, or "done": "dns" | "connect" | "http" | "done".
-    pub stage: &'static str,
+    pub stage: Step,
     pub error: Option<String>,
 }
 
@@ -462,13 +486,13 @@ pub async fn probe(target: &Target, family: Family, cfg: &ProbeConfig) -> ProbeR
         ms: 0,
         address: None,
         status: None,
-        stage: "dns",
+        stage: Step::Dns,
         error: None,
     };
     match run_probe(target, family, cfg, &mut r).await {
         Ok(()) => {
             r.ok = true;
-            r.stage = "done";
+            r.stage = Step::Done;
         }
         Err(e) => r.error = Some(e),
     }
@@ -484,7 +508,7 @@ async fn run_probe(
     r: &mut ProbeResult,
 ) -> Result<(), String> {
     let addrs = resolve(&t.host, family, cfg).await?;
-    r.stage = "connect";
+    r.stage = Step::Connect;
     let ip = *addrs
         .iter()
         .find(|a| Family::of(a) == family)
@@ -499,7 +523,7 @@ async fn run_probe(
         r.error = Some("TLS not checked yet: TCP connect only".into());
         return Ok(());
     }
-    r.stage = "http";
+    r.stage = Step::Http;
     let status = within(cfg.timeout, exchange(&mut stream, t))
         .await
         .ok_or_else(|| format!("HTTP from {ip}: timeout after {}", human(cfg.timeout)))??;

@@ -7,10 +7,10 @@
 //! when `vlan:priv` is set. `zos.vlan=IF.ID` adds a tagged link on IF that does both, and
 //! leaves IF as it was. Pure: a plan from the settings and the NIC names, unit-tested; the
 //! network stage creates the links (netlink) and follows the duties.
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// What a VLAN carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Purpose {
     /// `vlan:priv`: the management (OOB) segment: DHCPv4.
@@ -22,7 +22,7 @@ pub enum Purpose {
 }
 
 /// One VLAN key from the kernel command line.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VlanSetting {
     /// `None`: on every NIC considered (or on `zos.oob=` for `vlan:priv`).
     pub parent: Option<String>,
@@ -39,7 +39,7 @@ pub fn parse_vlan_id(text: &str) -> Result<u16, String> {
 }
 
 /// `zos.bond=` modes: what a farmer's switch supports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum BondMode {
     /// One slave carries the traffic, another takes over when its carrier goes: any switch.
@@ -50,7 +50,7 @@ pub enum BondMode {
 }
 
 /// `zos.bond=MODE:IF,IF[,…]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BondSetting {
     pub mode: BondMode,
     pub slaves: Vec<String>,
@@ -117,7 +117,7 @@ pub fn auto_bonds(
 }
 
 /// A bond to create.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BondLink {
     pub name: String,
     pub mode: BondMode,
@@ -125,7 +125,7 @@ pub struct BondLink {
 }
 
 /// What the network stage does on one link.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Duties {
     pub dhcp: bool,
     pub slaac: bool,
@@ -149,7 +149,7 @@ impl Duties {
 }
 
 /// A VLAN link to create.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VlanLink {
     pub name: String,
     pub parent: String,

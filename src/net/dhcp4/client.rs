@@ -129,7 +129,7 @@ impl Lease {
 
 /// A DHCP server that answered us, for the console and the state file: more than one on a
 /// segment is a classic farm problem (a home router plus a switch with DHCP on).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServerSeen {
     /// Its server identifier (option 54).
     pub server: Ipv4Addr,

@@ -50,7 +50,7 @@ const RA_BUF_LEN: usize = 9216;
 const NETLINK_BUF_LEN: usize = 8192;
 
 /// A router advertisement (RFC 4861 §4.2) with the options a node cares about.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RouterAdvert {
     /// The router's link-local address: the packet's IPv6 source, given by the caller.
     pub source: Ipv6Addr,
@@ -79,7 +79,7 @@ pub struct RouterAdvert {
 }
 
 /// A prefix information option (RFC 4861 §4.6.2).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PrefixInfo {
     /// Bits beyond `len` are cleared: RFC 4861 says the receiver ignores them.
     pub prefix: Ipv6Addr,
@@ -93,7 +93,7 @@ pub struct PrefixInfo {
 }
 
 /// RFC 8106 options as the kernel forwards them over netlink (see [`parse_nduseropt`]).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NdUserOpt {
     pub ifindex: u32,
     /// The advertising router, from the NDUSEROPT_SRCADDR attribute.
