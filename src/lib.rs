@@ -27,3 +27,4 @@ pub mod register;
 pub mod retry;
 pub mod state;
 pub mod sys;
+pub mod url;

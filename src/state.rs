@@ -292,19 +292,39 @@ impl State {
         Ok(state)
     }
 
-    /// The address this NIC had in a previous state file, for INIT-REBOOT.
+    /// The address this NIC had in a previous state file, for INIT-REBOOT. Reads only the
+    /// fields it needs ([`PreviousBoot`]), so that a state file of another release (or one
+    /// written by hand) still gives the previous address.
     pub fn previous_address(path: &Path, mac: &str) -> Option<Ipv4Addr> {
-        let state = State::read(path)
-            .map_err(|e| log::info!("not reusing the previous address: {e}"))
+        let text = std::fs::read_to_string(path).ok()?;
+        let previous: PreviousBoot = serde_json::from_str(&text)
+            .map_err(|e| log::info!("{}: not reusing it: {e}", path.display()))
             .ok()?;
-        state
+        previous
             .interfaces
-            .iter()
+            .into_iter()
             .find(|i| i.mac == mac)?
             .lease
-            .as_ref()
-            .map(|l| l.lease.address)
+            .map(|l| l.address)
     }
+}
+
+/// What INIT-REBOOT takes from a previous boot's state file: its part of [`State`], whatever
+/// the file's format.
+#[derive(Deserialize)]
+struct PreviousBoot {
+    interfaces: Vec<PreviousNic>,
+}
+
+#[derive(Deserialize)]
+struct PreviousNic {
+    mac: String,
+    lease: Option<PreviousLease>,
+}
+
+#[derive(Deserialize)]
+struct PreviousLease {
+    address: Ipv4Addr,
 }
 
 #[cfg(test)]
@@ -411,7 +431,20 @@ mod tests {
         std::fs::write(&path, other.to_string()).unwrap();
         let err = State::read(&path).unwrap_err();
         assert!(err.contains("format 99"), "{err}");
-        assert_eq!(State::previous_address(&path, "02:00:00:00:00:01"), None);
+        // INIT-REBOOT takes the previous address from any format, even a minimal file.
+        assert_eq!(
+            State::previous_address(&path, "02:00:00:00:00:01"),
+            Some(Ipv4Addr::new(10, 1, 0, 23))
+        );
+        std::fs::write(
+            &path,
+            r#"{"interfaces":[{"mac":"02:00:00:00:00:03","lease":{"address":"10.9.0.5"}}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            State::previous_address(&path, "02:00:00:00:00:03"),
+            Some(Ipv4Addr::new(10, 9, 0, 5))
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

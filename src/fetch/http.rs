@@ -494,62 +494,11 @@ impl ChunkedDecoder {
 /// Where a redirect goes: `location` resolved against `base` (RFC 9110 §10.2.2, RFC 3986 §5.2):
 /// absolute, scheme-relative (`//host/p`), absolute-path, relative-path and query-only forms.
 pub fn resolve_location(base: &Target, location: &str) -> Result<Target, String> {
-    let location = location.trim();
-    let location = location.split('#').next().unwrap_or_default();
-    let scheme_end = location.find(['/', '?']).unwrap_or(location.len());
-    let url = if location[..scheme_end].contains(':') {
-        location.to_string()
-    } else if location.starts_with("//") {
-        let scheme = if base.https { "https:" } else { "http:" };
-        format!("{scheme}{location}")
-    } else {
-        let origin = url_of(&Target {
-            path: String::new(),
-            ..base.clone()
-        });
-        let (base_path, _) = base.path.split_once('?').unwrap_or((&base.path, ""));
-        let (path, query) = match location.split_once('?') {
-            Some((p, q)) => (p, Some(q)),
-            None => (location, None),
-        };
-        let merged = match path {
-            "" => base_path.to_string(),
-            p if p.starts_with('/') => p.to_string(),
-            p => {
-                let dir = &base_path[..base_path.rfind('/').map_or(0, |i| i + 1)];
-                format!("{dir}{p}")
-            }
-        };
-        let mut url = format!("{origin}{}", remove_dot_segments(&merged));
-        if let Some(q) = query {
-            url.push('?');
-            url.push_str(q);
-        }
-        url
-    };
-    probe::parse_url(&url).map_err(|e| format!("redirect to {location:?}: {e}"))
-}
-
-/// RFC 3986 §5.2.4, for paths that start with '/'.
-fn remove_dot_segments(path: &str) -> String {
-    let mut out: Vec<&str> = Vec::new();
-    let segments: Vec<&str> = path.split('/').skip(1).collect();
-    for (i, seg) in segments.iter().enumerate() {
-        let last = i + 1 == segments.len();
-        match *seg {
-            "." | ".." => {
-                if *seg == ".." {
-                    out.pop();
-                }
-                // "/a/.." is the directory "/", not "/a" without its name: keep the slash.
-                if last {
-                    out.push("");
-                }
-            }
-            s => out.push(s),
-        }
-    }
-    format!("/{}", out.join("/"))
+    let fail = |e: String| format!("redirect to {location:?}: {e}");
+    let joined = crate::url::Url::parse_absolute(&url_of(base))
+        .and_then(|b| b.join(location.trim()))
+        .map_err(fail)?;
+    probe::parse_url(&joined).map_err(fail)
 }
 
 /// An error body made fit for one console line: printable, whitespace collapsed, shortened.

@@ -35,6 +35,8 @@
 //! - no two `file` artifacts with the same `dest`; 1 to [`MAX_ARTIFACTS`] artifacts.
 use serde_json::Value;
 
+use crate::url::Url;
+
 /// The only manifest format this binary understands.
 pub const VERSION: u32 = 1;
 /// The largest artifact we agree to download: a rootfs, held in RAM until hand-off.
@@ -42,7 +44,7 @@ pub const MAX_ARTIFACT_SIZE: u64 = 8 << 30;
 /// More than this is not a boot manifest.
 pub const MAX_ARTIFACTS: usize = 64;
 /// Longer URLs are refused (common server limits are 8 KiB; ours is a sanity bound).
-pub const MAX_URL_LEN: usize = 2048;
+pub use crate::url::MAX_URL_LEN;
 /// PATH_MAX.
 const MAX_DEST_LEN: usize = 4096;
 /// A manifest is a few KiB; the downloader can use this as its cap too.
@@ -432,239 +434,6 @@ fn normalise_dest(d: &str) -> Result<String, &'static str> {
     Ok(out)
 }
 
-/// An absolute `http(s)` URL split into the parts RFC 3986 §5.2 resolution works on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Url {
-    /// Lowercase `http` or `https`.
-    scheme: String,
-    /// `host[:port]`, host lowercased; never empty.
-    authority: String,
-    /// Starts with `/`.
-    path: String,
-    query: Option<String>,
-}
-
-/// A URI reference split as in RFC 3986 Appendix B; `None` = component absent.
-struct RefParts<'a> {
-    scheme: Option<&'a str>,
-    authority: Option<&'a str>,
-    path: &'a str,
-    query: Option<&'a str>,
-}
-
-fn split_reference(s: &str) -> RefParts<'_> {
-    // The fragment never reaches the server (RFC 9110 §4.2.4), so it is dropped here.
-    let s = s.split_once('#').map_or(s, |(before, _)| before);
-    let (s, query) = match s.split_once('?') {
-        Some((before, q)) => (before, Some(q)),
-        None => (s, None),
-    };
-    let (scheme, rest) = match s.split_once(':') {
-        Some((sch, rest)) if !sch.is_empty() && !sch.contains('/') => (Some(sch), rest),
-        _ => (None, s),
-    };
-    let (authority, path) = match rest.strip_prefix("//") {
-        Some(r) => {
-            let end = r.find('/').unwrap_or(r.len());
-            (Some(&r[..end]), &r[end..])
-        }
-        None => (None, rest),
-    };
-    RefParts {
-        scheme,
-        authority,
-        path,
-        query,
-    }
-}
-
-impl Url {
-    fn parse_absolute(s: &str) -> Result<Url, String> {
-        check_chars(s)?;
-        let r = split_reference(s);
-        match r.scheme {
-            Some(_) => Url::build(r.scheme, r.authority, remove_dot_segments(r.path), r.query),
-            None => Err("not an absolute URL".into()),
-        }
-    }
-
-    /// RFC 3986 §5.2.2 (strict: a scheme in the reference is always taken as absolute).
-    fn join(&self, reference: &str) -> Result<String, String> {
-        check_chars(reference)?;
-        let r = split_reference(reference);
-        let url = if r.scheme.is_some() {
-            Url::build(r.scheme, r.authority, remove_dot_segments(r.path), r.query)?
-        } else if r.authority.is_some() {
-            Url::build(
-                Some(&self.scheme),
-                r.authority,
-                remove_dot_segments(r.path),
-                r.query,
-            )?
-        } else if r.path.is_empty() {
-            Url {
-                query: r.query.map(str::to_string).or_else(|| self.query.clone()),
-                ..self.clone()
-            }
-        } else {
-            let path = if r.path.starts_with('/') {
-                remove_dot_segments(r.path)
-            } else {
-                // §5.2.3 merge: our base always has an authority and a path starting with '/'.
-                let dir = &self.path[..self.path.rfind('/').map_or(0, |i| i + 1)];
-                remove_dot_segments(&format!("{dir}{}", r.path))
-            };
-            Url {
-                path,
-                query: r.query.map(str::to_string),
-                ..self.clone()
-            }
-        };
-        Ok(url.to_string())
-    }
-
-    fn build(
-        scheme: Option<&str>,
-        authority: Option<&str>,
-        path: String,
-        query: Option<&str>,
-    ) -> Result<Url, String> {
-        let scheme = scheme.unwrap_or_default().to_ascii_lowercase();
-        if scheme != "http" && scheme != "https" {
-            return Err(format!(
-                "scheme {scheme:?} is not allowed (only http and https)"
-            ));
-        }
-        let authority = check_authority(authority.unwrap_or_default())?;
-        let path = if path.is_empty() { "/".into() } else { path };
-        Ok(Url {
-            scheme,
-            authority,
-            path,
-            query: query.map(str::to_string),
-        })
-    }
-}
-
-impl std::fmt::Display for Url {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}://{}{}", self.scheme, self.authority, self.path)?;
-        if let Some(q) = &self.query {
-            write!(f, "?{q}")?;
-        }
-        Ok(())
-    }
-}
-
-/// Printable ASCII only, none of the characters RFC 3986 excludes (`"<>\^`{|}` and space: a
-/// backslash is a path separator to some clients), and `%` followed by two hex digits.
-fn check_chars(s: &str) -> Result<(), String> {
-    if s.len() > MAX_URL_LEN {
-        return Err(format!("longer than {MAX_URL_LEN} characters"));
-    }
-    let b = s.as_bytes();
-    for (i, &c) in b.iter().enumerate() {
-        if !c.is_ascii_graphic() || b"\"<>\\^`{|}".contains(&c) {
-            return Err(format!(
-                "character {:?} at position {i} is not allowed in a URL",
-                s[i..].chars().next().unwrap_or('?')
-            ));
-        }
-        if c == b'%'
-            && !(b.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
-                && b.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
-        {
-            return Err(format!("bad percent-encoding at position {i}"));
-        }
-    }
-    Ok(())
-}
-
-/// `host[:port]` with a DNS name, IPv4 address or `[IPv6]`; no user info (credentials do not
-/// belong in a manifest, and `https://hub@evil/` is a classic spoof).
-fn check_authority(a: &str) -> Result<String, String> {
-    if a.contains('@') {
-        return Err("user info (user@host) is not allowed".into());
-    }
-    let (host, port) = if let Some(rest) = a.strip_prefix('[') {
-        let (inner, after) = rest.split_once(']').ok_or("unterminated [IPv6] host")?;
-        if inner.is_empty()
-            || !inner
-                .bytes()
-                .all(|c| c.is_ascii_hexdigit() || c == b':' || c == b'.')
-        {
-            return Err(format!("bad IPv6 host [{inner}]"));
-        }
-        let port = match after {
-            "" => None,
-            p => Some(p.strip_prefix(':').ok_or("junk after the [IPv6] host")?),
-        };
-        (&a[..inner.len() + 2], port)
-    } else {
-        match a.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (a, None),
-        }
-    };
-    if host.is_empty() {
-        return Err("no host".into());
-    }
-    if !host.starts_with('[')
-        && !host
-            .bytes()
-            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'.')
-    {
-        return Err(format!("bad host {host:?}"));
-    }
-    let mut out = host.to_ascii_lowercase();
-    match port {
-        None | Some("") => {}
-        Some(p) => match p.parse::<u16>() {
-            Ok(n) if n > 0 && p.bytes().all(|c| c.is_ascii_digit()) => {
-                out.push(':');
-                out.push_str(p);
-            }
-            _ => return Err(format!("bad port {p:?}")),
-        },
-    }
-    Ok(out)
-}
-
-/// RFC 3986 §5.2.4, literally.
-fn remove_dot_segments(path: &str) -> String {
-    let mut input = path;
-    let mut out = String::with_capacity(path.len());
-    let pop = |out: &mut String| {
-        let cut = out.rfind('/').unwrap_or(0);
-        out.truncate(cut);
-    };
-    while !input.is_empty() {
-        if let Some(rest) = input.strip_prefix("../") {
-            input = rest;
-        } else if let Some(rest) = input.strip_prefix("./") {
-            input = rest;
-        } else if input.starts_with("/./") {
-            input = &input[2..];
-        } else if input == "/." {
-            input = "/";
-        } else if input.starts_with("/../") {
-            input = &input[3..];
-            pop(&mut out);
-        } else if input == "/.." {
-            input = "/";
-            pop(&mut out);
-        } else if input == "." || input == ".." {
-            input = "";
-        } else {
-            let start = usize::from(input.starts_with('/'));
-            let end = input[start..].find('/').map_or(input.len(), |i| i + start);
-            out.push_str(&input[..end]);
-            input = &input[end..];
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -718,33 +487,6 @@ mod tests {
         assert_eq!(rootfs.sha256, modules.sha256);
         assert_eq!(motd.dest.as_deref(), Some("/etc/motd"));
         assert_eq!(motd.size, 7);
-    }
-
-    #[test]
-    fn relative_urls_resolve_against_the_manifest_url() {
-        let base = Url::parse_absolute(BASE).unwrap();
-        let cases = [
-            ("x.tar", "https://hub.grid.tf/zos/prod/v3/x.tar"),
-            ("./x", "https://hub.grid.tf/zos/prod/v3/x"),
-            ("../x", "https://hub.grid.tf/zos/prod/x"),
-            ("../../../../../x", "https://hub.grid.tf/x"),
-            ("/abs", "https://hub.grid.tf/abs"),
-            ("/a/./b/../c", "https://hub.grid.tf/a/c"),
-            ("https://other/x", "https://other/x"),
-            (
-                "HTTP://Other.Example:8080/x?y=1#frag",
-                "http://other.example:8080/x?y=1",
-            ),
-            ("//cdn.example/x", "https://cdn.example/x"),
-            ("?v=2", "https://hub.grid.tf/zos/prod/v3/manifest.json?v=2"),
-            ("x%20y", "https://hub.grid.tf/zos/prod/v3/x%20y"),
-            ("http://[2001:db8::1]:8080/x", "http://[2001:db8::1]:8080/x"),
-            ("http://10.0.0.1/x", "http://10.0.0.1/x"),
-            ("https://host", "https://host/"),
-        ];
-        for (reference, want) in cases {
-            assert_eq!(base.join(reference).as_deref(), Ok(want), "{reference}");
-        }
     }
 
     #[test]
@@ -1019,14 +761,5 @@ mod tests {
             r#""name":"r","url":"r.tgz","size":1,"sha256":"{HASH}","kind":"rootfs""#
         ));
         assert!(m.is_ok());
-    }
-
-    #[test]
-    fn remove_dot_segments_matches_rfc_3986_examples() {
-        assert_eq!(remove_dot_segments("/a/b/c/./../../g"), "/a/g");
-        assert_eq!(remove_dot_segments("mid/content=5/../6"), "mid/6");
-        assert_eq!(remove_dot_segments("/.."), "/");
-        assert_eq!(remove_dot_segments("/a/.."), "/");
-        assert_eq!(remove_dot_segments("/a/b/"), "/a/b/");
     }
 }
