@@ -9,14 +9,14 @@ use std::time::Duration;
 
 use crate::cmdline::Settings;
 use crate::config::StatePaths;
-use crate::console::{self, Console};
+use crate::console::Console;
 use crate::fetch::hubs::HubSet;
 use crate::fetch::stage::{self, FetchConfig, FetchRecord};
 use crate::net::{self, NetConfig};
 use crate::pid1::handoff;
 use crate::register::{self, Farm, RegisterConfig};
 use crate::retry::Backoff;
-use crate::state::State;
+use crate::state::{NetState, State};
 
 /// Between two attempts of a failed stage as PID 1: soon at first, at most every minute.
 const STAGE_RETRY: Backoff = Backoff {
@@ -71,7 +71,7 @@ pub fn run(console: &Console, settings: &Settings, opts: BootOptions) -> bool {
     };
     console.line(format_args!(
         "online in {} ms",
-        state.timings_ms.total.unwrap_or(0)
+        state.net.timings_ms.total.unwrap_or(0)
     ));
     if !fetch_stage(console, settings, &opts, &mut state, &mut settling) {
         return false;
@@ -109,7 +109,7 @@ pub fn run(console: &Console, settings: &Settings, opts: BootOptions) -> bool {
 /// finished, probes of a family that became usable late. It runs beside the fetch stage (the
 /// boot is not held for it) and its final state replaces the network part of the boot's state
 /// before the registration and the hand-over.
-pub struct Settling(Option<std::thread::JoinHandle<State>>);
+pub struct Settling(Option<std::thread::JoinHandle<NetState>>);
 
 impl Settling {
     /// Waits for the network stage to finish (bounded by `zos.ipv6_wait` and the probes'
@@ -124,18 +124,16 @@ impl Settling {
             );
             return;
         };
-        if last.classification != state.classification {
+        if last.classification != state.net.classification {
             console.line("network settled: the classification changed since online");
             if let Some(c) = &last.classification {
                 console.block(&c.report());
             }
         }
-        last.online = state.online;
-        last.error = state.error.take();
-        last.timings_ms = state.timings_ms.clone();
-        last.fetch = state.fetch.take();
-        last.registration = state.registration.take();
-        *state = last;
+        last.online = state.net.online;
+        last.error = state.net.error.take();
+        last.timings_ms = state.net.timings_ms.clone();
+        state.net = last;
         write_state(console, paths, state);
     }
 }
@@ -155,16 +153,17 @@ fn bring_up(
             Ok::<_, net::NetError>((state, stage))
         });
         match result {
-            Ok((state, stage)) => {
+            Ok((net, stage)) => {
+                let state = State::new(net);
                 show(console, &state);
                 write_state(console, &opts.paths, &state);
-                if state.online {
+                if state.net.online {
                     let handle = std::thread::spawn(move || smol::block_on(stage.settle()));
                     break (state, Settling(Some(handle)));
                 }
                 console.line(format_args!(
                     "NOT online: {}",
-                    state.error.as_deref().unwrap_or("unknown reason")
+                    state.net.error.as_deref().unwrap_or("unknown reason")
                 ));
             }
             Err(e) => console.line(format_args!("network: {e}")),
@@ -193,7 +192,7 @@ fn recover_network(
 ) {
     // The previous stage's clients must be gone before a new one starts on the same NICs.
     settling.finish(console, &opts.paths, state);
-    let Err(why) = smol::block_on(net::still_up(state)) else {
+    let Err(why) = smol::block_on(net::still_up(&state.net)) else {
         return;
     };
     let lost = std::time::Instant::now();
@@ -211,11 +210,7 @@ fn recover_network(
             "network back after {}s",
             lost.elapsed().as_secs()
         ));
-        let fetch = state.fetch.take();
-        let registration = state.registration.take();
-        *state = back;
-        state.fetch = fetch;
-        state.registration = registration;
+        state.net = back.net;
         write_state(console, &opts.paths, state);
     }
 }
@@ -297,7 +292,7 @@ fn fetch_stage(
     }
     let mut attempt = 0;
     loop {
-        let fetched = smol::block_on(stage::run(&cfg, &mut hubs, state, console));
+        let fetched = smol::block_on(stage::run(&cfg, &mut hubs, &state.net, console));
         let ok = fetched.ok();
         state.fetch = Some(fetched.record);
         write_state(console, &opts.paths, state);
@@ -365,8 +360,8 @@ fn register_stage(
     };
     let mut attempt = 0;
     loop {
-        let record = match stage::http_options(state, &ca_files(settings, opts)) {
-            Ok(http) => smol::block_on(register::run(&cfg, &farm, state, &http, console)),
+        let record = match stage::http_options(&state.net, &ca_files(settings, opts)) {
+            Ok(http) => smol::block_on(register::run(&cfg, &farm, &state.net, &http, console)),
             Err(e) => {
                 console.line(format_args!("registration failed: {e}"));
                 register::RegistrationRecord {
@@ -391,15 +386,15 @@ fn register_stage(
 }
 
 fn show(console: &Console, state: &State) {
-    console.block(&console::summary(state));
-    if let Some(c) = &state.classification {
+    console.block(&state.net.summary());
+    if let Some(c) = &state.net.classification {
         console.block(&c.report());
     }
 }
 
 fn write_state(console: &Console, paths: &StatePaths, state: &State) {
-    match handoff::write_state(paths.state(), state) {
-        Ok(files) => log::debug!("state written: {files:?}"),
+    match state.write(paths.state()) {
+        Ok(()) => log::debug!("state written: {}", paths.state().display()),
         Err(e) => console.line(format_args!(
             "could not write {}: {e}",
             paths.state().display()

@@ -2,6 +2,7 @@
 //!
 //! Pure: takes the text of `/proc/cmdline` (or `--cmdline`), returns settings plus the words it
 //! did not understand, so the console can say so instead of silently ignoring a typo.
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// ZOS's grid selector (`runmode=`); prod when absent, like ZOS.
@@ -72,9 +73,9 @@ pub struct Settings {
     pub fetch_disabled: bool,
     /// `vlan:priv=ID`, `vlan:pub=ID` (ZOS's names) and `zos.vlan=IF.ID` (repeatable): 802.1Q
     /// links to create and use instead of (or beside) the untagged NICs.
-    pub vlans: Vec<crate::net::topology::VlanSetting>,
+    pub vlans: Vec<VlanSetting>,
     /// `zos.bond=MODE:IF,IF[,…]` (repeatable): bonds to create and use as one NIC.
-    pub bonds: Vec<crate::net::topology::BondSetting>,
+    pub bonds: Vec<BondSetting>,
     /// `zos.bond=auto`: bond the NICs that see the same DHCP server.
     pub bond_auto: bool,
 }
@@ -162,7 +163,7 @@ pub fn parse_ip(value: &str) -> Result<IpSetting, String> {
     let hostname = Some(f[4])
         .filter(|h| !h.is_empty())
         .map(|h| {
-            if crate::net::dhcp4::client::is_valid_domain(h) {
+            if is_valid_domain(h) {
                 Ok(h.to_string())
             } else {
                 Err(format!("hostname {h:?} is not a valid host name"))
@@ -319,9 +320,7 @@ pub fn parse(cmdline: &str) -> (Settings, Vec<Ignored>) {
             ("zos.oob", Some(v)) if valid_ifname(v) => s.oob = Some(v.to_string()),
             ("zos.iface", Some(v)) if valid_ifname(v) => s.ifaces.push(v.to_string()),
             ("zos.oob" | "zos.iface", _) => bad("expects an interface name"),
-            ("zos.hostname", Some(v)) if crate::net::dhcp4::client::is_valid_domain(v) => {
-                s.hostname = Some(v.to_string())
-            }
+            ("zos.hostname", Some(v)) if is_valid_domain(v) => s.hostname = Some(v.to_string()),
             ("zos.hostname", _) => bad("expects a host name (letters, digits, '-', '.')"),
             ("zos.clientid", Some(v)) => match parse_hex_bytes(v) {
                 Some(id) => s.client_id = Some(id),
@@ -358,32 +357,32 @@ pub fn parse(cmdline: &str) -> (Settings, Vec<Ignored>) {
                 Ok(ip) => s.ntp.push(ip),
                 Err(_) => bad("expects an IP address"),
             },
-            ("vlan:priv" | "vlan:pub", Some(v)) => match crate::net::topology::parse_vlan_id(v) {
-                Ok(id) => s.vlans.push(crate::net::topology::VlanSetting {
+            ("vlan:priv" | "vlan:pub", Some(v)) => match parse_vlan_id(v) {
+                Ok(id) => s.vlans.push(VlanSetting {
                     parent: None,
                     id,
                     purpose: if key == "vlan:priv" {
-                        crate::net::topology::Purpose::Management
+                        Purpose::Management
                     } else {
-                        crate::net::topology::Purpose::Public
+                        Purpose::Public
                     },
                 }),
                 Err(e) => bad(&e),
             },
             ("zos.vlan", Some(v)) => match v
                 .rsplit_once('.')
-                .map(|(p, id)| (valid_ifname(p), p, crate::net::topology::parse_vlan_id(id)))
+                .map(|(p, id)| (valid_ifname(p), p, parse_vlan_id(id)))
             {
-                Some((true, parent, Ok(id))) => s.vlans.push(crate::net::topology::VlanSetting {
+                Some((true, parent, Ok(id))) => s.vlans.push(VlanSetting {
                     parent: Some(parent.to_string()),
                     id,
-                    purpose: crate::net::topology::Purpose::Both,
+                    purpose: Purpose::Both,
                 }),
                 Some((_, _, Err(e))) => bad(&e),
                 _ => bad("expects IF.ID, e.g. zos.vlan=eth1.200"),
             },
             ("zos.bond", Some("auto")) => s.bond_auto = true,
-            ("zos.bond", Some(v)) => match crate::net::topology::parse_bond(v) {
+            ("zos.bond", Some(v)) => match parse_bond(v) {
                 Ok(b) => s.bonds.push(b),
                 Err(e) => bad(&e),
             },
@@ -400,13 +399,99 @@ pub fn parse(cmdline: &str) -> (Settings, Vec<Ignored>) {
     (s, ignored)
 }
 
+// Settings whose meaning the network stage gives (net::topology, net::dhcp4 use them).
+
+/// What a VLAN carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Purpose {
+    /// `vlan:priv`: the management (OOB) segment: DHCPv4.
+    Management,
+    /// `vlan:pub`: the public segment: IPv6 SLAAC.
+    Public,
+    /// `zos.vlan=IF.ID`: both, like an untagged NIC.
+    Both,
+}
+
+/// One VLAN key from the kernel command line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VlanSetting {
+    /// `None`: on every NIC considered (or on `zos.oob=` for `vlan:priv`).
+    pub parent: Option<String>,
+    pub id: u16,
+    pub purpose: Purpose,
+}
+
+/// 802.1Q ids 1–4094 (0 means "priority tag only", 4095 is reserved).
+pub fn parse_vlan_id(text: &str) -> Result<u16, String> {
+    match text.parse::<u16>() {
+        Ok(id) if (1..=4094).contains(&id) => Ok(id),
+        _ => Err(format!("VLAN id must be 1-4094, not {text:?}")),
+    }
+}
+
+/// `zos.bond=` modes: what a farmer's switch supports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BondMode {
+    /// One slave carries the traffic, another takes over when its carrier goes: any switch.
+    ActiveBackup,
+    /// 802.3ad / LACP: both slaves carry traffic; the switch ports must be in one LACP group.
+    #[serde(rename = "802.3ad")]
+    Lacp,
+}
+
+/// `zos.bond=MODE:IF,IF[,…]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BondSetting {
+    pub mode: BondMode,
+    pub slaves: Vec<String>,
+}
+
+/// Parses the value of `zos.bond=`.
+pub fn parse_bond(text: &str) -> Result<BondSetting, String> {
+    if text == "auto" {
+        // Read by the command line as Settings::bond_auto, never as a MODE:IF,IF bond.
+        return Err("auto is not a MODE:IF,IF bond".into());
+    }
+    let (mode, slaves) = text
+        .split_once(':')
+        .ok_or("expects MODE:IF,IF, e.g. zos.bond=active-backup:eth0,eth1")?;
+    let mode = match mode {
+        "active-backup" => BondMode::ActiveBackup,
+        "802.3ad" | "lacp" => BondMode::Lacp,
+        other => return Err(format!("bond mode {other:?}: use active-backup or 802.3ad")),
+    };
+    let slaves: Vec<String> = slaves.split(',').map(str::to_string).collect();
+    if slaves.len() < 2 || slaves.iter().any(|s| s.is_empty() || s.len() > 15) {
+        return Err("a bond needs at least two interface names".into());
+    }
+    Ok(BondSetting { mode, slaves })
+}
+
+/// A DNS name we are willing to write into resolv.conf: LDH labels, no spaces or control
+/// characters that could inject another resolv.conf line.
+pub fn is_valid_domain(name: &str) -> bool {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn vlan_keys_are_read_and_bad_ones_named() {
-        use crate::net::topology::{Purpose, VlanSetting};
+        use super::{Purpose, VlanSetting};
         let (s, ignored) = parse(
             "vlan:priv=100 vlan:pub=200 zos.vlan=eth1.300 vlan:priv=0 zos.vlan=eth1 \
              zos.vlan=eth1.5000",

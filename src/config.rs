@@ -46,7 +46,7 @@ impl StatePaths {
     /// `leases/IF.json`: one per bound NIC, what `keep` resumes.
     pub fn lease(&self, interface: &str) -> PathBuf {
         self.dir()
-            .join(crate::state::LeaseFile::DIR)
+            .join(crate::net::state::LeaseFile::DIR)
             .join(format!("{interface}.json"))
     }
 
@@ -183,7 +183,7 @@ mod tests {
         assert_eq!(c.paths.lease("eth0"), PathBuf::from("/x/leases/eth0.json"));
         assert_eq!(c.paths.cache(), PathBuf::from("/x/cache"));
         assert_eq!(
-            crate::state::LeaseFile::path(c.paths.state(), "eth0"),
+            crate::net::state::LeaseFile::path(c.paths.state(), "eth0"),
             c.paths.lease("eth0")
         );
         assert_eq!(StatePaths::new("s.json").dir(), Path::new("."));

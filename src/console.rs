@@ -2,8 +2,6 @@
 use std::io::Write;
 use std::time::Instant;
 
-use crate::state::{Role, State};
-
 /// Writes console lines, stamped with seconds since the process started (like dmesg), and, as
 /// PID 1, into the kernel log too so `dmesg` in the full OS still has them.
 pub struct Console {
@@ -85,56 +83,6 @@ pub fn human_secs(s: u32) -> String {
         s if s % 60 == 0 => format!("{}m", s / 60),
         s => format!("{s}s"),
     }
-}
-
-/// The summary table printed once the network stage ends.
-pub fn summary(state: &State) -> String {
-    let mut s = String::new();
-    s.push_str("  NIC          ROLE     CARRIER  IPv4                DHCPv4   IPv6\n");
-    for i in &state.interfaces {
-        let role = i
-            .roles
-            .iter()
-            .map(|r| match r {
-                Role::Oob => "oob",
-                Role::Public => "public",
-                Role::Unused => "unused",
-            })
-            .collect::<Vec<_>>()
-            .join("+");
-        let role = if role.is_empty() {
-            "unused".into()
-        } else {
-            role
-        };
-        let v6 = i
-            .ipv6
-            .first()
-            .map(|a| format!("{}/{}", a.address, a.prefix))
-            .unwrap_or_else(|| "-".into());
-        let v4 = i
-            .ipv4
-            .first()
-            .map(|a| format!("{}/{}", a.address, a.prefix))
-            .unwrap_or_else(|| "-".into());
-        s.push_str(&format!(
-            "  {:<12} {:<8} {:<8} {:<19} {:<8} {}\n",
-            i.name,
-            role,
-            if i.carrier { "yes" } else { "no" },
-            v4,
-            i.dhcp4,
-            v6
-        ));
-    }
-    if let Some(gw) = state.ipv4.gateway {
-        s.push_str(&format!("  IPv4 gateway {gw}\n"));
-    }
-    if !state.dns.is_empty() {
-        let dns: Vec<String> = state.dns.iter().map(|d| d.to_string()).collect();
-        s.push_str(&format!("  DNS          {}\n", dns.join(", ")));
-    }
-    s
 }
 
 #[cfg(test)]

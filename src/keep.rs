@@ -103,14 +103,14 @@ fn load(cfg: &KeepConfig) -> Result<Handed, KeepError> {
         .map_err(|e| log::warn!("{e}; following only the leases"))
         .ok();
     let mut probes: Vec<String> = Vec::new();
-    for p in state.iter().flat_map(|s| &s.probes) {
+    for p in state.iter().flat_map(|s| &s.net.probes) {
         if !probes.contains(&p.url) {
             probes.push(p.url.clone());
         }
     }
     let watched: Vec<String> = state
         .iter()
-        .flat_map(|s| &s.interfaces)
+        .flat_map(|s| &s.net.interfaces)
         .filter(|i| i.slaac.is_some())
         .map(|i| i.name.clone())
         .collect();

@@ -1,6 +1,7 @@
 //! zos-netboot's command line; the stages are in the library (src/lib.rs).
 use zos_netboot::config::{Config, Invocation};
 use zos_netboot::pid1::early;
+use zos_netboot::state::State;
 use zos_netboot::{boot, cmdline, console, keep, net};
 
 use std::path::PathBuf;
@@ -329,14 +330,14 @@ fn main() -> ExitCode {
 
     let result = smol::block_on(net::run(&cfg, &console));
     let state = match result {
-        Ok(state) => state,
+        Ok(net) => State::new(net),
         Err(e) => {
             console.line(format_args!("network: {e}"));
             return ExitCode::FAILURE;
         }
     };
-    console.block(&console::summary(&state));
-    if let Some(c) = &state.classification {
+    console.block(&state.net.summary());
+    if let Some(c) = &state.net.classification {
         console.block(&c.report());
     }
     if let Err(e) = state.write(config.paths.state()) {
@@ -345,16 +346,16 @@ fn main() -> ExitCode {
             config.paths.state().display()
         ));
     }
-    if state.online {
+    if state.net.online {
         console.line(format_args!(
             "online in {} ms",
-            state.timings_ms.total.unwrap_or(0)
+            state.net.timings_ms.total.unwrap_or(0)
         ));
         ExitCode::SUCCESS
     } else {
         console.line(format_args!(
             "NOT online: {}",
-            state.error.as_deref().unwrap_or("unknown reason")
+            state.net.error.as_deref().unwrap_or("unknown reason")
         ));
         ExitCode::FAILURE
     }

@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 use ring::signature::{Ed25519KeyPair, KeyPair};
 use serde::{Deserialize, Serialize};
 
+use crate::net::state::NetState;
 use crate::retry::Backoff;
-use crate::state::State;
 
 /// Where the seed is left for the full OS, inside the hand-off directory.
 pub const HANDOFF_SEED_FILE: &str = "identity.seed";
@@ -252,7 +252,7 @@ struct Network<'a> {
 struct NetInterface<'a> {
     name: &'a str,
     mac: &'a str,
-    roles: &'a [crate::state::Role],
+    roles: &'a [crate::net::state::Role],
     /// "address/prefix".
     ipv4: Vec<String>,
     ipv6: Vec<String>,
@@ -263,7 +263,7 @@ struct NetInterface<'a> {
 pub fn body(
     identity: &Identity,
     farm: &Farm,
-    state: &State,
+    state: &NetState,
     kernel: &str,
     boot_unix: u64,
     now_unix: u64,
@@ -548,7 +548,7 @@ pub struct RegisterConfig {
 pub async fn run(
     cfg: &RegisterConfig,
     farm: &Farm<'_>,
-    state: &State,
+    state: &NetState,
     http: &crate::fetch::http::HttpOptions,
     console: &crate::console::Console,
 ) -> RegistrationRecord {
@@ -661,7 +661,9 @@ mod tests {
     use super::*;
     use crate::net::classify::{Case, Class, Classification, Topology};
     use crate::net::probe::Family;
-    use crate::state::{Interface, Ipv4Entry, Ipv4Summary, Ipv6Entry, Ipv6Summary, Role, Timings};
+    use crate::net::state::{
+        Interface, Ipv4Entry, Ipv4Summary, Ipv6Entry, Ipv6Summary, Role, Timings,
+    };
     use std::cell::RefCell;
     use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -838,10 +840,8 @@ mod tests {
         }
     }
 
-    fn state() -> State {
-        State {
-            format: State::FORMAT,
-            version: "0.1.0".into(),
+    fn state() -> NetState {
+        NetState {
             online: true,
             error: None,
             classification: Some(Classification {
@@ -870,8 +870,6 @@ mod tests {
             search: vec![],
             ntp: vec![],
             timings_ms: Timings::default(),
-            fetch: None,
-            registration: None,
         }
     }
 

@@ -35,8 +35,8 @@ use crate::fetch::hubs::{HubRecord, HubSet};
 use crate::fetch::install;
 use crate::fetch::manifest::{self, Artifact, Kind, Manifest};
 use crate::net::probe::{Family, ProbeConfig};
+use crate::net::state::NetState;
 use crate::retry::Backoff;
-use crate::state::State;
 
 /// SNTP: one wait for all servers at once; a LAN server answers in a millisecond.
 const NTP_TIMEOUT: Duration = Duration::from_millis(1500);
@@ -124,7 +124,7 @@ impl Fetched {
 
 /// How to reach the hub: the resolvers the network stage found, the family the probes
 /// preferred (IPv6 when nothing was probed: it is the base), and the CA files.
-pub fn http_options(state: &State, ca_files: &[PathBuf]) -> Result<HttpOptions, String> {
+pub fn http_options(state: &NetState, ca_files: &[PathBuf]) -> Result<HttpOptions, String> {
     let dns = state
         .dns
         .iter()
@@ -180,7 +180,7 @@ pub fn first_manifest_url(cfg: &FetchConfig, hubs: &HubSet) -> String {
 pub async fn run(
     cfg: &FetchConfig,
     hubs: &mut HubSet,
-    state: &State,
+    state: &NetState,
     console: &Console,
 ) -> Fetched {
     let mut out = Fetched {
@@ -201,7 +201,7 @@ pub async fn run(
 async fn stage(
     cfg: &FetchConfig,
     hubs: &mut HubSet,
-    state: &State,
+    state: &NetState,
     console: &Console,
     out: &mut Fetched,
 ) -> Result<(), String> {

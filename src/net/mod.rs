@@ -1,6 +1,6 @@
 //! The network stage: links up, carrier by netlink events, DHCPv4 on every candidate NIC at
 //! once (the first bound becomes the OOB NIC), SLAAC watched on every NIC with carrier, then
-//! reachability probes per family and the classification. Returns the [`State`] the next
+//! reachability probes per family and the classification. Returns the [`NetState`] the next
 //! stage takes.
 pub mod classify;
 pub mod dhcp4;
@@ -8,6 +8,7 @@ pub mod links;
 pub mod node;
 pub mod probe;
 pub mod slaac;
+pub mod state;
 pub mod topology;
 
 use std::collections::BTreeMap;
@@ -32,15 +33,15 @@ use dhcp4::driver::{self, Update};
 use links::{Nic, Notifications};
 use probe::{Family, ProbeConfig, ProbeResult};
 
-use crate::state::{
-    Interface, Ipv4Entry, Ipv4Summary, Ipv6Entry, Ipv6Summary, LeaseRecord, Role, SlaacRecord,
-    State, Timings,
-};
 use node::{resolv, Input, NicSpec, Node, NodeConfig, Output, Scope, OOB_METRIC};
 use rtnetlink::packet_route::link::BondMode;
 use rtnetlink::LinkUnspec;
 use slaac::ra::{NdUserOpt, NdUserOptSocket, RaSocket, RouterAdvert};
 use slaac::watch::{self, Change, SlaacState};
+use state::{
+    Interface, Ipv4Entry, Ipv4Summary, Ipv6Entry, Ipv6Summary, LeaseRecord, NetState, Role,
+    SlaacRecord, Timings,
+};
 use topology::{BondSetting, Duties, VlanLink, VlanSetting};
 
 /// One DNS try, one TCP connect, one HTTP exchange: each bounded by this.
@@ -161,7 +162,7 @@ pub struct Stage {
 }
 
 /// `net`: the whole stage, its state final (SLAAC settled on every NIC, every probe done).
-pub async fn run(cfg: &NetConfig, console: &Console) -> Result<State, NetError> {
+pub async fn run(cfg: &NetConfig, console: &Console) -> Result<NetState, NetError> {
     let mut stage = start(cfg, console).await?;
     let online = stage.until_online().await;
     if !online.online {
@@ -344,7 +345,7 @@ pub async fn start(cfg: &NetConfig, console: &Console) -> Result<Stage, NetError
 impl Stage {
     /// Runs until the node is online (or the stage gives up), then reports: the state then is
     /// what the boot goes on with; [`Stage::settle`] completes it.
-    pub async fn until_online(&mut self) -> State {
+    pub async fn until_online(&mut self) -> NetState {
         loop {
             let now = Instant::now();
             if self.node.online() {
@@ -374,7 +375,7 @@ impl Stage {
     /// and the probes still running, then stops the stage's listeners and returns the final
     /// state (a late router advertisement updates the classification here instead of holding
     /// the boot).
-    pub async fn settle(mut self) -> State {
+    pub async fn settle(mut self) -> NetState {
         loop {
             let now = Instant::now();
             if self.node.settled(now) && !self.node.probing() {
@@ -695,7 +696,7 @@ impl Stage {
 
     /// The state as it is now; `last`: the stage is over (diagnoses for NICs without IPv6 and
     /// the family race are reported then).
-    async fn state(&self, last: bool) -> State {
+    async fn state(&self, last: bool) -> NetState {
         let now = Instant::now();
         let watch = self.node.watch();
         let slaac: BTreeMap<u32, SlaacState> = self
@@ -815,7 +816,7 @@ fn start_dhcp(run: &mut NicRun, cfg: &NetConfig, tx: &Sender<Msg>) {
     let now = Instant::now();
     let seed = fastrand::u64(..)
         ^ u64::from_be_bytes([0, 0, mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]]);
-    let client = match State::previous_address(&cfg.state_path, &mac_text) {
+    let client = match state::previous_address(&cfg.state_path, &mac_text) {
         Some(prev) => {
             log::info!(
                 "{}: asking for the previous address {prev} first",
@@ -946,12 +947,8 @@ fn report_slave(console: &Console, slave: &mut Slave, update: &Nic) {
 /// Whether the network the boot found is still there: the OOB link has carrier and still holds
 /// its lease's address (the kernel removes it when the lease runs out). `Err` says what went.
 /// PID 1 asks before retrying a stage that needs the network, and brings it up again if not.
-pub async fn still_up(state: &State) -> Result<(), String> {
-    let Some(oob) = state
-        .interfaces
-        .iter()
-        .find(|i| i.role == crate::state::Role::Oob)
-    else {
+pub async fn still_up(state: &NetState) -> Result<(), String> {
+    let Some(oob) = state.interfaces.iter().find(|i| i.role == Role::Oob) else {
         return Ok(());
     };
     let Some(address) = oob.lease.as_ref().map(|l| l.lease.address) else {
@@ -1590,7 +1587,7 @@ struct Built<'a> {
     timings: Timings,
 }
 
-fn build_state(b: Built) -> State {
+fn build_state(b: Built) -> NetState {
     let public_nic = b.classification.as_ref().and_then(|c| c.public_nic.clone());
     let mut gateway: Option<Ipv4Addr> = None;
     let oob = b.node.oob();
@@ -1676,9 +1673,7 @@ fn build_state(b: Built) -> State {
         .slaac
         .values()
         .find_map(|s| s.router.filter(|_| !s.addresses.is_empty()));
-    State {
-        format: State::FORMAT,
-        version: env!("CARGO_PKG_VERSION").to_string(),
+    NetState {
         online: b.online,
         error: b.error,
         classification: b.classification,
@@ -1701,7 +1696,5 @@ fn build_state(b: Built) -> State {
             .map(|l| l.ntp.clone())
             .unwrap_or_default(),
         timings_ms: b.timings,
-        fetch: None,
-        registration: None,
     }
 }

@@ -9,73 +9,7 @@
 //! network stage creates the links (netlink) and follows the duties.
 use serde::{Deserialize, Serialize};
 
-/// What a VLAN carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Purpose {
-    /// `vlan:priv`: the management (OOB) segment: DHCPv4.
-    Management,
-    /// `vlan:pub`: the public segment: IPv6 SLAAC.
-    Public,
-    /// `zos.vlan=IF.ID`: both, like an untagged NIC.
-    Both,
-}
-
-/// One VLAN key from the kernel command line.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct VlanSetting {
-    /// `None`: on every NIC considered (or on `zos.oob=` for `vlan:priv`).
-    pub parent: Option<String>,
-    pub id: u16,
-    pub purpose: Purpose,
-}
-
-/// 802.1Q ids 1–4094 (0 means "priority tag only", 4095 is reserved).
-pub fn parse_vlan_id(text: &str) -> Result<u16, String> {
-    match text.parse::<u16>() {
-        Ok(id) if (1..=4094).contains(&id) => Ok(id),
-        _ => Err(format!("VLAN id must be 1-4094, not {text:?}")),
-    }
-}
-
-/// `zos.bond=` modes: what a farmer's switch supports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum BondMode {
-    /// One slave carries the traffic, another takes over when its carrier goes: any switch.
-    ActiveBackup,
-    /// 802.3ad / LACP: both slaves carry traffic; the switch ports must be in one LACP group.
-    #[serde(rename = "802.3ad")]
-    Lacp,
-}
-
-/// `zos.bond=MODE:IF,IF[,…]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BondSetting {
-    pub mode: BondMode,
-    pub slaves: Vec<String>,
-}
-
-/// Parses the value of `zos.bond=`.
-pub fn parse_bond(text: &str) -> Result<BondSetting, String> {
-    if text == "auto" {
-        // Read by the command line as Settings::bond_auto, never as a MODE:IF,IF bond.
-        return Err("auto is not a MODE:IF,IF bond".into());
-    }
-    let (mode, slaves) = text
-        .split_once(':')
-        .ok_or("expects MODE:IF,IF, e.g. zos.bond=active-backup:eth0,eth1")?;
-    let mode = match mode {
-        "active-backup" => BondMode::ActiveBackup,
-        "802.3ad" | "lacp" => BondMode::Lacp,
-        other => return Err(format!("bond mode {other:?}: use active-backup or 802.3ad")),
-    };
-    let slaves: Vec<String> = slaves.split(',').map(str::to_string).collect();
-    if slaves.len() < 2 || slaves.iter().any(|s| s.is_empty() || s.len() > 15) {
-        return Err("a bond needs at least two interface names".into());
-    }
-    Ok(BondSetting { mode, slaves })
-}
+pub use crate::cmdline::{parse_bond, parse_vlan_id, BondMode, BondSetting, Purpose, VlanSetting};
 
 /// `zos.bond=auto`: the NICs that saw an OFFER from the same DHCP server (two cables to one
 /// segment) become one active-backup bond, in the order given; NICs already in a `zos.bond=`

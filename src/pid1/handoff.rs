@@ -3,13 +3,11 @@
 //! live in the kernel, and the lease file lets the full OS resume the lease (RENEWING at T1,
 //! `zos-netboot keep`).
 use std::ffi::OsStr;
-use std::io;
+
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use nix::mount::{mount, MsFlags};
-
-use crate::state::State;
 
 /// Mounts that move into the new root, in this order.
 const MOVED: &[&str] = &["/dev", "/proc", "/sys", "/run"];
@@ -25,22 +23,6 @@ impl std::fmt::Display for HandoffError {
 
 fn err(what: impl std::fmt::Display, e: impl std::fmt::Display) -> HandoffError {
     HandoffError(format!("{what}: {e}"))
-}
-
-/// Writes the state JSON at `path` and one lease file per bound NIC beside it
-/// (`leases/IF.json`, what `zos-netboot keep` resumes in the full OS).
-pub fn write_state(path: &Path, state: &State) -> io::Result<Vec<PathBuf>> {
-    let path = path.to_path_buf();
-    state.write(&path)?;
-    let mut written = vec![path.clone()];
-    written.extend(
-        state
-            .interfaces
-            .iter()
-            .filter(|i| i.lease.is_some())
-            .map(|i| crate::state::LeaseFile::path(&path, &i.name)),
-    );
-    Ok(written)
 }
 
 /// The init to run, as a path inside `new_root`; checked to exist and be executable so a typo

@@ -1246,21 +1246,7 @@ fn mask(prefix: u8) -> u32 {
     }
 }
 
-/// A DNS name we are willing to write into resolv.conf: LDH labels, no spaces or control
-/// characters that could inject another resolv.conf line.
-pub fn is_valid_domain(name: &str) -> bool {
-    let name = name.strip_suffix('.').unwrap_or(name);
-    !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && l.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-        })
-}
+pub use crate::cmdline::is_valid_domain;
 
 /// Turns an OFFER or ACK into a [`Lease`], or says why it can't be used.
 pub fn parse_lease(msg: &v4::Message) -> Result<Lease, String> {
