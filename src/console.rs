@@ -62,6 +62,62 @@ impl Console {
     }
 }
 
+/// The `log` records: warnings and errors are console lines (stdout with the same stamp, and
+/// the kernel log as PID 1) so a farmer and `dmesg` see them; info and debug go to stderr, for
+/// whoever debugs (`zos.debug` or RUST_LOG).
+struct ConsoleLog {
+    inner: env_logger::Logger,
+    console: Console,
+}
+
+impl log::Log for ConsoleLog {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        self.inner.enabled(metadata)
+    }
+
+    fn log(&self, record: &log::Record) {
+        if !self.inner.matches(record) {
+            return;
+        }
+        if record.level() <= log::Level::Warn {
+            self.console
+                .line(format_args!("{}: {}", record.level(), record.args()));
+        } else {
+            self.inner.log(record);
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+/// Sets up `log` for this process (see [`ConsoleLog`]); `kmsg`: also into the kernel log.
+pub fn init_log(start: Instant, debug: bool, kmsg: bool) {
+    use std::io::Write as _;
+    let default = if debug { "debug" } else { "info" };
+    let inner = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default))
+        .format(move |buf, record| {
+            let t = start.elapsed();
+            writeln!(
+                buf,
+                "[{:4}.{:03}] {:<5} {}",
+                t.as_secs(),
+                t.subsec_millis(),
+                record.level(),
+                record.args()
+            )
+        })
+        .build();
+    let max = inner.filter();
+    let console = if kmsg {
+        Console::with_kmsg(start)
+    } else {
+        Console::new(start)
+    };
+    if log::set_boxed_logger(Box::new(ConsoleLog { inner, console })).is_ok() {
+        log::set_max_level(max);
+    }
+}
+
 /// "850 ms", "42s", "3m 20s", "2h 5m": durations measured here (not lease times).
 pub fn human(d: std::time::Duration) -> String {
     let s = d.as_secs();

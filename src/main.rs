@@ -168,23 +168,6 @@ fn read_cmdline(arg: Option<&str>) -> Result<String, String> {
     }
 }
 
-fn init_logging(start: Instant, debug: bool) {
-    use std::io::Write;
-    let default = if debug { "debug" } else { "info" };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default))
-        .format(move |buf, record| {
-            let t = start.elapsed();
-            writeln!(
-                buf,
-                "[{:4}.{:03}] {:<5} {}",
-                t.as_secs(),
-                t.subsec_millis(),
-                record.level(),
-                record.args()
-            )
-        })
-        .init();
-}
 
 fn main() -> ExitCode {
     let start = Instant::now();
@@ -239,7 +222,7 @@ fn main() -> ExitCode {
         }
     };
     let (settings, ignored) = cmdline::parse(&text);
-    init_logging(start, settings.debug);
+    console::init_log(start, settings.debug, pid1);
     if let (Err(why), false) = (host_network_guard(), cli.allow_host) {
         eprintln!(
             "zos-netboot: refusing to touch this machine's own network: not PID 1, and {why}. \
