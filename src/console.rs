@@ -94,19 +94,20 @@ impl log::Log for ConsoleLog {
 pub fn init_log(start: Instant, debug: bool, kmsg: bool) {
     use std::io::Write as _;
     let default = if debug { "debug" } else { "info" };
-    let inner = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default))
-        .format(move |buf, record| {
-            let t = start.elapsed();
-            writeln!(
-                buf,
-                "[{:4}.{:03}] {:<5} {}",
-                t.as_secs(),
-                t.subsec_millis(),
-                record.level(),
-                record.args()
-            )
-        })
-        .build();
+    let inner =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default))
+            .format(move |buf, record| {
+                let t = start.elapsed();
+                writeln!(
+                    buf,
+                    "[{:4}.{:03}] {:<5} {}",
+                    t.as_secs(),
+                    t.subsec_millis(),
+                    record.level(),
+                    record.args()
+                )
+            })
+            .build();
     let max = inner.filter();
     let console = if kmsg {
         Console::with_kmsg(start)

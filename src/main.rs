@@ -168,7 +168,6 @@ fn read_cmdline(arg: Option<&str>) -> Result<String, String> {
     }
 }
 
-
 fn main() -> ExitCode {
     let start = Instant::now();
     let pid1 = std::process::id() == 1;

@@ -1028,3 +1028,95 @@ fn static_ip_from_the_kernel_command_line_needs_no_dhcp() {
         run.describe()
     );
 }
+
+/// A rogue DHCP server on a secondary (public) segment offers routes that would take all the
+/// node's traffic (0.0.0.0/1 + 128.0.0.0/1, which beat any default route), a default router,
+/// DNS and NTP. The node takes its address there, nothing else: the management NIC's lease
+/// alone sets routes beyond a subnet, DNS and NTP.
+#[test]
+fn a_rogue_server_on_a_secondary_segment_gets_no_routes_or_dns() {
+    let t = "a_rogue_server_on_a_secondary_segment_gets_no_routes_or_dns";
+    if !require_root(t) {
+        return;
+    }
+    let lab = Lab::new("rogue2");
+    lab.wire("eth0", "r0", "10.7.0.1/24");
+    let public = lab.wire("eth1", "r1", "10.7.1.1/24");
+    let dns = lab.dnsmasq("r0", &["--dhcp-option=6,10.7.0.53"]);
+    let rogue = lab.dnsmasq(
+        "r1",
+        &[
+            "--dhcp-option=3,10.7.1.66",
+            "--dhcp-option=121,0.0.0.0/1,10.7.1.66,128.0.0.0/1,10.7.1.66,10.7.1.128/25,10.7.1.66",
+            "--dhcp-option=6,10.7.1.53",
+            "--dhcp-option=42,10.7.1.123",
+        ],
+    );
+    let state_path = lab.state_path();
+    let resolv = lab.path("resolv.conf");
+    let run = lab.run_node(
+        &[
+            "net",
+            "--cmdline",
+            "zos.probe=none zos.oob=eth0",
+            // No router advertisements here: the stage waits this long for them, time for the
+            // public segment's lease to come in before it reports.
+            "--wait-ipv6",
+            "1.5",
+            "--state",
+            &state_path.to_string_lossy(),
+            "--resolv",
+            &resolv.to_string_lossy(),
+            "--timeout",
+            "20",
+        ],
+        Duration::from_secs(40),
+    );
+    let state = expect_online(&lab, &run, Some(&dns));
+    let routes = lab.node_routes();
+    let resolv_text = fs::read_to_string(&resolv).unwrap_or_default();
+    let ctx = format!(
+        "routes: {routes:#?}\nresolv.conf:\n{resolv_text}\n{}\nstate:\n{}\n{}",
+        run.describe(),
+        pretty(&state),
+        rogue.describe()
+    );
+
+    // The rogue's lease was taken: its address is on eth1 (so its options did reach the node).
+    let addr =
+        ip_of(&state_dhcp_addr(&state, "eth1")["address"]).unwrap_or_else(|| panic!("{ctx}"));
+    assert!(public.contains(addr), "{ctx}");
+    assert!(
+        rogue
+            .log()
+            .lines()
+            .any(|l| l.contains("sent") && l.contains("classless-static-route")),
+        "the rogue did not send option 121\n{ctx}"
+    );
+    // None of its routes beyond its subnet, no default route through it.
+    for r in &routes {
+        assert!(
+            !(r.dev == "eth1" && (r.dst == "default" || r.dst.ends_with("/1"))),
+            "route from the secondary segment's lease: {r:?}\n{ctx}"
+        );
+    }
+    assert!(
+        routes.iter().any(|r| r.dst == "default" && r.dev == "eth0"),
+        "no default route via the management NIC\n{ctx}"
+    );
+    // A route inside its own subnet is its own business.
+    assert!(
+        routes
+            .iter()
+            .any(|r| r.dst == "10.7.1.128/25" && r.dev == "eth1"),
+        "the on-subnet route of the secondary lease is missing\n{ctx}"
+    );
+    // DNS and NTP are the management lease's.
+    assert!(resolv_text.contains("10.7.0.53"), "{ctx}");
+    assert!(!resolv_text.contains("10.7.1.53"), "{ctx}");
+    assert!(!state["ntp"].to_string().contains("10.7.1.123"), "{ctx}");
+    assert!(
+        run.stdout().contains("eth1: DHCPv4") && run.stdout().contains("not the management NIC"),
+        "{ctx}"
+    );
+}
