@@ -9,6 +9,7 @@
 #   bash qemu/demo-pxe.sh [--cmdline "farmer_id=N runmode=… …"]
 #   (scripts/demo.sh --pxe runs it after installing what it needs)
 set -euo pipefail
+. "$(dirname "$0")/../scripts/lib.sh" # die, t, make_ns, del_ns, kill_wait, ...
 cd "$(dirname "$0")/.."
 
 farm="farmer_id=7 runmode=test version=v3"
@@ -20,7 +21,6 @@ while [ $# -gt 0 ]; do
 done
 [ "$(id -u)" -eq 0 ] || { echo "demo-pxe.sh: needs root (network namespaces, tap devices)" >&2; exit 1; }
 
-t() { timeout -k 2 30 "$@"; }
 work=$(mktemp -d /tmp/zos-demo-pxe.XXXXXX)
 ns="zpxe-$$"
 pids=()
@@ -28,11 +28,8 @@ cleanup() {
   set +e
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
-  if ip netns list | awk '{print $1}' | grep -qx "$ns"; then
-    for p in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$p" 2>/dev/null; done
-    t ip netns del "$ns"
-  fi
-  rm -rf "/etc/netns/$ns" "$work"
+  del_ns "$ns"
+  rm -rf "$work"
 }
 trap cleanup EXIT INT TERM
 
@@ -48,10 +45,7 @@ cp "$work/media/boot.ipxe" "$work/media/vmlinuz" "$work/media/initrd.img" "$work
 chmod -R a+rX "$work"
 
 echo "==> router namespace $ns: tap oob 10.77.0.1/24, dnsmasq (DHCP, $mac → $reserved, TFTP)"
-mkdir -p "/etc/netns/$ns"
-: >"/etc/netns/$ns/resolv.conf"
-t ip netns add "$ns"
-t ip -n "$ns" link set lo up
+make_ns "$ns"
 t ip -n "$ns" tuntap add oob mode tap
 t ip -n "$ns" addr add 10.77.0.1/24 dev oob
 t ip -n "$ns" link set oob up

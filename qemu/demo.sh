@@ -15,6 +15,7 @@
 #     --user   use QEMU's own user-mode network (its DHCP and RA) instead of the router namespace
 #              (no grid there: the fetch is off and the next root baked into the image is used)
 set -euo pipefail
+. "$(dirname "$0")/../scripts/lib.sh" # die, t, make_ns, del_ns, kill_wait, ...
 cd "$(dirname "$0")/.."
 repo=$(pwd)
 
@@ -28,7 +29,6 @@ while [ $# -gt 0 ]; do
 done
 [ "$(id -u)" -eq 0 ] || { echo "demo.sh: needs root (network namespaces, tap devices)" >&2; exit 1; }
 
-t() { timeout -k 2 30 "$@"; }
 work=$(mktemp -d /tmp/zos-demo.XXXXXX)
 ns="zdemo-$$"
 pids=()
@@ -36,11 +36,8 @@ cleanup() {
   set +e
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
-  if ip netns list | awk '{print $1}' | grep -qx "$ns"; then
-    for p in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$p" 2>/dev/null; done
-    t ip netns del "$ns"
-  fi
-  rm -rf "/etc/netns/$ns" "$work"
+  del_ns "$ns"
+  rm -rf "$work"
 }
 trap cleanup EXIT INT TERM
 
@@ -62,11 +59,8 @@ if [ "$mode" = user ]; then
 fi
 
 echo "==> router namespace $ns: oob (DHCPv4, DNS), pub (IPv6 RA), probe target; test grid (HTTPS) next"
-mkdir -p "/etc/netns/$ns"
-: >"/etc/netns/$ns/resolv.conf"
-t ip netns add "$ns"
+make_ns "$ns"
 r() { t ip netns exec "$ns" "$@"; }
-r ip link set lo up
 for tap in oob pub; do
   r ip tuntap add "$tap" mode tap
   r sysctl -qw "net.ipv6.conf.$tap.accept_dad=0" "net.ipv6.conf.$tap.accept_ra=0" "net.ipv6.conf.$tap.forwarding=1"

@@ -16,29 +16,20 @@
 #
 # BIN=/path/to/zos-netboot skips the build (default: cargo build --release).
 set -euo pipefail
+. "$(dirname "$0")/lib.sh" # die, t, make_ns, del_ns, kill_wait, ...
 
 runs=${1:-10}
 [[ "$runs" =~ ^[1-9][0-9]*$ ]] || { echo "usage: $0 [RUNS]" >&2; exit 2; }
 cd "$(dirname "$0")/.."
 repo=$(pwd)
 
-die() { printf 'bench-dhcp.sh: %s\n' "$*" >&2; exit 1; }
-t() { timeout -k 2 20 "$@"; } # every short command is bounded
-ns_exists() { t ip netns list | awk '{ print $1 }' | grep -x -- "$1" >/dev/null; } # no -q: pipefail
 
 [ "$(id -u)" -eq 0 ] || die "needs root (network namespaces)"
 for tool in ip dnsmasq jq timeout awk date; do
   command -v "$tool" >/dev/null || die "$tool is missing (bash scripts/setup.sh installs it)"
 done
 
-if [ -n "${BIN:-}" ]; then
-  bin=$BIN
-else
-  echo "==> cargo build --release" >&2
-  timeout 1800 cargo build --release --quiet || die "cargo build --release failed"
-  bin="$repo/target/release/zos-netboot"
-fi
-[ -x "$bin" ] || die "$bin is not executable"
+zos_bin release
 
 tag="zlab-bench-$$"
 router="$tag-r"
@@ -52,19 +43,6 @@ monitor_ip_pid="" # the `ip monitor` under it, which lives in the node namespace
 client_pid=""
 dhcpcd_lease="/var/lib/dhcpcd/$ifn.lease"
 
-kill_wait() { # PID...: SIGTERM, bounded wait, SIGKILL
-  local pid i
-  for pid in "$@"; do
-    [ -n "$pid" ] || continue
-    kill -TERM "$pid" 2>/dev/null || continue
-    for ((i = 0; i < 100; i++)); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.02
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-}
 
 # Kill every process in the node namespace except the address monitor (by PID).
 sweep_node() {
@@ -84,13 +62,7 @@ cleanup() {
   fi
   kill_wait "$monitor_pid" "$dnsmasq_pid"
   for ns in "$node" "$router"; do
-    if ns_exists "$ns"; then
-      pids=$(t ip netns pids "$ns")
-      # shellcheck disable=SC2086 # a list of PIDs
-      [ -z "$pids" ] || kill -KILL $pids 2>/dev/null
-      t ip netns del "$ns"
-    fi
-    rm -rf "/etc/netns/${ns:?}"
+    del_ns "$ns"
   done
   rm -f "$dhcpcd_lease"
   rm -rf "$dir"
@@ -99,12 +71,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # --- the lab ---------------------------------------------------------------------------------
-for ns in "$router" "$node"; do
-  mkdir -p "/etc/netns/$ns"
-  : >"/etc/netns/$ns/resolv.conf" # before anything runs there: the host's is never written
-  t ip netns add "$ns"
-  t ip -n "$ns" link set lo up
-done
+for ns in "$router" "$node"; do make_ns "$ns"; done
 # A distinct ifindex for the router end: when both veth ends have the same index in their
 # namespaces, the kernel treats their carrier change as non-urgent and may delay activating the
 # queue by up to a second, which drops whatever a client sends first (a lab artefact).

@@ -34,6 +34,7 @@
 # Every command is bounded by `timeout`; on exit the servers and clients are stopped by PID, the
 # namespaces, /etc/netns/<ns>, the tmpfs and the work directory (with the big files) removed.
 set -euo pipefail
+. "$(dirname "$0")/lib.sh" # die, t, make_ns, del_ns, kill_wait, ...
 
 size_mib=${1:-1024}
 runs=${2:-3}
@@ -45,9 +46,6 @@ cd "$(dirname "$0")/.."
 repo=$(pwd)
 py=/usr/bin/python3 # Debian's: python3-cryptography is installed for it
 
-die() { printf 'bench-download.sh: %s\n' "$*" >&2; exit 1; }
-t() { timeout -k 2 30 "$@"; } # every short command is bounded
-ns_exists() { t ip netns list | awk '{ print $1 }' | grep -x -- "$1" >/dev/null; } # no -q: pipefail
 
 [ "$(id -u)" -eq 0 ] || die "needs root (network namespaces, a tmpfs mount)"
 [ -z "${LINK_RATE:-}" ] || command -v tc >/dev/null || die "LINK_RATE needs tc (iproute2)"
@@ -83,19 +81,6 @@ mkdir -p "$ram"
 server_pids=() # `timeout` wrappers of the lab's daemons (killing one kills its child)
 client_pid=""
 
-kill_wait() { # PID...: SIGTERM, bounded wait, SIGKILL
-  local pid i
-  for pid in "$@"; do
-    [ -n "$pid" ] || continue
-    kill -TERM "$pid" 2>/dev/null || continue
-    for ((i = 0; i < 100; i++)); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.05
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-}
 
 cleanup() {
   set +e
@@ -106,13 +91,7 @@ cleanup() {
   fi
   kill_wait "$client_pid" "${server_pids[@]}"
   for ns in "$node" "$router"; do
-    if ns_exists "$ns"; then
-      pids=$(t ip netns pids "$ns")
-      # shellcheck disable=SC2086 # a list of PIDs: whatever is left in our own namespaces
-      [ -z "$pids" ] || kill -KILL $pids 2>/dev/null
-      t ip netns del "$ns"
-    fi
-    rm -rf "/etc/netns/${ns:?}"
+    del_ns "$ns"
   done
   if t mountpoint -q "$ram"; then t umount "$ram" || t umount -l "$ram"; fi
   rm -rf "${work:?}"
@@ -130,12 +109,7 @@ fi
 [ -x "$bin" ] || die "$bin is not executable"
 
 # --- the lab ---------------------------------------------------------------------------------
-for ns in "$router" "$node"; do
-  mkdir -p "/etc/netns/$ns"
-  : >"/etc/netns/$ns/resolv.conf" # before anything runs there: the host's is never written
-  t ip netns add "$ns"
-  t ip -n "$ns" link set lo up
-done
+for ns in "$router" "$node"; do make_ns "$ns"; done
 # A distinct ifindex for the router end (see docs/bench.md): with both ends at the same index
 # the kernel may delay the node's carrier by up to 1 s.
 t ip -n "$router" link add r0 index 1001 type veth peer name eth0 netns "$node"

@@ -15,9 +15,9 @@
 # root. Every command runs under timeout; QEMU and the daemons are stopped by PID, the
 # namespace is deleted on exit.
 set -euo pipefail
+. "$(dirname "$0")/lib.sh" # die, t, make_ns, del_ns, kill_wait, ...
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
-die() { printf 'bench-media.sh: %s\n' "$*" >&2; exit 1; }
 
 media='' runs=3 outfile=''
 while [ $# -gt 0 ]; do
@@ -37,11 +37,8 @@ pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do timeout 5 tail --pid="$p" -f /dev/null 2>/dev/null || true; done
-  if ip netns list 2>/dev/null | grep -qx "$ns\( .*\)\?"; then
-    for p in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$p" 2>/dev/null || true; done
-    timeout 20 ip netns del "$ns" || true
-  fi
-  rm -rf "/etc/netns/$ns" "$work"
+  del_ns "$ns"
+  rm -rf "$work"
 }
 trap cleanup EXIT
 
@@ -103,9 +100,7 @@ run_path() {
 }
 
 # The router namespace for the network boots.
-mkdir -p "/etc/netns/$ns" && : >"/etc/netns/$ns/resolv.conf"
-timeout 20 ip netns add "$ns"
-timeout 20 ip -n "$ns" link set lo up
+make_ns "$ns"
 timeout 20 ip -n "$ns" tuntap add oob mode tap
 timeout 20 ip -n "$ns" link set oob up
 timeout 20 ip -n "$ns" addr add 10.77.0.1/24 dev oob

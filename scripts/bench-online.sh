@@ -41,15 +41,13 @@
 # the lab's logs (monitor, tcpdump, per-run client output, daemon logs) in DIR; RADVD_DEBUG=N sets
 # radvd's -d level (default 1). RUST_LOG=debug reaches zos-netboot (its per-run logs).
 set -euo pipefail
+. "$(dirname "$0")/lib.sh" # die, t, make_ns, del_ns, kill_wait, ...
 
 runs=${1:-10}
 [[ "$runs" =~ ^[1-9][0-9]*$ ]] || { echo "usage: $0 [RUNS]" >&2; exit 2; }
 cd "$(dirname "$0")/.."
 repo=$(pwd)
 
-die() { printf 'bench-online.sh: %s\n' "$*" >&2; exit 1; }
-t() { timeout -k 2 20 "$@"; } # every short command is bounded
-ns_exists() { t ip netns list | awk '{ print $1 }' | grep -x -- "$1" >/dev/null; } # no -q: pipefail
 
 [ "$(id -u)" -eq 0 ] || die "needs root (network namespaces)"
 for tool in ip dnsmasq radvd busybox jq timeout awk date tcpdump rdisc6; do
@@ -57,14 +55,7 @@ for tool in ip dnsmasq radvd busybox jq timeout awk date tcpdump rdisc6; do
 done
 busybox udhcpc --help >/dev/null 2>&1 || die "busybox has no udhcpc"
 
-if [ -n "${BIN:-}" ]; then
-  bin=$BIN
-else
-  echo "==> cargo build --release" >&2
-  timeout 1800 cargo build --release --quiet || die "cargo build --release failed"
-  bin="$repo/target/release/zos-netboot"
-fi
-[ -x "$bin" ] || die "$bin is not executable"
+zos_bin release
 
 tag="zlab-bon-$$"
 router="$tag-r"
@@ -80,19 +71,6 @@ monitor_pid="" monitor_ip_pid="" # the `timeout` wrapper and the `ip monitor` un
 tcpdump_pid="" tcpdump_ns_pid=""  # likewise for tcpdump
 client_pid=""
 
-kill_wait() { # PID...: SIGTERM, bounded wait, SIGKILL
-  local pid i
-  for pid in "$@"; do
-    [ -n "$pid" ] || continue
-    kill -TERM "$pid" 2>/dev/null || continue
-    for ((i = 0; i < 100; i++)); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.02
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-}
 
 # Kill every process in the node namespace except the monitor and tcpdump (by PID).
 sweep_node() {
@@ -112,13 +90,7 @@ cleanup() {
   ns_exists "$node" && sweep_node
   kill_wait "$monitor_pid" "$tcpdump_pid" "$radvd_pid" "$httpd_pid" "$dnsmasq_pid"
   for ns in "$node" "$router"; do
-    if ns_exists "$ns"; then
-      pids=$(t ip netns pids "$ns")
-      # shellcheck disable=SC2086 # a list of PIDs
-      [ -z "$pids" ] || kill -KILL $pids 2>/dev/null
-      t ip netns del "$ns"
-    fi
-    rm -rf "/etc/netns/${ns:?}"
+    del_ns "$ns"
   done
   rm -rf "$dir"
 }
@@ -132,12 +104,7 @@ child_of() { # PID of the only child of a `timeout` wrapper (the real process)
 }
 
 # --- the lab ---------------------------------------------------------------------------------
-for ns in "$router" "$node"; do
-  mkdir -p "/etc/netns/$ns"
-  : >"/etc/netns/$ns/resolv.conf" # before anything runs there: the host's is never written
-  t ip netns add "$ns"
-  t ip -n "$ns" link set lo up
-done
+for ns in "$router" "$node"; do make_ns "$ns"; done
 rsys() { t ip netns exec "$router" sysctl -qw "$@"; }
 t ip -n "$router" link add "$rif" index "$rif_index" type veth peer name "$ifn" netns "$node"
 t ip -n "$router" link add rk0 type veth peer name rk1

@@ -19,6 +19,7 @@
 # writes the same as JSON (tests/fleet_lab.rs runs a small fleet and checks it). Every process
 # runs under `timeout`; everything started is stopped by PID and every namespace removed.
 set -euo pipefail
+. "$(dirname "$0")/lib.sh" # die, t, make_ns, del_ns, kill_wait, ...
 cd "$(dirname "$0")/.."
 repo=$(pwd)
 n=100 json='' keep=''
@@ -31,9 +32,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 py=/usr/bin/python3
-bin=${BIN:-$repo/target/x86_64-unknown-linux-musl/release/zos-netboot}
 
-die() { printf 'fleet.sh: %s\n' "$*" >&2; exit 1; }
 [ "$(id -u)" -eq 0 ] || die "needs root (network namespaces)"
 [ "$n" -ge 1 ] && [ "$n" -le 2000 ] || die "N must be 1..2000"
 for tool in dnsmasq radvd jq "$py"; do
@@ -41,7 +40,6 @@ for tool in dnsmasq radvd jq "$py"; do
 done
 "$py" -c 'import cryptography' 2>/dev/null || die "$py lacks python3-cryptography (bash scripts/setup.sh)"
 
-t() { timeout -k 2 30 "$@"; }
 tag="zfl$$"
 router="$tag-r"
 work=$(mktemp -d /tmp/zos-fleet.XXXXXX)
@@ -52,32 +50,18 @@ cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
   for ns in "${nodes[@]}" "$router"; do
-    if [ -e "/run/netns/$ns" ]; then
-      for p in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$p" 2>/dev/null; done
-      ip netns del "$ns" 2>/dev/null
-    fi
-    rm -rf "/etc/netns/$ns"
+    del_ns "$ns"
   done
   if [ -n "$keep" ]; then mkdir -p "$keep" && cp -a "$work/." "$keep/"; fi
   rm -rf "$work"
 }
 trap cleanup EXIT INT TERM
 
-if [ -z "${BIN:-}" ]; then
-  echo "==> building the static release binary"
-  bash scripts/build.sh >/dev/null
-fi
-[ -x "$bin" ] || die "no binary at $bin"
+zos_bin static
 
-newns() {
-  mkdir -p "/etc/netns/$1"
-  : >"/etc/netns/$1/resolv.conf" # before any `ip netns exec`: never the host's resolv.conf
-  t ip netns add "$1"
-  t ip -n "$1" link set lo up
-}
 
 echo "==> router $router: br0 10.99.0.1/16 + 2001:db8:99::1/64, dnsmasq, radvd, grid"
-newns "$router"
+make_ns "$router"
 t ip -n "$router" link add br0 type bridge
 t ip netns exec "$router" sysctl -qw net.ipv6.conf.br0.accept_dad=0 net.ipv6.conf.br0.accept_ra=0 \
   net.ipv6.conf.all.forwarding=1 net.ipv6.conf.br0.forwarding=1
@@ -125,7 +109,7 @@ for _ in $(seq 200); do grep -q "DHCP, IP range" "$work/dnsmasq.log" 2>/dev/null
 echo "==> $n node namespaces, one veth each on br0"
 for ((i = 1; i <= n; i++)); do
   ns="$tag-n$i"
-  newns "$ns"
+  make_ns "$ns"
   nodes+=("$ns")
   # The bridge end gets its own ifindex (see docs/bench.md: a pair sharing one delays carrier).
   t ip link add "p$i" netns "$router" index $((10000 + i)) type veth peer name eth0 netns "$ns"

@@ -13,6 +13,7 @@
 # Node interfaces start DOWN: zos-netboot brings them up. All names start with `zlab-`.
 # BIN=/path/to/zos-netboot skips the build (default: cargo build, target/debug/zos-netboot).
 set -euo pipefail
+. "$(dirname "$0")/lib.sh" # die, t, make_ns, del_ns, kill_wait, ...
 
 cd "$(dirname "$0")/.."
 repo=$(pwd)
@@ -21,51 +22,15 @@ up_router=zlab-r
 up_node=zlab-n
 up_ttl=${LAB_TTL:-8h} # dnsmasq of `lab.sh up` runs under `timeout $up_ttl`
 
-die() { printf 'lab.sh: %s\n' "$*" >&2; exit 1; }
-t() { timeout -k 2 20 "$@"; } # every short command is bounded
-ns_exists() { t ip netns list | awk '{ print $1 }' | grep -x -- "$1" >/dev/null; } # no -q: pipefail
 
-need_root() {
-  [ "$(id -u)" -eq 0 ] || die "needs root (network namespaces)"
-  local tool
-  for tool in ip dnsmasq jq timeout; do
-    command -v "$tool" >/dev/null || die "$tool is missing (bash scripts/setup.sh installs it)"
-  done
+need_lab() {
+  need_root
+  need_tools ip dnsmasq jq timeout
 }
 
-build() {
-  if [ -n "${BIN:-}" ]; then
-    [ -x "$BIN" ] || die "BIN=$BIN is not executable"
-    bin=$BIN
-    return
-  fi
-  echo "==> cargo build"
-  timeout 900 cargo build --quiet || die "cargo build failed"
-  bin="$repo/target/debug/zos-netboot"
-}
+build() { zos_bin debug; }
 
-# make_ns NAME: the namespace's own resolv.conf first (ip netns exec bind-mounts it over
-# /etc/resolv.conf, so nothing here can write the host's), then the namespace, lo up.
-make_ns() {
-  mkdir -p "/etc/netns/$1"
-  : >"/etc/netns/$1/resolv.conf"
-  t ip netns add "$1"
-  t ip -n "$1" link set lo up
-}
 
-# del_ns NAME: kill what still runs in it (by PID), delete it and its /etc/netns dir.
-del_ns() {
-  local pids
-  if ns_exists "$1"; then
-    pids=$(t ip netns pids "$1" || true)
-    if [ -n "$pids" ]; then
-      # shellcheck disable=SC2086 # a list of PIDs
-      kill -KILL $pids 2>/dev/null || true
-    fi
-    t ip netns del "$1" || true
-  fi
-  rm -rf "/etc/netns/${1:?}"
-}
 
 # wire ROUTER NODE RIF NIF CIDR: veth pair, router end addressed and up, node end left down.
 wire() {
@@ -114,7 +79,7 @@ stop_dnsmasq() {
 }
 
 demo() {
-  need_root
+  need_lab
   build
   local tag router node dir state rc=0
   tag="zlab-d$$"
@@ -154,7 +119,7 @@ EOF
 }
 
 up() {
-  need_root
+  need_lab
   if ns_exists "$up_node" || ns_exists "$up_router"; then
     die "a lab is already up ($up_node); scripts/lab.sh down first"
   fi

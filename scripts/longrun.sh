@@ -15,6 +15,7 @@
 # than 256 KiB after the first minute. Every process runs under `timeout`; everything started
 # is stopped by PID and both namespaces removed.
 set -euo pipefail
+. "$(dirname "$0")/lib.sh" # die, t, make_ns, del_ns, kill_wait, ...
 cd "$(dirname "$0")/.."
 repo=$(pwd)
 minutes=15 lease=60 json=''
@@ -26,15 +27,12 @@ while [ $# -gt 0 ]; do
     *) echo "usage: $0 [MINUTES] [--lease SECS] [--json FILE]" >&2; exit 2 ;;
   esac
 done
-bin=${BIN:-$repo/target/x86_64-unknown-linux-musl/release/zos-netboot}
-die() { printf 'longrun.sh: %s\n' "$*" >&2; exit 1; }
 [ "$(id -u)" -eq 0 ] || die "needs root (network namespaces)"
 for tool in busybox radvd jq; do
   command -v "$tool" >/dev/null || die "$tool is missing (bash scripts/setup.sh installs it)"
 done
 busybox udhcpd --help >/dev/null 2>&1 || [ $? -eq 1 ] || die "busybox has no udhcpd"
 
-t() { timeout -k 2 30 "$@"; }
 tag="zlr$$"
 node="$tag-n" router="$tag-r"
 work=$(mktemp -d /tmp/zos-longrun.XXXXXX)
@@ -44,31 +42,17 @@ cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
   for ns in "$node" "$router"; do
-    if [ -e "/run/netns/$ns" ]; then
-      for p in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$p" 2>/dev/null; done
-      ip netns del "$ns" 2>/dev/null
-    fi
-    rm -rf "/etc/netns/$ns"
+    del_ns "$ns"
   done
   if [ "${KEEP_LOGS:-}" ]; then mkdir -p "$KEEP_LOGS" && cp -a "$work/." "$KEEP_LOGS/"; fi
   rm -rf "$work"
 }
 trap cleanup EXIT INT TERM
 
-if [ -z "${BIN:-}" ]; then
-  echo "==> building the static release binary"
-  bash scripts/build.sh >/dev/null
-fi
-[ -x "$bin" ] || die "no binary at $bin"
+zos_bin static
 
-newns() {
-  mkdir -p "/etc/netns/$1"
-  : >"/etc/netns/$1/resolv.conf" # before any `ip netns exec`: never the host's resolv.conf
-  t ip netns add "$1"
-  t ip -n "$1" link set lo up
-}
-newns "$router"
-newns "$node"
+make_ns "$router"
+make_ns "$node"
 t ip link add eth0 netns "$node" type veth peer name r0 netns "$router"
 t ip -n "$router" addr add 10.88.0.1/24 dev r0
 t ip -n "$router" addr add 2001:db8:88::1/64 dev r0 nodad

@@ -150,14 +150,18 @@ fn bring_up(
         let result = smol::block_on(async {
             let mut stage = net::start(&opts.net, console).await?;
             let state = stage.until_online().await;
-            Ok::<_, net::NetError>((state, stage))
+            if state.online {
+                return Ok::<_, net::NetError>((state, Some(stage)));
+            }
+            // Not online: the whole stage's account (every NIC's diagnosis) before the retry.
+            Ok((stage.settle().await, None))
         });
         match result {
             Ok((net, stage)) => {
                 let state = State::new(net);
                 show(console, &state);
                 write_state(console, &opts.paths, &state);
-                if state.net.online {
+                if let (true, Some(stage)) = (state.net.online, stage) {
                     let handle = std::thread::spawn(move || smol::block_on(stage.settle()));
                     break (state, Settling(Some(handle)));
                 }

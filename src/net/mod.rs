@@ -164,10 +164,7 @@ pub struct Stage {
 /// `net`: the whole stage, its state final (SLAAC settled on every NIC, every probe done).
 pub async fn run(cfg: &NetConfig, console: &Console) -> Result<NetState, NetError> {
     let mut stage = start(cfg, console).await?;
-    let online = stage.until_online().await;
-    if !online.online {
-        return Ok(online);
-    }
+    stage.until_online().await;
     Ok(stage.settle().await)
 }
 
