@@ -25,7 +25,6 @@
 
 use std::fmt::Write as _;
 use std::fs;
-use std::io::Write as _;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -36,9 +35,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-#[path = "proc.rs"]
-mod proc;
-pub use proc::*;
+#[path = "shared.rs"]
+mod shared;
+pub use shared::*;
 
 #[path = "segment.rs"]
 pub mod segment;
@@ -121,13 +120,7 @@ pub fn require_tool_says(test: &str, tool: &str, arg: &str, needle: &str) -> boo
 }
 
 fn skip(test: &str, why: &str) -> bool {
-    if std::env::var_os("ZOS_LAB_REQUIRED").is_some_and(|v| v == "1") {
-        panic!("{test}: cannot run, and ZOS_LAB_REQUIRED=1: {why}");
-    }
-    // Straight to fd 2, past libtest's output capture, so the skip shows without --nocapture.
-    // One write, so lines from parallel tests do not interleave.
-    let _ = std::io::stderr().write_all(format!("SKIP {test}: {why}\n").as_bytes());
-    false
+    skip_unless_required("ZOS_LAB_REQUIRED", test, why)
 }
 
 fn probe_lab_support() -> Result<(), String> {
@@ -198,51 +191,6 @@ fn run_json(argv: &[&str]) -> Value {
         .unwrap_or_else(|e| panic!("`{}`: not JSON ({e}): {out}", argv.join(" ")))
 }
 
-fn kill_namespace_pids(ns: &str) {
-    let out = run_cmd(&["ip", "netns", "pids", ns], CMD_SECS);
-    let pids: Vec<u32> = String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
-        .collect();
-    for &pid in &pids {
-        kill_pid(pid, "KILL");
-    }
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while pids.iter().any(|&p| pid_alive(p)) && Instant::now() < deadline {
-        sleep(Duration::from_millis(10));
-    }
-}
-
-fn delete_namespace(ns: &str) {
-    kill_namespace_pids(ns);
-    let _ = run_cmd(&["ip", "netns", "del", ns], CMD_SECS);
-    let _ = fs::remove_dir_all(Path::new("/etc/netns").join(ns));
-}
-
-/// Removes namespaces left behind by earlier test processes that died (names
-/// `zr-<pid>-...`/`zn-<pid>-...` whose pid no longer exists).
-fn sweep_stale_namespaces() {
-    let out = run_cmd(&["ip", "netns", "list"], CMD_SECS);
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let Some(name) = line.split_whitespace().next() else {
-            continue;
-        };
-        let Some(rest) = name
-            .strip_prefix("zr-")
-            .or_else(|| name.strip_prefix("zn-"))
-        else {
-            continue;
-        };
-        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
-            continue;
-        };
-        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
-            eprintln!("lab: removing stale namespace {name}");
-            delete_namespace(name);
-        }
-    }
-}
-
 // ------------------------------------------------------------------------------------------
 // Lab
 
@@ -294,7 +242,7 @@ impl Lab {
     /// Creates the router and node namespaces (with their `/etc/netns/<ns>/resolv.conf`
     /// first) and sets `lo` up in both. Call [`require_root`] before.
     pub fn new(name_hint: &str) -> Lab {
-        SWEEP.call_once(sweep_stale_namespaces);
+        SWEEP.call_once(|| sweep_stale_namespaces(&["zr-", "zn-"]));
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let pid = std::process::id();
         let hint: String = name_hint
@@ -315,14 +263,7 @@ impl Lab {
             wires: Mutex::new(Vec::new()),
         };
         for ns in [&lab.router, &lab.node] {
-            // Before anything runs in the namespace: `ip netns exec` then bind-mounts this file
-            // over /etc/resolv.conf, so nothing in the lab can write the host's.
-            let etc = Path::new("/etc/netns").join(ns);
-            fs::create_dir_all(&etc).unwrap_or_else(|e| panic!("mkdir {}: {e}", etc.display()));
-            fs::write(etc.join("resolv.conf"), "")
-                .unwrap_or_else(|e| panic!("write {}/resolv.conf: {e}", etc.display()));
-            run_ok(&["ip", "netns", "add", ns]);
-            run_ok(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+            create_namespace(ns);
         }
         lab
     }
@@ -1186,20 +1127,6 @@ pub fn eui64_interface_id(mac: &str) -> u64 {
         .collect();
     assert_eq!(b.len(), 6, "MAC {mac}");
     u64::from_be_bytes([b[0] ^ 0x02, b[1], b[2], 0xff, 0xfe, b[3], b[4], b[5]])
-}
-
-/// Waits (polling, bounded by `limit`) until `f` is true; false on timeout.
-pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if f() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        sleep(Duration::from_millis(10));
-    }
 }
 
 impl Lab {

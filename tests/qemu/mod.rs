@@ -21,7 +21,7 @@
 #![allow(dead_code)]
 
 use std::fs;
-use std::io::Write as _;
+
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -32,9 +32,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-#[path = "../common/proc.rs"]
-mod proc;
-pub use proc::*;
+#[path = "../common/shared.rs"]
+mod shared;
+pub use shared::*;
 
 pub const REPO: &str = env!("CARGO_MANIFEST_DIR");
 /// Bound for the short housekeeping commands.
@@ -49,23 +49,9 @@ static SWEEP: Once = Once::new();
 // ------------------------------------------------------------------------------------------
 // Output and skipping
 
-/// Writes straight to fd 2, past libtest's capture, in one write (parallel tests do not
-/// interleave).
-pub fn say(text: &str) {
-    let mut s = text.to_string();
-    if !s.ends_with('\n') {
-        s.push('\n');
-    }
-    let _ = std::io::stderr().write_all(s.as_bytes());
-}
-
 /// Prints `SKIP <test>: <why>` and returns false, or panics when `ZOS_QEMU_REQUIRED=1`.
 pub fn skip(test: &str, why: &str) -> bool {
-    if std::env::var_os("ZOS_QEMU_REQUIRED").is_some_and(|v| v == "1") {
-        panic!("{test}: cannot run, and ZOS_QEMU_REQUIRED=1: {why}");
-    }
-    say(&format!("SKIP {test}: {why}"));
-    false
+    skip_unless_required("ZOS_QEMU_REQUIRED", test, why)
 }
 
 /// What a QEMU test needs.
@@ -205,19 +191,6 @@ pub fn cloud_kernel() -> Option<(PathBuf, String)> {
 
 // ------------------------------------------------------------------------------------------
 // Commands
-
-pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if f() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        sleep(Duration::from_millis(20));
-    }
-}
 
 // ------------------------------------------------------------------------------------------
 // The boot image
@@ -422,57 +395,14 @@ pub struct Netns {
     pub name: String,
 }
 
-fn delete_namespace(ns: &str) {
-    let out = run_cmd(&["ip", "netns", "pids", ns], CMD_SECS);
-    let pids: Vec<u32> = String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
-        .collect();
-    for &pid in &pids {
-        kill_pid(pid, "KILL");
-    }
-    wait_until(Duration::from_secs(3), || {
-        !pids.iter().any(|&p| pid_alive(p))
-    });
-    let _ = run_cmd(&["ip", "netns", "del", ns], CMD_SECS);
-    let _ = fs::remove_dir_all(Path::new("/etc/netns").join(ns));
-}
-
-/// Deletes `zq-<pid>-…` namespaces whose test process is gone.
-fn sweep_stale_namespaces() {
-    let out = run_cmd(&["ip", "netns", "list"], CMD_SECS);
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let Some(name) = line.split_whitespace().next() else {
-            continue;
-        };
-        let Some(pid) = name
-            .strip_prefix("zq-")
-            .and_then(|r| r.split('-').next())
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
-            say(&format!("qemu: removing stale namespace {name}"));
-            delete_namespace(name);
-        }
-    }
-}
-
 impl Netns {
     /// Creates the namespace (its `/etc/netns/<ns>/resolv.conf` first), `lo` up.
     pub fn new() -> Netns {
-        SWEEP.call_once(sweep_stale_namespaces);
+        SWEEP.call_once(|| sweep_stale_namespaces(&["zq-"]));
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let name = format!("zq-{}-{n}", std::process::id());
-        let etc = Path::new("/etc/netns").join(&name);
-        fs::create_dir_all(&etc).unwrap_or_else(|e| panic!("mkdir {}: {e}", etc.display()));
-        fs::write(etc.join("resolv.conf"), "")
-            .unwrap_or_else(|e| panic!("write {}/resolv.conf: {e}", etc.display()));
-        let ns = Netns { name };
-        run_ok(&["ip", "netns", "add", &ns.name]);
-        ns.ip(&["link", "set", "lo", "up"]);
-        ns
+        create_namespace(&name);
+        Netns { name }
     }
 
     /// `ip -n <ns> ARGS`.
