@@ -20,6 +20,7 @@ pub mod cmdline;
 pub mod config;
 pub mod console;
 pub mod fetch;
+pub mod http1;
 pub mod keep;
 pub mod net;
 pub mod pid1;

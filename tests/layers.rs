@@ -2,7 +2,7 @@
 //! which through `crate::`), with no circle and no floor reaching up.
 //!
 //! Floors, bottom to top (a module may use its own floor and the ones below):
-//! 0. `sys`, `retry`, `clock`, `url`, `console`, `cmdline` — facilities and the settings parser
+//! 0. `sys`, `retry`, `clock`, `url`, `http1`, `console`, `cmdline` — facilities, the settings parser
 //! 1. `pid1` — what only PID 1 does
 //! 2. `net` — the network stage and its typed result
 //! 3. `fetch`, then `register` — the stages that need the network
@@ -13,7 +13,7 @@ use std::path::Path;
 
 fn floor(module: &str) -> Option<u32> {
     Some(match module {
-        "sys" | "retry" | "clock" | "url" | "console" | "cmdline" => 0,
+        "sys" | "retry" | "clock" | "url" | "http1" | "console" | "cmdline" => 0,
         "pid1" => 1,
         "net" => 2,
         "fetch" => 3,

@@ -189,24 +189,7 @@ fn read_answer(bytes: &[u8], id: u16, family: Family) -> Result<Vec<IpAddr>, Dns
 /// A minimal HTTP/1.1 request (RFC 9112 §3). `t` must come from [`parse_url`], which keeps
 /// spaces and line breaks out of the path and host.
 pub fn http_request(t: &Target) -> Vec<u8> {
-    // RFC 9110 §7.2: Host carries the port when it is not the scheme's default; RFC 3986 §3.2.2:
-    // an IPv6 literal is bracketed.
-    let host = if t.host.contains(':') {
-        format!("[{}]", t.host)
-    } else {
-        t.host.clone()
-    };
-    let authority = match (t.https, t.port) {
-        (false, 80) | (true, 443) => host,
-        (_, port) => format!("{host}:{port}"),
-    };
-    format!(
-        "GET {} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: zos-netboot/{}\r\n\
-         Accept: */*\r\nConnection: close\r\n\r\n",
-        t.path,
-        env!("CARGO_PKG_VERSION")
-    )
-    .into_bytes()
+    crate::http1::request_head(crate::http1::Method::Get, t, &[], None).unwrap_or_default()
 }
 
 /// The status code from a response's status line: `HTTP/1.x NNN [reason]` (RFC 9112 §4).
