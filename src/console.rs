@@ -119,11 +119,13 @@ pub fn init_log(start: Instant, debug: bool, kmsg: bool) {
     }
 }
 
-/// "850 ms", "42s", "3m 20s", "2h 5m": durations measured here (not lease times).
+/// "850 ms", "42s", "1.5s", "3m 20s", "2h 5m": the one format for durations measured or waited
+/// here (lease times, which are whole seconds from a server, are [`human_secs`]).
 pub fn human(d: std::time::Duration) -> String {
     let s = d.as_secs();
     match s {
         0 => format!("{} ms", d.as_millis()),
+        1..=59 if d.subsec_millis() >= 100 => format!("{:.1}s", d.as_secs_f64()),
         1..=59 => format!("{s}s"),
         60..=3599 => format!("{}m {}s", s / 60, s % 60),
         _ => format!("{}h {}m", s / 3600, s % 3600 / 60),
@@ -151,6 +153,7 @@ mod tests {
         use std::time::Duration;
         assert_eq!(human(Duration::from_millis(640)), "640 ms");
         assert_eq!(human(Duration::from_secs(42)), "42s");
+        assert_eq!(human(Duration::from_millis(1500)), "1.5s");
         assert_eq!(human(Duration::from_secs(200)), "3m 20s");
         assert_eq!(human(Duration::from_secs(7500)), "2h 5m");
     }

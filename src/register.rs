@@ -492,7 +492,10 @@ where
                 "{why}; gave up after {attempt} attempts: the signed body is about to expire"
             ));
         }
-        on_attempt(attempt, &format!("{why}; retrying in {}", human(wait)));
+        on_attempt(
+            attempt,
+            &format!("{why}; retrying in {}", crate::console::human(wait)),
+        );
         smol::Timer::after(wait).await;
     }
 }
@@ -646,14 +649,6 @@ fn boot_unix(now_unix: u64) -> u64 {
         .and_then(|s| s.split('.').next()?.parse::<u64>().ok())
         .unwrap_or(0);
     now_unix.saturating_sub(up)
-}
-
-fn human(d: Duration) -> String {
-    if d < Duration::from_secs(1) {
-        format!("{} ms", d.as_millis())
-    } else {
-        format!("{:.1} s", d.as_secs_f64())
-    }
 }
 
 #[cfg(test)]

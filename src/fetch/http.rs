@@ -8,8 +8,8 @@
 //! (RFC 3986 §5.2). The driver, [`request`], only moves bytes and keeps time: DNS through
 //! `probe::resolve`, TCP through `probe::connect_happy`, TLS through futures-rustls (SNI = the
 //! URL's host), a timeout per step, at most [`MAX_REDIRECTS`] redirects.
+use crate::console::human;
 pub use crate::http1::{is_tchar, request_head, url_of, Method};
-use crate::net::probe::human;
 use std::fmt;
 use std::future::Future;
 use std::io;

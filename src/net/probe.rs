@@ -308,7 +308,7 @@ pub async fn resolve(host: &str, family: Family, cfg: &ProbeConfig) -> Result<Ve
         format!(
             "DNS: no answer for {host} from {}: timeout after {} ({} tries each)",
             servers.join(", "),
-            human(cfg.timeout),
+            crate::console::human(cfg.timeout),
             cfg.attempts.max(1)
         )
     }))
@@ -406,7 +406,7 @@ async fn run_probe(
     let at = format!("connect {ip} port {}", t.port);
     let mut stream = within(cfg.timeout, TcpStream::connect(SocketAddr::new(ip, t.port)))
         .await
-        .ok_or_else(|| format!("{at}: timeout after {}", human(cfg.timeout)))?
+        .ok_or_else(|| format!("{at}: timeout after {}", crate::console::human(cfg.timeout)))?
         .map_err(|e| format!("{at}: {}", io_reason(&e)))?;
     if t.https {
         r.error = Some("TLS not checked yet: TCP connect only".into());
@@ -415,7 +415,12 @@ async fn run_probe(
     r.stage = Step::Http;
     let status = within(cfg.timeout, exchange(&mut stream, t))
         .await
-        .ok_or_else(|| format!("HTTP from {ip}: timeout after {}", human(cfg.timeout)))??;
+        .ok_or_else(|| {
+            format!(
+                "HTTP from {ip}: timeout after {}",
+                crate::console::human(cfg.timeout)
+            )
+        })??;
     r.status = Some(status);
     Ok(())
 }
@@ -504,7 +509,7 @@ pub async fn connect_happy(
                 .unwrap_or_default();
             let msg = format!(
                 "no connection to port {port} within {}{last}",
-                human(timeout)
+                crate::console::human(timeout)
             );
             return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, msg)));
         }
@@ -579,14 +584,6 @@ async fn within<T>(d: Duration, fut: impl Future<Output = T>) -> Option<T> {
         None
     })
     .await
-}
-
-/// "2s", "1500ms".
-pub(crate) fn human(d: Duration) -> String {
-    match d.subsec_millis() {
-        0 => format!("{}s", d.as_secs()),
-        _ => format!("{}ms", d.as_millis()),
-    }
 }
 
 /// Short words for the socket errors a farmer will meet, instead of "os error 111".
@@ -885,11 +882,5 @@ mod tests {
         assert_eq!(v6.unwrap_err(), "no IPv6 address for 10.0.0.1");
         let none = smol::block_on(resolve("hub.lab.test", Family::Ipv4, &cfg));
         assert!(none.unwrap_err().contains("no DNS server"));
-    }
-
-    #[test]
-    fn human_durations() {
-        assert_eq!(human(Duration::from_secs(2)), "2s");
-        assert_eq!(human(Duration::from_millis(1500)), "1500ms");
     }
 }
