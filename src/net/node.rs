@@ -19,7 +19,8 @@
 //!   (option 119), else its domain (option 15), then DNSSL. Rewritten only when it changes.
 //! - **Online**: IPv4 bound and confirmed on the OOB NIC, and — when probes are configured — a
 //!   probe answered over either family. Each family is probed as soon as it is usable (IPv4:
-//!   the OOB lease confirmed; IPv6: SLAAC ready on a NIC), not after the other one settles; a
+//!   the OOB lease on the NIC, its conflict watch overlapping the probe; IPv6: SLAAC ready on a
+//!   NIC), not after the other one settles; a
 //!   late router advertisement updates the SLAAC state (and so the classification) afterwards
 //!   instead of holding the boot.
 //! - **The DHCP phase** of each NIC, as an enum ([`Phase`]).
@@ -539,6 +540,13 @@ impl Node {
             .is_some_and(|n| n.lease.is_some() && n.confirmed)
     }
 
+    /// The OOB lease is on the NIC (its ARP conflict watch may still be running).
+    fn ipv4_bound(&self) -> bool {
+        self.oob
+            .and_then(|i| self.nics.get(&i))
+            .is_some_and(|n| n.lease.is_some())
+    }
+
     fn ipv6_usable(&self) -> bool {
         self.watch
             .states()
@@ -550,7 +558,10 @@ impl Node {
             return;
         }
         let dns = self.resolv_now().0;
-        if self.ipv4_usable() && matches!(self.probes_v4, Probes::NotStarted) {
+        // IPv4 is probed as soon as the lease is on the NIC: the address is in use from then on
+        // anyway, and the probe's round trip overlaps the 200 ms conflict watch; online still
+        // waits for the lease to be confirmed.
+        if self.ipv4_bound() && matches!(self.probes_v4, Probes::NotStarted) {
             self.probes_v4 = Probes::Running;
             out.push(Output::Probe {
                 family: Family::Ipv4,
@@ -1088,6 +1099,57 @@ mod tests {
         let out = ready_v6(&mut n, t2 + Duration::from_secs(1), 3);
         assert!(probe_started(&out, Family::Ipv6));
         assert!(!out.contains(&Output::Online));
+    }
+
+    #[test]
+    fn the_ipv4_probe_overlaps_the_conflict_watch_but_online_waits_for_it() {
+        let t = Instant::now();
+        let mut n = node(true, false, None);
+        up(&mut n, t, 2);
+        let l = lease([10, 1, 0, 20], [10, 1, 0, 53]);
+        let out = n.handle(
+            t,
+            Input::Dhcp {
+                ifindex: 2,
+                event: Event::Bound(l.clone()),
+            },
+        );
+        assert!(
+            !probe_started(&out, Family::Ipv4),
+            "not before the lease is on the NIC"
+        );
+        let out = n.handle(
+            t,
+            Input::Applied {
+                ifindex: 2,
+                lease: l,
+                result: Ok(()),
+            },
+        );
+        assert!(probe_started(&out, Family::Ipv4), "{out:?}");
+        let out = n.handle(
+            t + Duration::from_millis(30),
+            Input::Probed {
+                family: Family::Ipv4,
+                results: ok(Family::Ipv4),
+            },
+        );
+        assert!(
+            !out.contains(&Output::Online),
+            "the conflict watch is not over"
+        );
+        assert!(n.gave_up(t + Duration::from_millis(30)).is_none());
+        let t2 = t + Duration::from_millis(200);
+        let out = n.handle(
+            t2,
+            Input::Dhcp {
+                ifindex: 2,
+                event: Event::Confirmed,
+            },
+        );
+        assert!(out.contains(&Output::Online));
+        assert_eq!(n.online_at(), Some(t2));
+        assert_eq!(n.first_usable_at(), Some(t2));
     }
 
     #[test]
