@@ -18,6 +18,9 @@ packages=(
   # FAT images and the partition table, objcopy, OVMF (UEFI in QEMU)
   systemd-boot-efi grub-pc-bin grub-efi-amd64-bin isolinux syslinux-common xorriso mtools
   fdisk binutils ovmf
+  # flists (tests/grid/flistgen.py: snappy-compressed blocks) and their 0-db blocks served by a
+  # real Redis in the lab tests (tests/flist_chain_lab.rs)
+  python3-snappy redis-server
 )
 target=x86_64-unknown-linux-musl
 
