@@ -87,8 +87,12 @@ pub fn run(console: &Console, settings: &Settings, opts: BootOptions) -> bool {
     let mut attempt = 0;
     loop {
         console.line(format_args!(
-            "handing off to {} in {} (switch_root)",
+            "handing off to {}{} in {} (switch_root)",
             init.display(),
+            handoff::init_args(&init)
+                .iter()
+                .map(|a| format!(" {a}"))
+                .collect::<String>(),
             root.display()
         ));
         // Only returns on failure.
