@@ -120,7 +120,7 @@ pub fn require_tool_says(test: &str, tool: &str, arg: &str, needle: &str) -> boo
     }
 }
 
-fn skip(test: &str, why: &str) -> bool {
+pub fn skip(test: &str, why: &str) -> bool {
     if std::env::var_os("ZOS_LAB_REQUIRED").is_some_and(|v| v == "1") {
         panic!("{test}: cannot run, and ZOS_LAB_REQUIRED=1: {why}");
     }
@@ -1354,7 +1354,7 @@ impl Lab {
         mac
     }
 
-    fn spawn_router_daemon(
+    pub fn spawn_router_daemon(
         &self,
         name: &str,
         program: &str,
