@@ -227,6 +227,17 @@ fn fetch_stage(
         release: opts.release.clone(),
         set_clock: opts.pid1,
         build_unix: env!("ZOS_BUILD_UNIX").parse().unwrap_or(0),
+        flist: settings
+            .fetch_flist
+            .then(|| crate::fetch::flist::chain::FlistFetch {
+                config_url: settings.config_url.clone(),
+                flists: settings.flists.clone(),
+                fallback_hubs: settings.hub_urls(),
+                runmode: settings.runmode,
+                version: settings.version.clone(),
+                bootstrap: true,
+            }),
+        stores: settings.stores.clone(),
     };
     if let Some(why) = skipped {
         console.line(format_args!("fetch: skipped ({why})"));
