@@ -377,7 +377,12 @@ fn flist_chain_taglink_tag_flists_into_the_next_root() {
     for tree in &trees {
         assert_tree_in(tree, &next, &run);
     }
-    assert_says(&run, "tf-zos/testing → tf-autobuilder/bootstrap:latest.flist, tf-autobuilder/zos-v1.flist, tf-zos-v3-bins/bins-v1.flist");
+    // Stage 1, then the tag's symlinks in the hub's (sorted) order, as ZOS installs them.
+    assert_says(
+        &run,
+        "tf-zos/testing → tf-autobuilder/bootstrap:latest.flist, \
+         tf-zos-v3-bins/bins-v1.flist, tf-autobuilder/zos-v1.flist",
+    );
     assert_says(&run, "MD5 matches the hub's");
     // Each step of ZOS's chain was asked of the hub, each flist fetched once.
     for path in [
@@ -439,12 +444,15 @@ fn flist_chain_md5_mismatch_is_refused() {
     assert_says(&run, "zos-v1.flist: MD5 ");
     assert_says(&run, "but the hub says");
     let next = root.join("next-root");
-    // Stage 1 came before and is in; nothing of the refused flist or what follows it.
+    // Stage 1 and the bins flist came before (the tag's order) and are in; nothing of the
+    // refused flist.
     assert!(next.join("sbin/zinit").is_file(), "{}", run.describe());
+    assert!(next.join("usr/bin/bin1").is_file(), "{}", run.describe());
     for p in [
         "usr/bin/zos-big",
         "etc/zinit/node-ready.yaml",
-        "usr/bin/bin1",
+        "usr/bin/suid",
+        "dev/null",
     ] {
         assert!(!next.join(p).exists(), "{p} installed\n{}", run.describe());
     }
@@ -486,7 +494,8 @@ fn flist_chain_truncated_flist_is_refused() {
     for p in [
         "usr/bin/zos-big",
         "etc/zinit/node-ready.yaml",
-        "usr/bin/bin1",
+        "usr/bin/suid",
+        "dev/null",
     ] {
         assert!(!next.join(p).exists(), "{p} installed\n{}", run.describe());
     }
