@@ -158,7 +158,7 @@ pub fn xxtea_encrypt(data: &[u8], key: &[u8; 16]) -> Vec<u8> {
 
 /// Inverse of [`xxtea_encrypt`]; an error if the length word does not fit (wrong key or data).
 pub fn xxtea_decrypt(data: &[u8], key: &[u8; 16]) -> Result<Vec<u8>, Error> {
-    if data.len() < 8 || data.len() % 4 != 0 {
+    if data.len() < 8 || !data.len().is_multiple_of(4) {
         return Err(Error::new(format!(
             "XXTEA: {} bytes is not a whole number of words (at least 2)",
             data.len()
@@ -188,7 +188,9 @@ pub fn xxtea_decrypt(data: &[u8], key: &[u8; 16]) -> Result<Vec<u8>, Error> {
     let len = v[n] as usize;
     let room = 4 * n;
     if len > room || len + 3 < room {
-        return Err(Error::new("XXTEA: the length word does not fit: wrong key or corrupt block"));
+        return Err(Error::new(
+            "XXTEA: the length word does not fit: wrong key or corrupt block",
+        ));
     }
     let mut out: Vec<u8> = v[..n].iter().flat_map(|w| w.to_le_bytes()).collect();
     out.truncate(len);

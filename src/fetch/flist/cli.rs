@@ -146,7 +146,11 @@ fn extract(file: &str, dir: &std::path::Path, urls: &[String], max_bytes: Option
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    if stores.list.iter().any(|s| matches!(s, super::Store::Http { .. })) {
+    if stores
+        .list
+        .iter()
+        .any(|s| matches!(s, super::Store::Http { .. }))
+    {
         let dns = crate::probe::ProbeConfig {
             dns_servers: resolvers(),
             timeout: Duration::from_secs(5),
@@ -164,7 +168,11 @@ fn extract(file: &str, dir: &std::path::Path, urls: &[String], max_bytes: Option
         flist.entries.len(),
         flist.file_bytes(),
         dir.display(),
-        if names.is_empty() { "(no store)".to_string() } else { names.join(", ") }
+        if names.is_empty() {
+            "(no store)".to_string()
+        } else {
+            names.join(", ")
+        }
     ));
     let last = Mutex::new(Instant::now());
     let progress = |p: &Progress| match p {
@@ -188,7 +196,14 @@ fn extract(file: &str, dir: &std::path::Path, urls: &[String], max_bytes: Option
         }
     };
     let cache = Cache::new(64 << 20);
-    match materialise(dir, &flist, &stores, &cache, &Limits { max_bytes: limit }, &progress) {
+    match materialise(
+        dir,
+        &flist,
+        &stores,
+        &cache,
+        &Limits { max_bytes: limit },
+        &progress,
+    ) {
         Ok(s) => {
             if s.chown_skipped {
                 say("not root: owners not set (files belong to you)");

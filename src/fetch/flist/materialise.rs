@@ -114,7 +114,11 @@ pub fn materialise(
         Mode::empty(),
     )
     .map_err(|e| errno(root.display(), e))?;
-    let tmp_name = format!(".zos-flist-{}-{:08x}", std::process::id(), fastrand::u32(..));
+    let tmp_name = format!(
+        ".zos-flist-{}-{:08x}",
+        std::process::id(),
+        fastrand::u32(..)
+    );
     mkdirat(&rootfd, tmp_name.as_str(), Mode::from_bits_truncate(0o700))
         .map_err(|e| errno(format!("{}/{tmp_name}", root.display()), e))?;
     let result = (|| {
@@ -145,7 +149,11 @@ fn build(
         ..Summary::default()
     };
     // Directories first (parents before children: the list is sorted), private until the end.
-    for e in flist.entries.iter().filter(|e| e.kind == Kind::Dir && e.path != "/") {
+    for e in flist
+        .entries
+        .iter()
+        .filter(|e| e.kind == Kind::Dir && e.path != "/")
+    {
         let p = parts(&e.path);
         let (name, parent) = p.split_last().ok_or_else(|| Error::new("empty path"))?;
         let dir = open_dir(tmp, parent).map_err(|err| errno(&e.path, err))?;
@@ -179,7 +187,13 @@ fn build(
                     _ => SFlag::S_IFSOCK,
                 };
                 s.specials += 1;
-                mknodat(&dir, *name, kind, Mode::from_bits_truncate(0o600), e.rdev as _)
+                mknodat(
+                    &dir,
+                    *name,
+                    kind,
+                    Mode::from_bits_truncate(0o600),
+                    e.rdev as _,
+                )
             }
         };
         made.map_err(|err| errno(&e.path, err))?;
@@ -193,10 +207,8 @@ fn build(
     write_files(tmp, flist, stores, cache, total, progress, &mut s)?;
     // Owners, then modes, then mtimes; children before parents (reverse of the sorted list).
     for e in flist.entries.iter().rev() {
-        if e.kind == Kind::Char || e.kind == Kind::Block {
-            if !is_root {
-                continue;
-            }
+        if matches!(e.kind, Kind::Char | Kind::Block) && !is_root {
+            continue;
         }
         set_attrs(tmp, e, is_root)?;
     }
@@ -207,18 +219,32 @@ fn build(
 fn set_attrs(base: &OwnedFd, e: &Entry, owners: bool) -> Result<(), Error> {
     let p = parts(&e.path);
     let (dir, name) = match p.split_last() {
-        Some((name, parent)) => (open_dir(base, parent).map_err(|err| errno(&e.path, err))?, *name),
+        Some((name, parent)) => (
+            open_dir(base, parent).map_err(|err| errno(&e.path, err))?,
+            *name,
+        ),
         None => (open_dir(base, &[]).map_err(|err| errno(&e.path, err))?, "."),
     };
     let nofollow = nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW;
     if owners {
-        fchownat(&dir, name, Some(Uid::from_raw(e.uid)), Some(Gid::from_raw(e.gid)), nofollow)
-            .map_err(|err| errno(format!("{}: chown", e.path), err))?;
+        fchownat(
+            &dir,
+            name,
+            Some(Uid::from_raw(e.uid)),
+            Some(Gid::from_raw(e.gid)),
+            nofollow,
+        )
+        .map_err(|err| errno(format!("{}: chown", e.path), err))?;
     }
     if e.kind != Kind::Link {
         // Not a link (we made it, in our private directory): chmod may follow nothing.
-        fchmodat(&dir, name, Mode::from_bits_truncate(e.mode & 0o7777), FchmodatFlags::FollowSymlink)
-            .map_err(|err| errno(format!("{}: chmod", e.path), err))?;
+        fchmodat(
+            &dir,
+            name,
+            Mode::from_bits_truncate(e.mode & 0o7777),
+            FchmodatFlags::FollowSymlink,
+        )
+        .map_err(|err| errno(format!("{}: chmod", e.path), err))?;
     }
     let t = TimeSpec::new(e.mtime, 0);
     utimensat(&dir, name, &t, &t, UtimensatFlags::NoFollowSymlink)
@@ -235,7 +261,11 @@ fn write_files(
     progress: &(dyn Fn(&Progress) + Sync),
     s: &mut Summary,
 ) -> Result<(), Error> {
-    let files: Vec<&Entry> = flist.entries.iter().filter(|e| e.kind == Kind::File).collect();
+    let files: Vec<&Entry> = flist
+        .entries
+        .iter()
+        .filter(|e| e.kind == Kind::File)
+        .collect();
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
     let written = AtomicU64::new(0);
@@ -255,20 +285,21 @@ fn write_files(
                     }
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(e) = files.get(i) else { return };
-                    let r = write_file(tmp, e, stores, cache, &mut conns, &warn, |n, from_cache| {
-                        let d = written.fetch_add(n, Ordering::Relaxed) + n;
-                        if from_cache {
-                            cached.fetch_add(1, Ordering::Relaxed);
-                        } else {
-                            fetched.fetch_add(1, Ordering::Relaxed);
-                        }
-                        progress(&Progress::Bytes {
-                            done: d,
-                            total,
-                            files: done_files.load(Ordering::Relaxed),
-                            files_total,
+                    let r =
+                        write_file(tmp, e, stores, cache, &mut conns, &warn, |n, from_cache| {
+                            let d = written.fetch_add(n, Ordering::Relaxed) + n;
+                            if from_cache {
+                                cached.fetch_add(1, Ordering::Relaxed);
+                            } else {
+                                fetched.fetch_add(1, Ordering::Relaxed);
+                            }
+                            progress(&Progress::Bytes {
+                                done: d,
+                                total,
+                                files: done_files.load(Ordering::Relaxed),
+                                files_total,
+                            });
                         });
-                    });
                     if let Err(err) = r {
                         failed.store(true, Ordering::Relaxed);
                         if let Ok(mut g) = first_error.lock() {
@@ -353,7 +384,9 @@ fn kind_at(base: &OwnedFd, rel: &[&str]) -> Result<Option<SFlag>, Errno> {
         Err(e) => return Err(e),
     };
     match fstatat(&dir, *name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
-        Ok(st) => Ok(Some(SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()))),
+        Ok(st) => Ok(Some(SFlag::from_bits_truncate(
+            st.st_mode & SFlag::S_IFMT.bits(),
+        ))),
         Err(Errno::ENOENT) => Ok(None),
         Err(e) => Err(e),
     }
@@ -371,9 +404,8 @@ fn check_conflicts(rootfd: &OwnedFd, flist: &Flist) -> Result<(), Error> {
             }
             continue;
         }
-        let have = kind_at(rootfd, &parts(&e.path)).map_err(|err| {
-            errno(format!("{}: cannot look at what is there", e.path), err)
-        })?;
+        let have = kind_at(rootfd, &parts(&e.path))
+            .map_err(|err| errno(format!("{}: cannot look at what is there", e.path), err))?;
         match (have, e.kind) {
             (None, Kind::Dir) => {
                 fresh.insert(&e.path);

@@ -60,7 +60,10 @@ impl Store {
                 base: url.trim_end_matches('/').to_string(),
             });
         }
-        let Some(rest) = url.strip_prefix("zdb://").or_else(|| url.strip_prefix("redis://")) else {
+        let Some(rest) = url
+            .strip_prefix("zdb://")
+            .or_else(|| url.strip_prefix("redis://"))
+        else {
             return Err(bad("unknown scheme (zdb://, http(s)://, dir:// are known)"));
         };
         let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
@@ -73,7 +76,9 @@ impl Store {
             .filter(|p| !p.is_empty())
             .map(str::to_string);
         let (host, port) = if let Some(h) = hostport.strip_prefix('[') {
-            let (h, after) = h.split_once(']').ok_or_else(|| bad("unclosed [ in the host"))?;
+            let (h, after) = h
+                .split_once(']')
+                .ok_or_else(|| bad("unclosed [ in the host"))?;
             (h.to_string(), after.strip_prefix(':'))
         } else {
             match hostport.rsplit_once(':') {
@@ -132,10 +137,13 @@ pub enum Miss {
     Failed(String),
 }
 
+/// The cache's blocks by id, and their total size.
+type Held = (HashMap<Vec<u8>, Arc<Vec<u8>>>, usize);
+
 /// Verified plain blocks by id, up to a byte budget (beyond it, blocks are not kept).
 #[derive(Debug, Default)]
 pub struct Cache {
-    inner: Mutex<(HashMap<Vec<u8>, Arc<Vec<u8>>>, usize)>,
+    inner: Mutex<Held>,
     max_bytes: usize,
 }
 
@@ -159,7 +167,10 @@ impl Cache {
     }
     /// Blocks and bytes held.
     pub fn usage(&self) -> (usize, usize) {
-        self.inner.lock().map(|g| (g.0.len(), g.1)).unwrap_or((0, 0))
+        self.inner
+            .lock()
+            .map(|g| (g.0.len(), g.1))
+            .unwrap_or((0, 0))
     }
 }
 
@@ -243,7 +254,13 @@ impl Stores {
         )))
     }
 
-    fn fetch(&self, conns: &mut Conns, i: usize, store: &Store, id: &[u8]) -> Result<Vec<u8>, Miss> {
+    fn fetch(
+        &self,
+        conns: &mut Conns,
+        i: usize,
+        store: &Store,
+        id: &[u8],
+    ) -> Result<Vec<u8>, Miss> {
         match store {
             Store::Dir { path } => {
                 let name = hex(id);
@@ -264,7 +281,10 @@ impl Stores {
                 };
                 let name = hex(id);
                 let mut last = Miss::NotFound;
-                for url in [format!("{base}/{}/{name}", &name[..2]), format!("{base}/{name}")] {
+                for url in [
+                    format!("{base}/{}/{name}", &name[..2]),
+                    format!("{base}/{name}"),
+                ] {
                     let got = smol::block_on(async {
                         let mut resp =
                             http::request(http::Method::Get, &url, &[], None, opts).await?;
@@ -357,8 +377,10 @@ impl Zdb {
         for a in addrs {
             match TcpStream::connect_timeout(&a, timeout) {
                 Ok(s) => {
-                    s.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
-                    s.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+                    s.set_read_timeout(Some(timeout))
+                        .map_err(|e| e.to_string())?;
+                    s.set_write_timeout(Some(timeout))
+                        .map_err(|e| e.to_string())?;
                     let _ = s.set_nodelay(true);
                     let writer = s.try_clone().map_err(|e| e.to_string())?;
                     let mut z = Zdb {
@@ -373,9 +395,13 @@ impl Zdb {
                         match z.call(&args)? {
                             Reply::Status(_) => {}
                             Reply::Error(e) => {
-                                return Err(format!("SELECT {ns}: {e} (namespace or password wrong?)"))
+                                return Err(format!(
+                                    "SELECT {ns}: {e} (namespace or password wrong?)"
+                                ))
                             }
-                            other => return Err(format!("SELECT {ns}: unexpected reply {other:?}")),
+                            other => {
+                                return Err(format!("SELECT {ns}: unexpected reply {other:?}"))
+                            }
                         }
                     }
                     return Ok(z);
@@ -402,7 +428,9 @@ impl Zdb {
             req.extend_from_slice(a);
             req.extend_from_slice(b"\r\n");
         }
-        self.writer.write_all(&req).map_err(|e| format!("send: {e}"))?;
+        self.writer
+            .write_all(&req)
+            .map_err(|e| format!("send: {e}"))?;
         read_reply(&mut self.reader)
     }
 }
@@ -449,7 +477,8 @@ pub fn read_reply(r: &mut impl BufRead) -> Result<Reply, String> {
                 return Err(format!("value of {n} bytes, more than {MAX_STORED}"));
             }
             let mut data = vec![0u8; n + 2];
-            r.read_exact(&mut data).map_err(|e| format!("receive: {e}"))?;
+            r.read_exact(&mut data)
+                .map_err(|e| format!("receive: {e}"))?;
             if &data[n..] != b"\r\n" {
                 return Err("bulk value not followed by CRLF".into());
             }

@@ -32,7 +32,9 @@ fn err_of(bytes: &[u8]) -> String {
 #[test]
 fn v2_reads_modes_owners_links_devices_and_gid_from_its_own_column() {
     let (b, _) = encode_v2(b"hello");
-    let BlockRef::V2 { id, key } = b else { panic!() };
+    let BlockRef::V2 { id, key } = b else {
+        panic!()
+    };
     let sql = format!(
         "INSERT INTO inode VALUES (2, 1, 'etc', 4096, 0, 0, {}, 0, 0, 7);
          INSERT INTO inode VALUES (3, 2, 'hosts', 5, 1000, 2000, {}, 0, 0, 8);
@@ -59,7 +61,10 @@ fn v2_reads_modes_owners_links_devices_and_gid_from_its_own_column() {
     assert_eq!((hosts.uid, hosts.gid, hosts.mode), (1000, 2000, 0o4755));
     assert_eq!(hosts.blocks, vec![b]);
     assert_eq!(f.entries[3].target.as_deref(), Some("/etc/hosts"));
-    assert_eq!((f.entries[4].kind, f.entries[4].rdev), (Kind::Char, v1::makedev(1, 3)));
+    assert_eq!(
+        (f.entries[4].kind, f.entries[4].rdev),
+        (Kind::Char, v1::makedev(1, 3))
+    );
     assert_eq!(f.routes[0].url, "dir:///tmp/store0");
     let json = entry_json(hosts);
     assert!(json.contains(r#""mode":"4755""#), "{json}");
@@ -93,7 +98,9 @@ fn v2_duplicates_orphans_loops_and_bad_sizes_are_refused() {
     );
     assert!(err_of(&v2_db(&lp)).contains("not reachable"));
     let (b, _) = encode_v2(b"x");
-    let BlockRef::V2 { id, key } = b else { panic!() };
+    let BlockRef::V2 { id, key } = b else {
+        panic!()
+    };
     let size = format!(
         "INSERT INTO inode VALUES (2, 1, 'a', 0, 0, 0, {}, 0, 0, 0);
          INSERT INTO block VALUES (2, x'{}', x'{}');",
@@ -118,7 +125,10 @@ fn v2_duplicates_orphans_loops_and_bad_sizes_are_refused() {
     assert!(err_of(&v2_db(&child_of_file)).contains("with children"));
     let two_roots = "INSERT INTO inode VALUES (2, 0, 'x', 0, 0, 0, 16877, 0, 0, 0);";
     assert!(err_of(&v2_db(two_roots)).contains("2 root inodes"));
-    let link_without_target = format!("INSERT INTO inode VALUES (2, 1, 'l', 0, 0, 0, {}, 0, 0, 0);", 0o120777);
+    let link_without_target = format!(
+        "INSERT INTO inode VALUES (2, 1, 'l', 0, 0, 0, {}, 0, 0, 0);",
+        0o120777
+    );
     assert!(err_of(&v2_db(&link_without_target)).contains("without a target"));
 }
 
@@ -131,7 +141,9 @@ fn truncated_and_foreign_files_are_refused_with_a_reason() {
     assert!(err_of(b"").contains("empty"));
     // A gzip header cut short and a gzip stream cut short.
     assert!(err_of(&[0x1f, 0x8b, 8, 0, 0, 0]).contains("gzip"));
-    let gz = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 0x4b, 0x4c, 0x4a, 6, 0, 0, 0, 0, 0];
+    let gz = [
+        0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 0x4b, 0x4c, 0x4a, 6, 0, 0, 0, 0, 0,
+    ];
     assert!(err_of(&gz).contains("v1 flist"));
 }
 
@@ -144,7 +156,10 @@ fn blocks_round_trip_and_every_hash_is_checked() {
             // One flipped byte: the id no longer matches.
             let mut bad = stored.clone();
             bad[stored.len() / 2] ^= 1;
-            assert!(decode(&b, &bad).unwrap_err().to_string().contains("id mismatch"));
+            assert!(decode(&b, &bad)
+                .unwrap_err()
+                .to_string()
+                .contains("id mismatch"));
             // Another block's bytes under this id: refused too.
             let (_, other) = encode_v1(b"other");
             assert!(decode(&b, &other).is_err());
@@ -156,24 +171,32 @@ fn blocks_round_trip_and_every_hash_is_checked() {
 fn a_matching_id_with_a_wrong_key_is_refused() {
     // The id is right (it hashes the stored bytes), but the plain does not hash to the key.
     let (b, stored) = encode_v1(b"some plain bytes");
-    let BlockRef::V1 { id, mut key } = b else { panic!() };
+    let BlockRef::V1 { id, mut key } = b else {
+        panic!()
+    };
     key[0] ^= 1;
-    let e = decode(&BlockRef::V1 { id, key }, &stored).unwrap_err().to_string();
+    let e = decode(&BlockRef::V1 { id, key }, &stored)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("XXTEA") || e.contains("key"), "{e}");
     let (b, stored) = encode_v2(b"some plain bytes");
-    let BlockRef::V2 { id, mut key } = b else { panic!() };
+    let BlockRef::V2 { id, mut key } = b else {
+        panic!()
+    };
     key[31] ^= 1; // the nonce (key[..12]) stays, the AES key changes
-    let e = decode(&BlockRef::V2 { id, key }, &stored).unwrap_err().to_string();
+    let e = decode(&BlockRef::V2 { id, key }, &stored)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("does not open"), "{e}");
 }
 
 #[test]
 fn xxtea_matches_its_definition_and_round_trips() {
     let key = *b"0123456789abcdef";
-    for len in 1..40 {
+    for len in 1usize..40 {
         let data: Vec<u8> = (0..len as u8).collect();
         let c = xxtea_encrypt(&data, &key);
-        assert_eq!(c.len(), (len + 3) / 4 * 4 + 4);
+        assert_eq!(c.len(), len.div_ceil(4) * 4 + 4);
         if len > 0 {
             assert_ne!(&c[..len], &data[..]);
         }
@@ -188,25 +211,49 @@ fn xxtea_known_answer() {
     // Reference: the published XXTEA (Wheeler & Needham's corrected block TEA) on the words
     // [data..., len], computed by tests/flist/xxtea_vector.py.
     let c = xxtea_encrypt(b"abcd", &[0u8; 16]);
-    assert_eq!(hex(&c), include_str!("../../../tests/flist/xxtea_vector.txt").trim());
+    assert_eq!(
+        hex(&c),
+        include_str!("../../../tests/flist/xxtea_vector.txt").trim()
+    );
 }
 
 #[test]
 fn store_urls() {
     assert_eq!(
         Store::parse("zdb://hub.grid.tf:9900").unwrap(),
-        Store::Zdb { host: "hub.grid.tf".into(), port: 9900, namespace: None, password: None }
+        Store::Zdb {
+            host: "hub.grid.tf".into(),
+            port: 9900,
+            namespace: None,
+            password: None
+        }
     );
     assert_eq!(
         Store::parse("zdb://:secret@[::1]:9901/ns1").unwrap(),
-        Store::Zdb { host: "::1".into(), port: 9901, namespace: Some("ns1".into()), password: Some("secret".into()) }
+        Store::Zdb {
+            host: "::1".into(),
+            port: 9901,
+            namespace: Some("ns1".into()),
+            password: Some("secret".into())
+        }
     );
     assert!(Store::parse("zdb://h:notaport").is_err());
     assert!(Store::parse("dir://relative").is_err());
     assert!(Store::parse("ftp://x").is_err());
-    assert_eq!(Store::parse("dir:///s").unwrap(), Store::Dir { path: "/s".into() });
-    assert_eq!(Store::parse("https://h/b/").unwrap(), Store::Http { base: "https://h/b".into() });
-    assert_eq!(Store::parse("zdb://:pw@h/ns").unwrap().name(), "zdb://h:9900/ns");
+    assert_eq!(
+        Store::parse("dir:///s").unwrap(),
+        Store::Dir { path: "/s".into() }
+    );
+    assert_eq!(
+        Store::parse("https://h/b/").unwrap(),
+        Store::Http {
+            base: "https://h/b".into()
+        }
+    );
+    assert_eq!(
+        Store::parse("zdb://:pw@h/ns").unwrap().name(),
+        "zdb://h:9900/ns"
+    );
 }
 
 #[test]
@@ -242,9 +289,20 @@ fn finish_orders_parents_first_and_checks_names() {
         target: None,
         blocks: vec![],
     };
-    let got = finish(vec![e("/a-b", Kind::File), e("/a/c", Kind::File), e("/a", Kind::Dir), e("/", Kind::Dir)]).unwrap();
+    let got = finish(vec![
+        e("/a-b", Kind::File),
+        e("/a/c", Kind::File),
+        e("/a", Kind::Dir),
+        e("/", Kind::Dir),
+    ])
+    .unwrap();
     let paths: Vec<&str> = got.iter().map(|e| e.path.as_str()).collect();
     assert_eq!(paths, ["/", "/a", "/a/c", "/a-b"]);
-    assert!(finish(vec![e("/", Kind::Dir), e("/f", Kind::File), e("/f/g", Kind::File)]).is_err());
+    assert!(finish(vec![
+        e("/", Kind::Dir),
+        e("/f", Kind::File),
+        e("/f/g", Kind::File)
+    ])
+    .is_err());
     assert!(finish(vec![e("/x", Kind::Dir)]).is_err());
 }

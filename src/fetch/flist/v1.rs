@@ -77,7 +77,10 @@ fn gzip_payload(b: &[u8]) -> Result<&[u8], Error> {
     }
     for bit in [8u8, 16] {
         if flags & bit != 0 {
-            let nul = b.get(at..).and_then(|r| r.iter().position(|&c| c == 0)).ok_or_else(short)?;
+            let nul = b
+                .get(at..)
+                .and_then(|r| r.iter().position(|&c| c == 0))
+                .ok_or_else(short)?;
             at += nul + 1;
         }
     }
@@ -104,7 +107,11 @@ pub fn parse(bytes: &[u8]) -> Result<Flist, Error> {
             };
             let value = match r.get_ref(1)? {
                 ValueRef::Blob(b) | ValueRef::Text(b) => b.to_vec(),
-                _ => return Err(Error::new(format!("entries: key {key}: value is not a blob"))),
+                _ => {
+                    return Err(Error::new(format!(
+                        "entries: key {key}: value is not a blob"
+                    )))
+                }
             };
             kv.insert(key, value);
             if kv.len() > super::MAX_ENTRIES {
@@ -123,7 +130,11 @@ pub fn parse(bytes: &[u8]) -> Result<Flist, Error> {
 /// The metadata's `backend` ({"host", "port", "namespace", "password"}) as a store URL.
 fn backend(conn: &rusqlite::Connection) -> Vec<Route> {
     let value: Option<String> = conn
-        .query_row("SELECT value FROM metadata WHERE key = 'backend'", [], |r| r.get(0))
+        .query_row(
+            "SELECT value FROM metadata WHERE key = 'backend'",
+            [],
+            |r| r.get(0),
+        )
         .ok();
     let Some(v) = value.and_then(|v| serde_json::from_str::<serde_json::Value>(&v).ok()) else {
         return Vec::new();
@@ -132,12 +143,19 @@ fn backend(conn: &rusqlite::Connection) -> Vec<Route> {
         return Vec::new();
     };
     let port = v.get("port").and_then(|p| p.as_u64()).unwrap_or(9900);
-    let ns = v.get("namespace").and_then(|n| n.as_str()).unwrap_or("default");
+    let ns = v
+        .get("namespace")
+        .and_then(|n| n.as_str())
+        .unwrap_or("default");
     let auth = match v.get("password").and_then(|p| p.as_str()) {
         Some(p) if !p.is_empty() => format!(":{p}@"),
         _ => String::new(),
     };
-    let host = if host.contains(':') { format!("[{host}]") } else { host.to_string() };
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    };
     vec![Route {
         start: 0,
         end: 255,
@@ -146,7 +164,10 @@ fn backend(conn: &rusqlite::Connection) -> Vec<Route> {
 }
 
 /// A message from the database: copied into aligned words and read with our limits.
-fn message(kv: &HashMap<String, Vec<u8>>, key: &str) -> Result<capnp::message::Reader<capnp::serialize::OwnedSegments>, Error> {
+fn message(
+    kv: &HashMap<String, Vec<u8>>,
+    key: &str,
+) -> Result<capnp::message::Reader<capnp::serialize::OwnedSegments>, Error> {
     let bytes = kv
         .get(key)
         .ok_or_else(|| Error::new(format!("key {key} is not in table entries")))?;
@@ -154,7 +175,9 @@ fn message(kv: &HashMap<String, Vec<u8>>, key: &str) -> Result<capnp::message::R
 }
 
 /// Reads one Cap'n Proto message with our limits.
-pub fn read_message(bytes: &[u8]) -> Result<capnp::message::Reader<capnp::serialize::OwnedSegments>, Error> {
+pub fn read_message(
+    bytes: &[u8],
+) -> Result<capnp::message::Reader<capnp::serialize::OwnedSegments>, Error> {
     let mut opts = ReaderOptions::new();
     opts.traversal_limit_in_words(Some(TRAVERSAL_LIMIT_WORDS))
         .nesting_limit(NESTING_LIMIT);
@@ -188,15 +211,18 @@ fn acl(
     let a: aci::Reader<'_> = msg.get_root().map_err(|e| cap(e).context("ACI"))?;
     let id = |v: i64, name: capnp::Result<capnp::text::Reader<'_>>, what: &str| {
         if v >= 0 {
-            return u32::try_from(v).map_err(|_| Error::new(format!("ACI {key}: {what} {v} out of range")));
+            return u32::try_from(v)
+                .map_err(|_| Error::new(format!("ACI {key}: {what} {v} out of range")));
         }
         // Old flists without numeric ids: a numeric name is the id, root is 0.
         let n = text(name, what)?;
         match n.as_str() {
             "root" => Ok(0),
-            _ => n
-                .parse::<u32>()
-                .map_err(|_| Error::new(format!("ACI {key}: no {what} and name {n:?} is not a number"))),
+            _ => n.parse::<u32>().map_err(|_| {
+                Error::new(format!(
+                    "ACI {key}: no {what} and name {n:?} is not a number"
+                ))
+            }),
         }
     };
     let v = (
@@ -215,10 +241,17 @@ pub fn walk(kv: &HashMap<String, Vec<u8>>) -> Result<Vec<Entry>, Error> {
     let mut seen: HashSet<String> = HashSet::new();
     let mut stack = vec![(dir_key(""), String::new(), 0usize)];
     while let Some((key, rel, depth)) = stack.pop() {
-        let path = if rel.is_empty() { "/".to_string() } else { format!("/{rel}") };
+        let path = if rel.is_empty() {
+            "/".to_string()
+        } else {
+            format!("/{rel}")
+        };
         let ctx = |e: Error| e.context(format!("directory {path}"));
         if depth > super::MAX_DEPTH {
-            return Err(ctx(Error::new(format!("nested deeper than {}", super::MAX_DEPTH))));
+            return Err(ctx(Error::new(format!(
+                "nested deeper than {}",
+                super::MAX_DEPTH
+            ))));
         }
         if !seen.insert(key.clone()) {
             return Err(ctx(Error::new(format!("key {key} reached twice (a loop)"))));
@@ -244,7 +277,11 @@ pub fn walk(kv: &HashMap<String, Vec<u8>>) -> Result<Vec<Entry>, Error> {
             let e = inode_entry(kv, &mut acls, &path, ino).map_err(ctx)?;
             match e {
                 Child::Dir(name, key) => {
-                    let child = if rel.is_empty() { name } else { format!("{rel}/{name}") };
+                    let child = if rel.is_empty() {
+                        name
+                    } else {
+                        format!("{rel}/{name}")
+                    };
                     stack.push((key, child, depth + 1));
                 }
                 Child::Other(e) => entries.push(e),
@@ -272,7 +309,10 @@ fn inode_entry(
     check_name(&name)?;
     let path = join(parent, &name);
     let ctx = |e: Error| e.context(&path);
-    let attrs = ino.get_attributes().which().map_err(|e| ctx(Error::new(format!("unknown inode type ({e})"))))?;
+    let attrs = ino
+        .get_attributes()
+        .which()
+        .map_err(|e| ctx(Error::new(format!("unknown inode type ({e})"))))?;
     let mut entry = Entry {
         path: path.clone(),
         kind: Kind::File,
@@ -299,7 +339,10 @@ fn inode_entry(
                 let h = |d: capnp::Result<&[u8]>, what: &str| -> Result<[u8; 16], Error> {
                     let d = d.map_err(|e| ctx(cap(e)))?;
                     d.try_into().map_err(|_| {
-                        ctx(Error::new(format!("block {i}: {what} is {} bytes, not 16", d.len())))
+                        ctx(Error::new(format!(
+                            "block {i}: {what} is {} bytes, not 16",
+                            d.len()
+                        )))
                     })
                 };
                 entry.blocks.push(BlockRef::V1 {
@@ -315,7 +358,9 @@ fn inode_entry(
         }
         Which::Special(s) => {
             let s = s.map_err(|e| ctx(cap(e)))?;
-            let t = s.get_type().map_err(|e| ctx(Error::new(format!("special type: {e}"))))?;
+            let t = s
+                .get_type()
+                .map_err(|e| ctx(Error::new(format!("special type: {e}"))))?;
             entry.kind = match t {
                 special::Type::Socket => Kind::Socket,
                 special::Type::Block => Kind::Block,
@@ -342,7 +387,11 @@ fn device(data: &[u8]) -> Result<u64, Error> {
         .map_err(|_| Error::new("device data is not text"))?
         .trim_end_matches('\0')
         .trim();
-    let bad = || Error::new(format!("device data {s:?} is neither major,minor nor a number"));
+    let bad = || {
+        Error::new(format!(
+            "device data {s:?} is neither major,minor nor a number"
+        ))
+    };
     if let Some((ma, mi)) = s.split_once(',') {
         let ma: u64 = ma.trim().parse().map_err(|_| bad())?;
         let mi: u64 = mi.trim().parse().map_err(|_| bad())?;

@@ -111,7 +111,12 @@ pub fn read(conn: &Connection) -> Result<Flist, Error> {
     let root = match roots[..] {
         [r] => r,
         [] => return Err(Error::new("no root inode (parent 0)")),
-        _ => return Err(Error::new(format!("{} root inodes (parent 0)", roots.len()))),
+        _ => {
+            return Err(Error::new(format!(
+                "{} root inodes (parent 0)",
+                roots.len()
+            )))
+        }
     };
 
     let mut targets: HashMap<i64, String> = HashMap::new();
@@ -122,7 +127,8 @@ pub fn read(conn: &Connection) -> Result<Flist, Error> {
         let mut q = st.query([])?;
         while let Some(r) = q.next()? {
             let ino = int(r.get_ref(0)?, "extra.ino")?;
-            let data = text(r.get_ref(1)?, "extra.data").map_err(|e| e.context(format!("inode {ino}")))?;
+            let data =
+                text(r.get_ref(1)?, "extra.data").map_err(|e| e.context(format!("inode {ino}")))?;
             targets.insert(ino, data);
         }
     }
@@ -138,9 +144,14 @@ pub fn read(conn: &Connection) -> Result<Flist, Error> {
             let id = hash::<32>(r.get_ref(1)?, "id").map_err(ctx)?;
             let key = hash::<32>(r.get_ref(2)?, "key").map_err(ctx)?;
             if !rows.contains_key(&ino) {
-                return Err(Error::new(format!("a block for inode {ino}, which does not exist")));
+                return Err(Error::new(format!(
+                    "a block for inode {ino}, which does not exist"
+                )));
             }
-            blocks.entry(ino).or_default().push(BlockRef::V2 { id, key });
+            blocks
+                .entry(ino)
+                .or_default()
+                .push(BlockRef::V2 { id, key });
         }
     }
     let routes = read_routes(conn)?;
@@ -154,7 +165,10 @@ pub fn read(conn: &Connection) -> Result<Flist, Error> {
             continue;
         };
         if depth > super::MAX_DEPTH {
-            return Err(Error::new(format!("{path}: nested deeper than {}", super::MAX_DEPTH)));
+            return Err(Error::new(format!(
+                "{path}: nested deeper than {}",
+                super::MAX_DEPTH
+            )));
         }
         let mode = u32::try_from(row.mode)
             .map_err(|_| Error::new(format!("{path}: mode {} out of range", row.mode)))?;
@@ -182,7 +196,10 @@ pub fn read(conn: &Connection) -> Result<Flist, Error> {
         };
         if let Some(kids) = children.remove(&ino) {
             if kind != Kind::Dir {
-                return Err(Error::new(format!("{path}: a {} with children", kind.as_str())));
+                return Err(Error::new(format!(
+                    "{path}: a {} with children",
+                    kind.as_str()
+                )));
             }
             for kid in kids {
                 let name = &rows.get(&kid).map(|r| r.name.as_str()).unwrap_or("");
