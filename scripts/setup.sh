@@ -18,6 +18,8 @@ packages=(
   # FAT images and the partition table, objcopy, OVMF (UEFI in QEMU)
   systemd-boot-efi grub-pc-bin grub-efi-amd64-bin isolinux syslinux-common xorriso mtools
   fdisk binutils ovmf
+  # flists (tests/flist.rs): a real Redis answers GET as 0-db does; tar for the v1 .flist
+  redis-server tar
 )
 target=x86_64-unknown-linux-musl
 
