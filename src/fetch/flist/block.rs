@@ -158,7 +158,7 @@ pub fn xxtea_encrypt(data: &[u8], key: &[u8; 16]) -> Vec<u8> {
 
 /// Inverse of [`xxtea_encrypt`]; an error if the length word does not fit (wrong key or data).
 pub fn xxtea_decrypt(data: &[u8], key: &[u8; 16]) -> Result<Vec<u8>, Error> {
-    if data.len() < 8 || data.len() % 4 != 0 {
+    if data.len() < 8 || !data.len().is_multiple_of(4) {
         return Err(Error::new(format!(
             "XXTEA: {} bytes is not a whole number of words (at least 2)",
             data.len()

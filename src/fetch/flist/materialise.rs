@@ -207,10 +207,8 @@ fn build(
     write_files(tmp, flist, stores, cache, total, progress, &mut s)?;
     // Owners, then modes, then mtimes; children before parents (reverse of the sorted list).
     for e in flist.entries.iter().rev() {
-        if e.kind == Kind::Char || e.kind == Kind::Block {
-            if !is_root {
-                continue;
-            }
+        if matches!(e.kind, Kind::Char | Kind::Block) && !is_root {
+            continue;
         }
         set_attrs(tmp, e, is_root)?;
     }

@@ -137,10 +137,13 @@ pub enum Miss {
     Failed(String),
 }
 
+/// The cache's blocks by id, and their total size.
+type Held = (HashMap<Vec<u8>, Arc<Vec<u8>>>, usize);
+
 /// Verified plain blocks by id, up to a byte budget (beyond it, blocks are not kept).
 #[derive(Debug, Default)]
 pub struct Cache {
-    inner: Mutex<(HashMap<Vec<u8>, Arc<Vec<u8>>>, usize)>,
+    inner: Mutex<Held>,
     max_bytes: usize,
 }
 
