@@ -16,6 +16,8 @@
 # or materialise), the size is the tree's bytes. Peak RSS: getrusage(RUSAGE_CHILDREN) of a
 # python3 wrapper. The next roots are on a tmpfs (RAM, as on a node). Medians of RUNS; the
 # ratio is flist / tarball (throughput >= 0.8 is the issue's goal).
+# STORE=zdb puts the flist's blocks in a real Redis on the hub's address (port 9900, the flist's
+# route) instead of the hub's http store (grid.py, Python: one request per block).
 # BIN=/path/to/zos-netboot skips the build (default: scripts/build.sh, the static musl binary).
 # Every command is bounded by `timeout`; on exit the servers are stopped by PID, the namespaces,
 # /etc/netns/<ns>, the tmpfs and the work directory removed.
@@ -111,8 +113,26 @@ sha=$(timeout 600 sha256sum "$hub/bench.tar" | awk '{ print $1 }')
 tsize=$(stat -c %s "$hub/bench.tar")
 printf '{"version": 1, "artifacts": [{"name": "bench", "kind": "rootfs", "url": "bench.tar", "size": %s, "sha256": "%s"}]}\n' \
   "$tsize" "$sha" >"$hub/manifest.json"
-timeout 1800 "$py" "$repo/tests/grid/flistgen.py" v2 "$work/tree" "$hub/bench.fl" \
-  --blocks "$hub/blocks" --route http://10.98.0.1:8080/blocks >"$work/flistgen.json"
+store=${STORE:-http}
+case $store in
+  http)
+    timeout 1800 "$py" "$repo/tests/grid/flistgen.py" v2 "$work/tree" "$hub/bench.fl" \
+      --blocks "$hub/blocks" --route http://10.98.0.1:8080/blocks >"$work/flistgen.json"
+    ;;
+  zdb)
+    command -v redis-server >/dev/null || die "STORE=zdb needs redis-server"
+    timeout 3600 ip netns exec "$ns_r" redis-server --port 9900 --bind 10.98.0.1 --save "" \
+      --appendonly no --protected-mode no --dir "$work" >"$work/redis.log" 2>&1 &
+    pids+=($!)
+    for _ in $(seq 100); do
+      t ip netns exec "$ns_r" bash -c 'exec 3<>/dev/tcp/10.98.0.1/9900' 2>/dev/null && break
+      sleep 0.1
+    done
+    timeout 1800 ip netns exec "$ns_r" "$py" "$repo/tests/grid/flistgen.py" v2 "$work/tree" \
+      "$hub/bench.fl" --redis 10.98.0.1:9900 --route zdb://10.98.0.1:9900 >"$work/flistgen.json"
+    ;;
+  *) die "STORE is http or zdb" ;;
+esac
 rm -rf "$work/tree"
 
 timeout 3600 ip netns exec "$ns_r" "$py" "$repo/tests/grid/grid.py" --root "$hub" \
@@ -173,9 +193,9 @@ for mode in tarball flist; do
 done
 
 awk -v b="$bytes" -v f="$files" -v ts="${secs[tarball]}" -v fs="${secs[flist]}" \
-  -v tr="${rss[tarball]}" -v fr="${rss[flist]}" -v runs="$runs" 'BEGIN {
+  -v tr="${rss[tarball]}" -v fr="${rss[flist]}" -v runs="$runs" -v store="$store" 'BEGIN {
   mib = b / 1048576
-  printf "bench-flist: %.1f MiB in %d files, medians of %d runs\n", mib, f, runs
+  printf "bench-flist: %.1f MiB in %d files, medians of %d runs, flist blocks from the %s store\n", mib, f, runs, store
   printf "  tarball  %6.2f s  %7.1f MiB/s  peak RSS %6d KiB\n", ts, mib / ts, tr
   printf "  flist    %6.2f s  %7.1f MiB/s  peak RSS %6d KiB\n", fs, mib / fs, fr
   printf "  ratio flist/tarball: throughput %.2fx (goal >= 0.8), time %.2fx, RSS %.2fx\n", ts / fs, fs / ts, fr / tr

@@ -18,9 +18,11 @@ pub const HUB_ZDB_PORT: u16 = 9900;
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 /// Memory left to the system when bounding a flist by MemAvailable.
 const MEMORY_RESERVE: u64 = 64 << 20;
-/// Verified blocks kept in RAM across flists (and retries of the stage, while the installer
-/// lives): flists of one release share most blocks.
-const CACHE_BYTES: usize = 64 << 20;
+/// Verified blocks kept in RAM across the flists of one stage run: flists of one release share
+/// blocks (the same service file in two flists). Small: it is most of the stage's RSS
+/// (docs/flist-bench.md: 64 MiB cost 80 MiB peak RSS), and an installed flist is not fetched
+/// again on a retry anyway (its stamp).
+const CACHE_BYTES: usize = 16 << 20;
 
 pub struct BootInstaller {
     pub root: PathBuf,
