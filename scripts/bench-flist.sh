@@ -52,9 +52,15 @@ ns_n=zbench-fl-$$-n
 work=$(mktemp -d /var/tmp/zos-bench-flist.XXXXXX)
 pids=()
 cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  mountpoint -q "$work/ram" && umount "$work/ram"
+  set +e
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
+  # A node that just exited can keep the tmpfs busy for a moment.
+  for _ in $(seq 20); do
+    mountpoint -q "$work/ram" || break
+    umount "$work/ram" 2>/dev/null || sleep 0.2
+  done
+  mountpoint -q "$work/ram" && umount -l "$work/ram"
   for ns in "$ns_r" "$ns_n"; do
     t ip netns del "$ns" 2>/dev/null || true
     rm -rf "/etc/netns/$ns"
