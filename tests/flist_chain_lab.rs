@@ -536,3 +536,66 @@ fn flist_chain_a_dead_hub_and_a_dead_store_are_passed_over() {
         pretty(&state)
     );
 }
+
+#[test]
+fn flist_explicit_urls_install_in_order_md5_checked_where_the_server_has_one() {
+    let t = "flist_explicit_urls_install_in_order_md5_checked_where_the_server_has_one";
+    let Some((lab, _dns)) = flist_lab(t) else {
+        return;
+    };
+    let hub = lab.grid_at(HUB, &[]);
+    let _redis = redis(&lab, HUB);
+    let trees = make_trees(&lab.dir);
+    publish(&lab, &hub.root, &trees, &[HUB]);
+    // The bins flist also as a bare `.fl` (no `.md5` served for that name).
+    fs::copy(
+        hub.root.join("tf-zos-v3-bins/bins-v1.flist"),
+        hub.root.join("bins.fl"),
+    )
+    .unwrap();
+    let root = lab.path("node");
+    let cmdline = format!(
+        "zos.iface=eth0 runmode=test zos.probe=none zos.store=zdb://{HUB}:9900 \
+         zos.flist=http://{HUB}/tf-autobuilder/zos-v1.flist zos.flist=http://{HUB}/bins.fl"
+    );
+    let resolv = lab.path("resolv.conf").to_string_lossy().into_owned();
+    let sysroot = root.to_string_lossy().into_owned();
+    let run = lab.run_node(
+        &[
+            "boot",
+            "--no-handoff",
+            "--wait-ipv6",
+            "0",
+            "--resolv",
+            &resolv,
+            "--sysroot",
+            &sysroot,
+            "--cmdline",
+            &cmdline,
+        ],
+        Duration::from_secs(120),
+    );
+    assert_eq!(run.code(), Some(0), "boot failed\n{}", run.describe());
+    let next = root.join("next-root");
+    assert_tree_in(&trees[1], &next, &run);
+    assert_tree_in(&trees[2], &next, &run);
+    // No chain: stage 1 was not asked for, the hub API not used.
+    assert!(!next.join("sbin/zinit").exists(), "{}", run.describe());
+    assert_eq!(hub.requests("/api/flist"), 0);
+    assert!(
+        run.stdout()
+            .lines()
+            .any(|l| l.contains("flist zos-v1.flist: ") && l.contains("MD5 matches the hub's")),
+        "zos-v1.flist's MD5 not checked\n{}",
+        run.describe()
+    );
+    assert_says(
+        &run,
+        &format!("flist: http://{HUB}/bins.fl: no .md5 next to it; not checked"),
+    );
+    let state = state_of(&lab, &root);
+    let fl = &state["fetch"]["flist"];
+    assert_eq!(fl["mode"], "explicit", "{}", pretty(&state));
+    assert!(fl["flists"][0]["md5"].is_string(), "{}", pretty(&state));
+    assert!(fl["flists"][1]["md5"].is_null(), "{}", pretty(&state));
+}
