@@ -247,6 +247,17 @@ fn redis(lab: &Lab, addr: &str) -> Daemon {
 /// The hub's tree (0-hub's public directory layout) with the three flists, the taglink chain,
 /// the zos-config file naming `hubs`, and the v2 blocks under `blocks/`.
 fn publish(lab: &Lab, hub_root: &Path, trees: &[PathBuf; 3], hubs: &[&str]) {
+    publish_v1_to(lab, hub_root, trees, hubs, None)
+}
+
+/// [`publish`], the v1 blocks written to `v1_blocks` (a block directory) instead of the Redis.
+fn publish_v1_to(
+    lab: &Lab,
+    hub_root: &Path,
+    trees: &[PathBuf; 3],
+    hubs: &[&str],
+    v1_blocks: Option<&Path>,
+) {
     let ab = hub_root.join("tf-autobuilder");
     let bins_repo = hub_root.join("tf-zos-v3-bins");
     fs::create_dir_all(ab.join(".tag-v1")).unwrap();
@@ -255,6 +266,10 @@ fn publish(lab: &Lab, hub_root: &Path, trees: &[PathBuf; 3], hubs: &[&str]) {
     fs::create_dir_all(hub_root.join("zos-config")).unwrap();
     let s = |p: &Path| p.to_string_lossy().into_owned();
     let redis_at = format!("{HUB}:9900");
+    let (v1_flag, v1_to) = match v1_blocks {
+        Some(d) => ("--blocks", s(d)),
+        None => ("--redis", redis_at.clone()),
+    };
     let mtime = "1700000000";
     flistgen(
         lab,
@@ -262,8 +277,8 @@ fn publish(lab: &Lab, hub_root: &Path, trees: &[PathBuf; 3], hubs: &[&str]) {
             "v1",
             &s(&trees[0]),
             &s(&ab.join("bootstrap-v1.flist")),
-            "--redis",
-            &redis_at,
+            v1_flag,
+            &v1_to,
             "--mtime",
             mtime,
         ],
@@ -274,8 +289,8 @@ fn publish(lab: &Lab, hub_root: &Path, trees: &[PathBuf; 3], hubs: &[&str]) {
             "v1",
             &s(&trees[1]),
             &s(&ab.join("zos-v1.flist")),
-            "--redis",
-            &redis_at,
+            v1_flag,
+            &v1_to,
             "--mtime",
             mtime,
         ],
@@ -598,4 +613,71 @@ fn flist_explicit_urls_install_in_order_md5_checked_where_the_server_has_one() {
     assert_eq!(fl["mode"], "explicit", "{}", pretty(&state));
     assert!(fl["flists"][0]["md5"].is_string(), "{}", pretty(&state));
     assert!(fl["flists"][1]["md5"].is_null(), "{}", pretty(&state));
+}
+
+#[test]
+fn flist_chain_blocks_from_a_zdb_namespace_with_a_password() {
+    let t = "flist_chain_blocks_from_a_zdb_namespace_with_a_password";
+    let Some((lab, _dns)) = flist_lab(t) else {
+        return;
+    };
+    let hub = lab.grid_at(HUB, &[]);
+    // No Redis: the v1 blocks are only in namespace `zos` (password `secret`) of our 0-db
+    // stand-in on the hub's address, port 9901.
+    let blocks = lab.path("zdb-zos");
+    let trees = make_trees(&lab.dir);
+    publish_v1_to(&lab, &hub.root, &trees, &[HUB], Some(&blocks));
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/grid/resp_store.py");
+    let ready = lab.path("resp.ready");
+    let args: Vec<String> = vec![
+        script.to_string_lossy().into_owned(),
+        "--listen".into(),
+        format!("{HUB}:9901"),
+        "--ns".into(),
+        format!("zos:secret={}", blocks.display()),
+        "--ready-file".into(),
+        ready.to_string_lossy().into_owned(),
+        "--exit-after".into(),
+        "240".into(),
+    ];
+    let mut zdb = lab.spawn_router_daemon(
+        "resp_store.py",
+        PYTHON,
+        &args,
+        lab.path("resp.stderr"),
+        None,
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || ready.exists()) && zdb.alive(),
+        "resp_store.py not up:\n{}",
+        zdb.describe()
+    );
+    let root = lab.path("node");
+    // The wrong password first: that store is passed over for the right one.
+    let run = boot(
+        &lab,
+        &root,
+        &format!("zos.store=zdb://:wrong@{HUB}:9901/zos zos.store=zdb://:secret@{HUB}:9901/zos"),
+    );
+    assert_eq!(
+        run.code(),
+        Some(0),
+        "boot failed\n{}\n{}",
+        run.describe(),
+        zdb.describe()
+    );
+    let next = root.join("next-root");
+    for tree in &trees {
+        assert_tree_in(tree, &next, &run);
+    }
+    let log = zdb.log();
+    assert!(log.contains("SELECT zos wrong -> -"), "{log}");
+    assert!(log.contains("SELECT zos secret -> +"), "{log}");
+    assert!(log.contains("zos GET "), "{log}");
+    // The console names the stores, never a password.
+    assert_says(
+        &run,
+        &format!("blocks from zdb://{HUB}:9901/zos, then zdb://{HUB}:9901/zos"),
+    );
+    assert!(!run.all_output().contains("secret"), "{}", run.describe());
 }
