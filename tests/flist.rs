@@ -798,3 +798,68 @@ fn truncated_hostile_and_oversized_flists_are_refused_and_write_nothing() {
     let _ = Kind::File;
     fs::remove_dir_all(&base).unwrap();
 }
+
+#[test]
+fn extract_works_without_root() {
+    let test = "extract_works_without_root";
+    let base = tempdir("user");
+    fs::set_permissions(&base, fs::Permissions::from_mode(0o755)).unwrap();
+    let src = base.join("src");
+    fs::create_dir(&src).unwrap();
+    make_source(&src, false);
+    let ns = nodes(&src, true);
+    let store = base.join("store");
+    fill_dir_store(&store, &ns);
+    let fl = base.join("t.flist");
+    write_v1(&fl, &ns);
+    let out = base.join("out");
+    fs::create_dir(&out).unwrap();
+    let store_url = format!("dir://{}", store.display());
+    let args = [
+        "flist",
+        "extract",
+        fl.to_str().unwrap(),
+        "--to",
+        out.to_str().unwrap(),
+        "--store",
+        &store_url,
+    ];
+    // As root, drop to nobody for the run (setpriv); otherwise this already is the case.
+    let o = if is_root() {
+        nix::unistd::chown(&out, Some(65534.into()), Some(65534.into())).unwrap();
+        let o = Command::new("timeout")
+            .args([
+                "-k",
+                "5",
+                "120",
+                "setpriv",
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                BIN,
+            ])
+            .args(args)
+            .output();
+        match o {
+            Ok(o) => o,
+            Err(e) => {
+                skip(test, &format!("needs setpriv to drop root ({e})"));
+                return;
+            }
+        }
+    } else {
+        run(&args)
+    };
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("not root: owners not set"),
+        "{}",
+        stderr(&o)
+    );
+    assert_same_tree(&src, &out, false);
+    if is_root() {
+        let m = fs::symlink_metadata(out.join("etc/hosts")).unwrap();
+        assert_eq!(m.uid(), 65534, "files belong to the user who ran it");
+    }
+    fs::remove_dir_all(&base).unwrap();
+}

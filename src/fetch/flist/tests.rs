@@ -326,7 +326,9 @@ fn fuzz_seeds_are_accepted() {
         let mut list = d.init_contents(if file { 3 } else { 0 });
         if file {
             let (b, _) = encode_v1(b"hello");
-            let BlockRef::V1 { id, key } = b else { panic!() };
+            let BlockRef::V1 { id, key } = b else {
+                panic!()
+            };
             let mut f = list.reborrow().get(0);
             f.set_name("hello");
             f.set_size(5);
@@ -364,7 +366,11 @@ fn fuzz_seeds_are_accepted() {
     let mut kv = std::collections::HashMap::new();
     let mut seed1 = Vec::new();
     for (i, (k, v)) in records.iter().enumerate() {
-        let key = if i == 0 { v1::dir_key("") } else { k.to_string() };
+        let key = if i == 0 {
+            v1::dir_key("")
+        } else {
+            k.to_string()
+        };
         kv.insert(key, v.clone());
         if i > 0 {
             seed1.extend_from_slice(b"\n--\n");
@@ -379,7 +385,9 @@ fn fuzz_seeds_are_accepted() {
 
     // flist_v2's row encoding: tag, then fields (see fuzz/fuzz_targets/flist_v2.rs).
     let (b, _) = encode_v2(b"hello");
-    let BlockRef::V2 { id, key } = b else { panic!() };
+    let BlockRef::V2 { id, key } = b else {
+        panic!()
+    };
     let mut seed2 = Vec::new();
     let inode = |s: &mut Vec<u8>, ino: u8, parent: u8, name: &str, size: u32, mode: u32| {
         s.extend_from_slice(&[0, ino, parent, name.len() as u8]);
@@ -401,11 +409,18 @@ fn fuzz_seeds_are_accepted() {
     seed2.extend_from_slice(&key);
 
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds");
-    for (name, bytes) in [("flist_v1/dir-file-link-sub", &seed1), ("flist_v2/rows-file-link", &seed2)] {
+    for (name, bytes) in [
+        ("flist_v1/dir-file-link-sub", &seed1),
+        ("flist_v2/rows-file-link", &seed2),
+    ] {
         let p = root.join(name);
         if std::env::var_os("ZOS_WRITE_FUZZ_SEEDS").is_some() {
             std::fs::write(&p, bytes).expect("write seed");
         }
-        assert_eq!(&std::fs::read(&p).expect("seed"), bytes, "{name}: rerun with ZOS_WRITE_FUZZ_SEEDS=1");
+        assert_eq!(
+            &std::fs::read(&p).expect("seed"),
+            bytes,
+            "{name}: rerun with ZOS_WRITE_FUZZ_SEEDS=1"
+        );
     }
 }
