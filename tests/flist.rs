@@ -863,3 +863,130 @@ fn extract_works_without_root() {
     }
     fs::remove_dir_all(&base).unwrap();
 }
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Python's http.server on 127.0.0.1 serving `dir` (flat `<hex id>` files: the store's first
+/// URL form `hh/<hex>` is a 404, the second is found).
+fn http_server(test: &str, dir: &Path) -> Option<(Server, u16)> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .ok()?
+        .local_addr()
+        .ok()?
+        .port();
+    let child = Command::new("timeout")
+        .args([
+            "-k",
+            "5",
+            "300",
+            "/usr/bin/python3",
+            "-u",
+            "-m",
+            "http.server",
+        ])
+        .arg(port.to_string())
+        .args(["--bind", "127.0.0.1", "--directory"])
+        .arg(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            skip(test, &format!("needs /usr/bin/python3 ({e})"));
+            return None;
+        }
+    };
+    let mut lines = BufReader::new(child.stdout.take()?).lines();
+    if !lines
+        .by_ref()
+        .take(20)
+        .any(|l| l.is_ok_and(|l| l.contains("Serving HTTP")))
+    {
+        skip(test, "python3 -m http.server did not start");
+        return None;
+    }
+    std::thread::spawn(move || lines.for_each(drop));
+    Some((Server(child), port))
+}
+
+#[test]
+fn extract_from_http_and_past_a_down_and_a_stalled_store() {
+    let test = "extract_from_http_and_past_a_down_and_a_stalled_store";
+    let base = tempdir("http");
+    let src = base.join("src");
+    fs::create_dir(&src).unwrap();
+    make_source(&src, false);
+    let ns = nodes(&src, false);
+    let good = base.join("good");
+    fill_dir_store(&good, &ns);
+    let fl = base.join("t.fl");
+    write_v2(&fl, &ns);
+    let good_url = format!("dir://{}", good.display());
+    let extract = |name: &str, stores: &[&str]| {
+        let out = base.join(name);
+        fs::create_dir(&out).unwrap();
+        let mut args = vec![
+            "flist",
+            "extract",
+            fl.to_str().unwrap(),
+            "--to",
+            out.to_str().unwrap(),
+            "--timeout",
+            "1",
+        ];
+        for s in stores {
+            args.extend_from_slice(&["--store", s]);
+        }
+        (run(&args), out)
+    };
+
+    // An http store alone.
+    let Some((server, port)) = http_server(test, &good) else {
+        return;
+    };
+    let (o, out) = extract("out-http", &[&format!("http://127.0.0.1:{port}")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_same_tree(&src, &out, false);
+    drop(server);
+
+    // A store that refuses connections, then the good one.
+    let down = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (o, out) = extract("out-down", &[&format!("zdb://127.0.0.1:{down}"), &good_url]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_same_tree(&src, &out, false);
+
+    // A store that accepts and never answers: each worker gives up on it after two timeouts.
+    let stall = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let stall_port = stall.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in stall.incoming().take(64) {
+            held.push(c);
+        }
+    });
+    let t = std::time::Instant::now();
+    let (o, out) = extract(
+        "out-stall",
+        &[&format!("zdb://127.0.0.1:{stall_port}"), &good_url],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_same_tree(&src, &out, false);
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(30),
+        "took {:?}",
+        t.elapsed()
+    );
+    fs::remove_dir_all(&base).unwrap();
+}
