@@ -990,3 +990,83 @@ fn extract_from_http_and_past_a_down_and_a_stalled_store() {
     );
     fs::remove_dir_all(&base).unwrap();
 }
+
+#[test]
+fn a_second_flist_merges_into_the_same_root() {
+    let base = tempdir("merge");
+    let (a, b) = (base.join("a"), base.join("b"));
+    fs::create_dir(&a).unwrap();
+    make_source(&a, false);
+    // The second tree: shares /etc and /bin, adds a file to /etc, replaces /bin/big.
+    fs::create_dir_all(b.join("etc")).unwrap();
+    fs::create_dir_all(b.join("bin")).unwrap();
+    fs::write(b.join("etc/zinit.yaml"), b"exec: /bin/true\n").unwrap();
+    fs::write(b.join("bin/big"), b"now small\n").unwrap();
+    fs::set_permissions(b.join("etc"), fs::Permissions::from_mode(0o711)).unwrap();
+    let store = base.join("store");
+    let (na, nb) = (nodes(&a, false), nodes(&b, true));
+    fill_dir_store(&store, &na);
+    fill_dir_store(&store, &nb);
+    let (fa, fb) = (base.join("a.fl"), base.join("b.flist"));
+    write_v2(&fa, &na);
+    write_v1(&fb, &nb);
+    let out = base.join("out");
+    fs::create_dir(&out).unwrap();
+    let store_url = format!("dir://{}", store.display());
+    for f in [&fa, &fb] {
+        let o = run(&[
+            "flist",
+            "extract",
+            f.to_str().unwrap(),
+            "--to",
+            out.to_str().unwrap(),
+            "--store",
+            &store_url,
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    assert_eq!(fs::read(out.join("bin/big")).unwrap(), b"now small\n");
+    assert_eq!(
+        fs::read(out.join("etc/zinit.yaml")).unwrap(),
+        b"exec: /bin/true\n"
+    );
+    assert_eq!(
+        fs::read(out.join("etc/hosts")).unwrap(),
+        fs::read(a.join("etc/hosts")).unwrap()
+    );
+    assert!(out.join("etc/deep/er/secret").exists());
+    // The merged directory takes the later flist's mode.
+    assert_eq!(
+        fs::metadata(out.join("etc")).unwrap().mode() & 0o7777,
+        0o711
+    );
+    // A flist with a file where the root has a directory is refused whole.
+    let c = base.join("c");
+    fs::create_dir_all(c.join("new")).unwrap();
+    fs::write(c.join("new/file"), b"x").unwrap();
+    fs::write(c.join("etc"), b"not a dir").unwrap();
+    let nc = nodes(&c, false);
+    fill_dir_store(&store, &nc);
+    let fc = base.join("c.fl");
+    write_v2(&fc, &nc);
+    let o = run(&[
+        "flist",
+        "extract",
+        fc.to_str().unwrap(),
+        "--to",
+        out.to_str().unwrap(),
+        "--store",
+        &store_url,
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("/etc: a directory is there"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        !out.join("new").exists(),
+        "part of a refused flist was moved in"
+    );
+    fs::remove_dir_all(&base).unwrap();
+}
