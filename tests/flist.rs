@@ -798,3 +798,275 @@ fn truncated_hostile_and_oversized_flists_are_refused_and_write_nothing() {
     let _ = Kind::File;
     fs::remove_dir_all(&base).unwrap();
 }
+
+#[test]
+fn extract_works_without_root() {
+    let test = "extract_works_without_root";
+    let base = tempdir("user");
+    fs::set_permissions(&base, fs::Permissions::from_mode(0o755)).unwrap();
+    let src = base.join("src");
+    fs::create_dir(&src).unwrap();
+    make_source(&src, false);
+    let ns = nodes(&src, true);
+    let store = base.join("store");
+    fill_dir_store(&store, &ns);
+    let fl = base.join("t.flist");
+    write_v1(&fl, &ns);
+    let out = base.join("out");
+    fs::create_dir(&out).unwrap();
+    let store_url = format!("dir://{}", store.display());
+    let args = [
+        "flist",
+        "extract",
+        fl.to_str().unwrap(),
+        "--to",
+        out.to_str().unwrap(),
+        "--store",
+        &store_url,
+    ];
+    // As root, drop to nobody for the run (setpriv); otherwise this already is the case.
+    let o = if is_root() {
+        nix::unistd::chown(&out, Some(65534.into()), Some(65534.into())).unwrap();
+        let o = Command::new("timeout")
+            .args([
+                "-k",
+                "5",
+                "120",
+                "setpriv",
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                BIN,
+            ])
+            .args(args)
+            .output();
+        match o {
+            Ok(o) => o,
+            Err(e) => {
+                skip(test, &format!("needs setpriv to drop root ({e})"));
+                return;
+            }
+        }
+    } else {
+        run(&args)
+    };
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("not root: owners not set"),
+        "{}",
+        stderr(&o)
+    );
+    assert_same_tree(&src, &out, false);
+    if is_root() {
+        let m = fs::symlink_metadata(out.join("etc/hosts")).unwrap();
+        assert_eq!(m.uid(), 65534, "files belong to the user who ran it");
+    }
+    fs::remove_dir_all(&base).unwrap();
+}
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Python's http.server on 127.0.0.1 serving `dir` (flat `<hex id>` files: the store's first
+/// URL form `hh/<hex>` is a 404, the second is found).
+fn http_server(test: &str, dir: &Path) -> Option<(Server, u16)> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .ok()?
+        .local_addr()
+        .ok()?
+        .port();
+    let child = Command::new("timeout")
+        .args([
+            "-k",
+            "5",
+            "300",
+            "/usr/bin/python3",
+            "-u",
+            "-m",
+            "http.server",
+        ])
+        .arg(port.to_string())
+        .args(["--bind", "127.0.0.1", "--directory"])
+        .arg(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            skip(test, &format!("needs /usr/bin/python3 ({e})"));
+            return None;
+        }
+    };
+    let mut lines = BufReader::new(child.stdout.take()?).lines();
+    if !lines
+        .by_ref()
+        .take(20)
+        .any(|l| l.is_ok_and(|l| l.contains("Serving HTTP")))
+    {
+        skip(test, "python3 -m http.server did not start");
+        return None;
+    }
+    std::thread::spawn(move || lines.for_each(drop));
+    Some((Server(child), port))
+}
+
+#[test]
+fn extract_from_http_and_past_a_down_and_a_stalled_store() {
+    let test = "extract_from_http_and_past_a_down_and_a_stalled_store";
+    let base = tempdir("http");
+    let src = base.join("src");
+    fs::create_dir(&src).unwrap();
+    make_source(&src, false);
+    let ns = nodes(&src, false);
+    let good = base.join("good");
+    fill_dir_store(&good, &ns);
+    let fl = base.join("t.fl");
+    write_v2(&fl, &ns);
+    let good_url = format!("dir://{}", good.display());
+    let extract = |name: &str, stores: &[&str]| {
+        let out = base.join(name);
+        fs::create_dir(&out).unwrap();
+        let mut args = vec![
+            "flist",
+            "extract",
+            fl.to_str().unwrap(),
+            "--to",
+            out.to_str().unwrap(),
+            "--timeout",
+            "1",
+        ];
+        for s in stores {
+            args.extend_from_slice(&["--store", s]);
+        }
+        (run(&args), out)
+    };
+
+    // An http store alone.
+    let Some((server, port)) = http_server(test, &good) else {
+        return;
+    };
+    let (o, out) = extract("out-http", &[&format!("http://127.0.0.1:{port}")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_same_tree(&src, &out, false);
+    drop(server);
+
+    // A store that refuses connections, then the good one.
+    let down = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (o, out) = extract("out-down", &[&format!("zdb://127.0.0.1:{down}"), &good_url]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_same_tree(&src, &out, false);
+
+    // A store that accepts and never answers: each worker gives up on it after two timeouts.
+    let stall = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let stall_port = stall.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in stall.incoming().take(64) {
+            held.push(c);
+        }
+    });
+    let t = std::time::Instant::now();
+    let (o, out) = extract(
+        "out-stall",
+        &[&format!("zdb://127.0.0.1:{stall_port}"), &good_url],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_same_tree(&src, &out, false);
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(30),
+        "took {:?}",
+        t.elapsed()
+    );
+    fs::remove_dir_all(&base).unwrap();
+}
+
+#[test]
+fn a_second_flist_merges_into_the_same_root() {
+    let base = tempdir("merge");
+    let (a, b) = (base.join("a"), base.join("b"));
+    fs::create_dir(&a).unwrap();
+    make_source(&a, false);
+    // The second tree: shares /etc and /bin, adds a file to /etc, replaces /bin/big.
+    fs::create_dir_all(b.join("etc")).unwrap();
+    fs::create_dir_all(b.join("bin")).unwrap();
+    fs::write(b.join("etc/zinit.yaml"), b"exec: /bin/true\n").unwrap();
+    fs::write(b.join("bin/big"), b"now small\n").unwrap();
+    fs::set_permissions(b.join("etc"), fs::Permissions::from_mode(0o711)).unwrap();
+    let store = base.join("store");
+    let (na, nb) = (nodes(&a, false), nodes(&b, true));
+    fill_dir_store(&store, &na);
+    fill_dir_store(&store, &nb);
+    let (fa, fb) = (base.join("a.fl"), base.join("b.flist"));
+    write_v2(&fa, &na);
+    write_v1(&fb, &nb);
+    let out = base.join("out");
+    fs::create_dir(&out).unwrap();
+    let store_url = format!("dir://{}", store.display());
+    for f in [&fa, &fb] {
+        let o = run(&[
+            "flist",
+            "extract",
+            f.to_str().unwrap(),
+            "--to",
+            out.to_str().unwrap(),
+            "--store",
+            &store_url,
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    assert_eq!(fs::read(out.join("bin/big")).unwrap(), b"now small\n");
+    assert_eq!(
+        fs::read(out.join("etc/zinit.yaml")).unwrap(),
+        b"exec: /bin/true\n"
+    );
+    assert_eq!(
+        fs::read(out.join("etc/hosts")).unwrap(),
+        fs::read(a.join("etc/hosts")).unwrap()
+    );
+    assert!(out.join("etc/deep/er/secret").exists());
+    // The merged directory takes the later flist's mode.
+    assert_eq!(
+        fs::metadata(out.join("etc")).unwrap().mode() & 0o7777,
+        0o711
+    );
+    // A flist with a file where the root has a directory is refused whole.
+    let c = base.join("c");
+    fs::create_dir_all(c.join("new")).unwrap();
+    fs::write(c.join("new/file"), b"x").unwrap();
+    fs::write(c.join("etc"), b"not a dir").unwrap();
+    let nc = nodes(&c, false);
+    fill_dir_store(&store, &nc);
+    let fc = base.join("c.fl");
+    write_v2(&fc, &nc);
+    let o = run(&[
+        "flist",
+        "extract",
+        fc.to_str().unwrap(),
+        "--to",
+        out.to_str().unwrap(),
+        "--store",
+        &store_url,
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("/etc: a directory is there"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        !out.join("new").exists(),
+        "part of a refused flist was moved in"
+    );
+    fs::remove_dir_all(&base).unwrap();
+}

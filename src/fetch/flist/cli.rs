@@ -16,7 +16,7 @@ use super::{entry_json, entry_line, materialise, read_file, Cache, Limits, Progr
 
 pub const USAGE: &str = "\
   zos-netboot flist list FILE [--json]
-  zos-netboot flist extract FILE --to DIR [--store URL]... [--max-bytes N]";
+  zos-netboot flist extract FILE --to DIR [--store URL]... [--max-bytes N] [--timeout SECS]";
 
 pub const HELP: &str = "\
 flist  reads a hub flist (v1 .flist or v2 .fl). `list` prints one entry per line (--json: one
@@ -24,7 +24,8 @@ flist  reads a hub flist (v1 .flist or v2 .fl). `list` prints one entry per line
        into DIR (all or nothing), fetching each block from the --store URLs in order (default:
        the stores the flist names): zdb://host[:port][/ns] (password: zdb://:PASS@host:port/ns),
        http(s)://base, dir:///path. Owners are set only when run as root. --max-bytes bounds
-       the file bytes (default: the free space of DIR's filesystem).";
+       the file bytes (default: the free space of DIR's filesystem); --timeout bounds each
+       connect and read of a store (default 10 s; a store failing twice is not asked again).";
 
 const EXIT_USAGE: u8 = 2;
 
@@ -40,6 +41,7 @@ struct Opts {
     to: Option<PathBuf>,
     stores: Vec<String>,
     max_bytes: Option<u64>,
+    timeout: Option<u64>,
 }
 
 fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Opts, lexopt::Error> {
@@ -52,6 +54,7 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Opts, lexopt::Error
             Long("to") => o.to = Some(PathBuf::from(p.value()?)),
             Long("store") => o.stores.push(p.value()?.string()?),
             Long("max-bytes") => o.max_bytes = Some(p.value()?.parse::<u64>()?),
+            Long("timeout") => o.timeout = Some(p.value()?.parse::<u64>()?),
             Short('h') | Long("help") => o.words.insert(0, "help".into()),
             Value(v) => o.words.push(v.string()?),
             _ => return Err(arg.unexpected()),
@@ -68,6 +71,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         to,
         stores,
         max_bytes,
+        timeout,
     } = match parse(args) {
         Ok(o) => o,
         Err(e) => return usage(&e.to_string()),
@@ -75,7 +79,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     match words.iter().map(String::as_str).collect::<Vec<_>>()[..] {
         ["list", file] => list(file, json),
         ["extract", file] => match to {
-            Some(dir) => extract(file, &dir, &stores, max_bytes),
+            Some(dir) => extract(file, &dir, &stores, max_bytes, timeout),
             None => usage("extract needs --to DIR"),
         },
         ["help"] | [] => {
@@ -124,7 +128,13 @@ fn resolvers() -> Vec<std::net::IpAddr> {
         .collect()
 }
 
-fn extract(file: &str, dir: &std::path::Path, urls: &[String], max_bytes: Option<u64>) -> ExitCode {
+fn extract(
+    file: &str,
+    dir: &std::path::Path,
+    urls: &[String],
+    max_bytes: Option<u64>,
+    timeout: Option<u64>,
+) -> ExitCode {
     let start = Instant::now();
     let say = |m: &str| eprintln!("zos-netboot flist: {m}");
     let flist = match read_file(file.as_ref()) {
@@ -146,6 +156,9 @@ fn extract(file: &str, dir: &std::path::Path, urls: &[String], max_bytes: Option
             return ExitCode::from(EXIT_USAGE);
         }
     };
+    if let Some(t) = timeout {
+        stores.timeout = Duration::from_secs(t.max(1));
+    }
     if stores
         .list
         .iter()
@@ -157,6 +170,13 @@ fn extract(file: &str, dir: &std::path::Path, urls: &[String], max_bytes: Option
             attempts: 2,
         };
         let mut opts = crate::fetch::http::HttpOptions::new(dns, crate::probe::Family::Ipv4);
+        let t = stores.timeout;
+        opts.timeouts = crate::fetch::http::Timeouts {
+            connect: t,
+            tls: t,
+            first_byte: t,
+            idle: t,
+        };
         let ca = PathBuf::from(crate::fetch::tls::DEFAULT_CA_BUNDLE);
         opts.tls = crate::fetch::tls::client_config(&[ca]).ok();
         stores.http = Some(opts);

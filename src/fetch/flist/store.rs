@@ -220,6 +220,14 @@ impl Stores {
         }
         let mut why = Vec::new();
         for (i, store) in self.list.iter().enumerate() {
+            let failures = conns.failures.entry(i).or_default();
+            if *failures >= GIVE_UP_AFTER {
+                why.push(format!(
+                    "{}: skipped after {GIVE_UP_AFTER} failures",
+                    store.name()
+                ));
+                continue;
+            }
             let raw = match self.fetch(conns, i, store, b.id()) {
                 Ok(raw) => raw,
                 Err(Miss::NotFound) => {
@@ -227,6 +235,15 @@ impl Stores {
                     continue;
                 }
                 Err(Miss::Failed(e)) => {
+                    let n = conns.failures.entry(i).or_default();
+                    *n += 1;
+                    if *n == GIVE_UP_AFTER {
+                        warn(format!(
+                            "store {} failed {GIVE_UP_AFTER} times ({e}); not asking it again \
+                             for this flist",
+                            store.name()
+                        ));
+                    }
                     why.push(format!("{}: {e}", store.name()));
                     continue;
                 }
@@ -341,11 +358,17 @@ fn read_capped(p: &std::path::Path) -> io::Result<Vec<u8>> {
     Ok(data)
 }
 
-/// Per-worker connections (0-db connections are kept open between blocks).
+/// Per-worker state: 0-db connections kept open between blocks, and how often each store
+/// failed (down, stalled, refusing): after [`GIVE_UP_AFTER`] failures a store is not asked
+/// again by this worker, so a stalled store costs a few timeouts, not one per block.
 #[derive(Debug, Default)]
 pub struct Conns {
     zdb: HashMap<usize, Option<Zdb>>,
+    failures: HashMap<usize, u32>,
 }
+
+/// Failures (not "not found") after which a worker stops asking a store.
+pub const GIVE_UP_AFTER: u32 = 2;
 
 /// A RESP connection to one 0-db namespace.
 #[derive(Debug)]

@@ -307,48 +307,49 @@ fn finish_orders_parents_first_and_checks_names() {
     assert!(finish(vec![e("/x", Kind::Dir)]).is_err());
 }
 
-/// The committed fuzz seeds (fuzz/seeds/flist_v1, flist_v2) are valid inputs that the readers
-/// accept; `ZOS_WRITE_FUZZ_SEEDS=1 cargo test --lib fuzz_seeds` rewrites them.
-#[test]
-fn fuzz_seeds_are_accepted() {
-    use super::flist_capnp::{a_c_i, dir};
-    let dir_msg = |name: &str, file: bool| -> Vec<u8> {
-        let mut msg = capnp::message::Builder::new(
-            capnp::message::HeapAllocator::new()
-                .first_segment_words(8)
-                .allocation_strategy(capnp::message::AllocationStrategy::FixedSize),
-        );
-        let mut d = msg.init_root::<dir::Builder>();
-        d.set_name(name);
-        d.set_size(4096);
-        d.set_aclkey("a1");
-        d.set_modification_time(1_600_000_000);
-        let mut list = d.init_contents(if file { 3 } else { 0 });
-        if file {
-            let (b, _) = encode_v1(b"hello");
-            let BlockRef::V1 { id, key } = b else {
-                panic!()
-            };
-            let mut f = list.reborrow().get(0);
-            f.set_name("hello");
-            f.set_size(5);
-            f.set_aclkey("a1");
-            let mut bl = f.init_attributes().init_file().init_blocks(1);
-            bl.reborrow().get(0).set_hash(&id[..]);
-            bl.reborrow().get(0).set_key(&key[..]);
-            let mut l = list.reborrow().get(1);
-            l.set_name("link");
-            l.set_aclkey("a1");
-            l.init_attributes().init_link().set_target("/etc/hosts");
-            let mut s = list.reborrow().get(2);
-            s.set_name("sub");
-            s.set_aclkey("a1");
-            s.init_attributes().init_dir().set_key("k1");
-        }
-        let mut out = Vec::new();
-        capnp::serialize::write_message(&mut out, &msg).expect("write");
-        out
-    };
+/// A v1 directory message: with `file`, a file "hello" (one block), a link, and a
+/// subdirectory "sub" under key `sub_key`; ACIs under "a1".
+fn v1_dir_msg(name: &str, file: bool, file_name: &str, sub_key: &str) -> Vec<u8> {
+    use super::flist_capnp::dir;
+    let mut msg = capnp::message::Builder::new(
+        capnp::message::HeapAllocator::new()
+            .first_segment_words(8)
+            .allocation_strategy(capnp::message::AllocationStrategy::FixedSize),
+    );
+    let mut d = msg.init_root::<dir::Builder>();
+    d.set_name(name);
+    d.set_size(4096);
+    d.set_aclkey("a1");
+    d.set_modification_time(1_600_000_000);
+    let mut list = d.init_contents(if file { 3 } else { 0 });
+    if file {
+        let (b, _) = encode_v1(b"hello");
+        let BlockRef::V1 { id, key } = b else {
+            panic!()
+        };
+        let mut f = list.reborrow().get(0);
+        f.set_name(file_name);
+        f.set_size(5);
+        f.set_aclkey("a1");
+        let mut bl = f.init_attributes().init_file().init_blocks(1);
+        bl.reborrow().get(0).set_hash(&id[..]);
+        bl.reborrow().get(0).set_key(&key[..]);
+        let mut l = list.reborrow().get(1);
+        l.set_name("link");
+        l.set_aclkey("a1");
+        l.init_attributes().init_link().set_target("/etc/hosts");
+        let mut s = list.reborrow().get(2);
+        s.set_name("sub");
+        s.set_aclkey("a1");
+        s.init_attributes().init_dir().set_key(sub_key);
+    }
+    let mut out = Vec::new();
+    capnp::serialize::write_message(&mut out, &msg).expect("write");
+    out
+}
+
+fn v1_aci() -> Vec<u8> {
+    use super::flist_capnp::a_c_i;
     let mut aci = capnp::message::Builder::new_default();
     let mut a = aci.init_root::<a_c_i::Builder>();
     a.set_uname("root");
@@ -358,10 +359,55 @@ fn fuzz_seeds_are_accepted() {
     a.set_gid(0);
     let mut aci_bytes = Vec::new();
     capnp::serialize::write_message(&mut aci_bytes, &aci).expect("write");
+    aci_bytes
+}
+
+#[test]
+fn v1_loops_and_hostile_names_are_refused() {
+    let walk = |root: Vec<u8>, sub: Option<Vec<u8>>| {
+        let mut kv = std::collections::HashMap::new();
+        kv.insert(v1::dir_key(""), root);
+        kv.insert("a1".to_string(), v1_aci());
+        if let Some(sub) = sub {
+            kv.insert("k1".to_string(), sub);
+        }
+        v1::walk(&kv).and_then(finish).map_err(|e| e.to_string())
+    };
+    let ok = walk(
+        v1_dir_msg("", true, "hello", "k1"),
+        Some(v1_dir_msg("sub", false, "", "")),
+    );
+    assert_eq!(ok.expect("valid").len(), 4);
+    // The subdirectory is the root again: a loop.
+    let root_key = v1::dir_key("");
+    let e = walk(v1_dir_msg("", true, "hello", &root_key), None).unwrap_err();
+    assert!(e.contains("reached twice"), "{e}");
+    // The subdirectory's key is missing.
+    let e = walk(v1_dir_msg("", true, "hello", "k1"), None).unwrap_err();
+    assert!(e.contains("not in table entries"), "{e}");
+    for bad in ["..", "a/b", ""] {
+        let e = walk(
+            v1_dir_msg("", true, bad, "k1"),
+            Some(v1_dir_msg("sub", false, "", "")),
+        )
+        .unwrap_err();
+        assert!(e.contains("name"), "{bad:?}: {e}");
+    }
+    // Garbage and a message cut short are errors, not panics.
+    let mut cut = v1_dir_msg("", true, "hello", "k1");
+    cut.truncate(cut.len() - 9);
+    assert!(walk(cut, None).unwrap_err().contains("Cap'n Proto"));
+    assert!(walk(vec![0xff; 64], None).is_err());
+}
+
+/// The committed fuzz seeds (fuzz/seeds/flist_v1, flist_v2) are valid inputs that the readers
+/// accept; `ZOS_WRITE_FUZZ_SEEDS=1 cargo test --lib fuzz_seeds` rewrites them.
+#[test]
+fn fuzz_seeds_are_accepted() {
     let records: Vec<(&str, Vec<u8>)> = vec![
-        ("", dir_msg("", true)),
-        ("a1", aci_bytes),
-        ("k1", dir_msg("sub", false)),
+        ("", v1_dir_msg("", true, "hello", "k1")),
+        ("a1", v1_aci()),
+        ("k1", v1_dir_msg("sub", false, "", "")),
     ];
     let mut kv = std::collections::HashMap::new();
     let mut seed1 = Vec::new();
