@@ -173,7 +173,10 @@ async fn explicit(
             }
             Err(e) => return Err(format!("{url}.md5: {e}")),
         };
-        let name = url.rsplit('/').next().unwrap_or(url).to_string();
+        let name = match url.rsplit('/').next() {
+            Some(n) if !n.is_empty() => n.to_string(),
+            _ => "flist".to_string(),
+        };
         out.push(FlistRef {
             name,
             url: url.clone(),
@@ -185,6 +188,9 @@ async fn explicit(
 
 /// A file name for a flist in the cache directory.
 fn cache_name(name: &str) -> String {
+    if name.is_empty() || name.chars().all(|c| c == '.') {
+        return "flist".into();
+    }
     name.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || ".-_:".contains(c) {
@@ -348,5 +354,7 @@ mod tests {
         );
         assert_eq!(cache_name("../../etc/passwd"), ".._.._etc_passwd");
         assert!(!cache_name("a/b\0c").contains('/'));
+        assert_eq!(cache_name(""), "flist");
+        assert_eq!(cache_name(".."), "flist");
     }
 }
