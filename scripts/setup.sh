@@ -18,6 +18,10 @@ packages=(
   # FAT images and the partition table, objcopy, OVMF (UEFI in QEMU)
   systemd-boot-efi grub-pc-bin grub-efi-amd64-bin isolinux syslinux-common xorriso mtools
   fdisk binutils ovmf
+  # flists: a real Redis answers GET as 0-db does (tests/flist.rs, tests/flist_chain_lab.rs,
+  # tests/flist_qemu_e2e.rs); tar for the v1 .flist; python3-snappy for the blocks
+  # tests/grid/flistgen.py makes
+  redis-server tar python3-snappy
 )
 target=x86_64-unknown-linux-musl
 

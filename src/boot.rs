@@ -90,8 +90,12 @@ pub fn run(console: &Console, settings: &Settings, opts: BootOptions) -> bool {
     let mut attempt = 0;
     loop {
         console.line(format_args!(
-            "handing off to {} in {} (switch_root)",
+            "handing off to {}{} in {} (switch_root)",
             init.display(),
+            handoff::init_args(&init)
+                .iter()
+                .map(|a| format!(" {a}"))
+                .collect::<String>(),
             root.display()
         ));
         // Only returns on failure.
@@ -279,6 +283,17 @@ fn fetch_stage(
         release: opts.release.clone(),
         set_clock: opts.pid1,
         build_unix: env!("ZOS_BUILD_UNIX").parse().unwrap_or(0),
+        flist: settings
+            .fetch_flist
+            .then(|| crate::fetch::flist::chain::FlistFetch {
+                config_url: settings.config_url.clone(),
+                flists: settings.flists.clone(),
+                fallback_hubs: settings.hub_urls(),
+                runmode: settings.runmode,
+                version: settings.version.clone(),
+                bootstrap: true,
+            }),
+        stores: settings.stores.clone(),
     };
     if let Some(why) = skipped {
         console.line(format_args!("fetch: skipped ({why})"));

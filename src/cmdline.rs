@@ -71,6 +71,16 @@ pub struct Settings {
     pub ntp: Vec<std::net::IpAddr>,
     /// `zos.fetch=none`: skip the fetch stage (the next root is already in the image).
     pub fetch_disabled: bool,
+    /// `zos.fetch=flist`, or implied by `zos.config=` / `zos.flist=`: the OS comes as flists
+    /// from the hub (ZOS's boot chain) instead of a manifest.
+    pub fetch_flist: bool,
+    /// `zos.config=URL`: a zos-config file (`hub_urls`) for the flist chain.
+    pub config_url: Option<String>,
+    /// `zos.flist=URL` (repeatable): install these flists, in order, instead of the chain.
+    pub flists: Vec<String>,
+    /// `zos.store=URL` (repeatable): block stores tried before the flists' own
+    /// (`zdb://host:port[/ns]`, `http(s)://…`, `dir:///…`).
+    pub stores: Vec<String>,
     /// `vlan:priv=ID`, `vlan:pub=ID` (ZOS's names) and `zos.vlan=IF.ID` (repeatable): 802.1Q
     /// links to create and use instead of (or beside) the untagged NICs.
     pub vlans: Vec<VlanSetting>,
@@ -387,6 +397,26 @@ pub fn parse(cmdline: &str) -> (Settings, Vec<Ignored>) {
                 Err(e) => bad(&e),
             },
             ("zos.fetch", Some("none")) => s.fetch_disabled = true,
+            ("zos.fetch", Some("flist")) => s.fetch_flist = true,
+            ("zos.fetch", _) => bad("expects none or flist"),
+            ("zos.config" | "zos.flist", Some(v))
+                if v.starts_with("http://") || v.starts_with("https://") =>
+            {
+                s.fetch_flist = true;
+                match key {
+                    "zos.config" => s.config_url = Some(v.to_string()),
+                    _ => s.flists.push(v.to_string()),
+                }
+            }
+            ("zos.config" | "zos.flist", _) => bad("expects an http:// or https:// URL"),
+            ("zos.store", Some(v))
+                if ["zdb://", "http://", "https://", "dir:///"]
+                    .iter()
+                    .any(|p| v.starts_with(p)) =>
+            {
+                s.stores.push(v.to_string())
+            }
+            ("zos.store", _) => bad("expects a zdb://, http(s):// or dir:/// URL"),
             ("zos.probe", Some("none")) => s.probes_disabled = true,
             ("zos.probe", Some(v)) if v.starts_with("http://") || v.starts_with("https://") => {
                 s.probes.push(v.to_string())
@@ -488,6 +518,30 @@ pub fn is_valid_domain(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn flist_keys_select_the_flist_mode() {
+        let (s, ignored) = parse(
+            "zos.config=http://10.1.0.1/zos-config/testing.json zos.flist=http://h/a.flist \
+             zos.flist=https://h/b.fl zos.store=zdb://10.1.0.1:9900/ns zos.store=ftp://x \
+             zos.config=/etc/x zos.fetch=maybe",
+        );
+        assert!(s.fetch_flist);
+        assert_eq!(
+            s.config_url.as_deref(),
+            Some("http://10.1.0.1/zos-config/testing.json")
+        );
+        assert_eq!(s.flists, ["http://h/a.flist", "https://h/b.fl"]);
+        assert_eq!(s.stores, ["zdb://10.1.0.1:9900/ns"]);
+        let bad: Vec<&str> = ignored.iter().map(|i| i.word.as_str()).collect();
+        assert_eq!(
+            bad,
+            ["zos.store=ftp://x", "zos.config=/etc/x", "zos.fetch=maybe"]
+        );
+        let (s, _) = parse("zos.fetch=flist");
+        assert!(s.fetch_flist && s.flists.is_empty() && s.config_url.is_none());
+        assert!(!parse("runmode=test").0.fetch_flist);
+    }
 
     #[test]
     fn vlan_keys_are_read_and_bad_ones_named() {

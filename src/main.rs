@@ -19,6 +19,7 @@ usage:
   zos-netboot boot  [--no-handoff] [--sysroot DIR] [same options as net]
   zos-netboot keep  [--state PATH] [--resolv PATH] [--allow-host]
   zos-netboot version
+  zos-netboot flist list FILE [--json] | extract FILE --to DIR [--store URL]...  (flist --help)
 
 net    brings up every physical NIC (or the --iface ones), runs DHCPv4 on all of them at once
        (the first bound is the OOB NIC), waits for IPv6 SLAAC (--wait-ipv6, default 3 s per
@@ -182,6 +183,10 @@ fn main() -> ExitCode {
         if let Err(e) = early::start_reaper() {
             early_problems.push(format!("child reaper: {e}"));
         }
+    }
+    // Operators' flist tools: no network set-up, so no host guard and no --allow-host.
+    if !pid1 && std::env::args_os().nth(1).is_some_and(|a| a == "flist") {
+        return zos_netboot::fetch::flist::cli::main(std::env::args_os().skip(2));
     }
     // As PID 1 the kernel hands us the command line words it did not understand as arguments:
     // they are not ours to parse, the boot is what PID 1 does.

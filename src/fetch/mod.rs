@@ -1,5 +1,6 @@
 //! Fetching boot artifacts from the hub: HTTP/1.1 over TLS, verified and resumable downloads.
 pub mod download;
+pub mod flist;
 pub mod http;
 pub mod hubs;
 pub mod install;

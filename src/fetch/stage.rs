@@ -66,6 +66,10 @@ pub struct FetchConfig {
     /// PID 1 only: step the clock for real.
     pub set_clock: bool,
     pub build_unix: u64,
+    /// The flist mode (`zos.fetch=flist`, `zos.config=`, `zos.flist=`) instead of the manifest.
+    pub flist: Option<crate::fetch::flist::chain::FlistFetch>,
+    /// `zos.store=` block stores, for the flist mode.
+    pub stores: Vec<String>,
 }
 
 /// What the stage did, for the console and the state JSON (`"fetch"`).
@@ -82,6 +86,8 @@ pub struct FetchRecord {
     pub error: Option<String>,
     /// Why the stage did not run at all (`zos.fetch=none`, not PID 1 without `--sysroot`).
     pub skipped: Option<String>,
+    /// The flist mode's record (None: the manifest mode).
+    pub flist: Option<crate::fetch::flist::chain::FlistRecord>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -214,6 +220,10 @@ async fn stage(
     ntp.dedup();
     clock.sntp(&ntp).await;
     out.record.clock = clock.report.clone();
+
+    if let Some(fl) = &cfg.flist {
+        return crate::fetch::flist::install::stage(cfg, fl, state, console, &mut out.record).await;
+    }
 
     let candidates = manifest_candidates(cfg, hubs);
     if candidates.is_empty() {
@@ -898,6 +908,8 @@ mod tests {
             release: String::new(),
             set_clock: false,
             build_unix: 0,
+            flist: None,
+            stores: vec![],
         }
     }
 

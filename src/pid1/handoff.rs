@@ -88,12 +88,64 @@ pub fn switch_root(new_root: &Path, init: &Path) -> Result<std::convert::Infalli
         .map_err(|e| err("move the new root to /", e))?;
     nix::unistd::chroot(".").map_err(|e| err("chroot", e))?;
     std::env::set_current_dir("/").map_err(|e| err("chdir /", e))?;
+    let args = init_args(init);
+    if is_zinit(init) {
+        prepare_for_zinit();
+    }
     use std::os::unix::process::CommandExt;
     // std's exec also resets the signal mask (we block SIGCHLD for the reaper thread).
     let e = std::process::Command::new(init)
         .arg0(init.file_name().unwrap_or(OsStr::new("init")))
+        .args(args)
+        .env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        )
         .exec();
     Err(err(format!("exec {}", init.display()), e))
+}
+
+/// ZOS's init is zinit, run as `zinit init` (0-initramfs's `switch_root /mnt/root /sbin/zinit
+/// init`).
+fn is_zinit(init: &Path) -> bool {
+    init.file_name() == Some(OsStr::new("zinit"))
+}
+
+/// The arguments the next init is run with: `init` for zinit, none otherwise.
+pub fn init_args(init: &Path) -> &'static [&'static str] {
+    if is_zinit(init) {
+        &["init"]
+    } else {
+        &[]
+    }
+}
+
+/// What 0-initramfs's init sets up before zinit, beyond /proc, /sys, /dev and /run (moved
+/// here already): devpts on /dev/pts, and the directories zinit's services write to. Best
+/// effort: zinit reports what its services miss.
+fn prepare_for_zinit() {
+    for d in [
+        "/dev/pts",
+        "/tmp",
+        "/mnt",
+        "/var/run",
+        "/var/log",
+        "/etc/zinit",
+    ] {
+        if let Err(e) = std::fs::create_dir_all(d) {
+            log::warn!("mkdir {d}: {e}");
+        }
+    }
+    let _ = std::fs::set_permissions("/tmp", std::os::unix::fs::PermissionsExt::from_mode(0o1777));
+    if let Err(e) = mount(
+        Some("devpts"),
+        "/dev/pts",
+        Some("devpts"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some("mode=620,ptmxmode=666"),
+    ) {
+        log::warn!("mount devpts on /dev/pts: {e}");
+    }
 }
 
 /// Removes everything on the initramfs (same device as `/`), not crossing into other mounts and
@@ -146,6 +198,13 @@ mod tests {
             init
         );
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn zinit_is_run_as_zinit_init() {
+        assert_eq!(init_args(Path::new("/sbin/zinit")), ["init"]);
+        assert!(init_args(Path::new("/sbin/init")).is_empty());
+        assert!(init_args(Path::new("/sbin/zinit-not")).is_empty());
     }
 
     #[test]

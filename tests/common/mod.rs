@@ -119,7 +119,7 @@ pub fn require_tool_says(test: &str, tool: &str, arg: &str, needle: &str) -> boo
     }
 }
 
-fn skip(test: &str, why: &str) -> bool {
+pub fn skip(test: &str, why: &str) -> bool {
     skip_unless_required("ZOS_LAB_REQUIRED", test, why)
 }
 
@@ -1281,7 +1281,7 @@ impl Lab {
         mac
     }
 
-    fn spawn_router_daemon(
+    pub fn spawn_router_daemon(
         &self,
         name: &str,
         program: &str,

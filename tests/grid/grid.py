@@ -25,6 +25,7 @@ Needs Python 3 and python3-cryptography (Debian package).
 import argparse
 import datetime
 import fnmatch
+import hashlib
 import ipaddress
 import json
 import mimetypes
@@ -89,6 +90,7 @@ class Faults:
         self.registrar_fail = args.registrar_fail
         self.stall_accept = args.stall_accept
         self.stall_count = args.stall_count
+        self.wrong_md5 = args.wrong_md5 or []
 
     def matches(self, path):
         return any(fnmatch.fnmatchcase(path, g) for g in self.globs)
@@ -212,6 +214,100 @@ class Grid:
         if full != self.root and not full.startswith(self.root + os.sep):
             return None
         return full if os.path.isfile(full) else None
+
+
+# --- the hub API (0-hub's public read-only part) --------------------------
+#
+# The layout under --root is 0-hub's public directory: one directory per repository
+# (user), holding flists (regular files), symlinks to flists (`symlink`: same or another
+# repository), tag directories `.tag-<tag>` whose entries are symlinks to flists, and
+# taglinks (a symlink to another repository's `.tag-<tag>` directory). Targets are shown the
+# way 0-hub cleans them: "../" dropped, ".tag-" read as "tags/".
+
+HUB_API = "/api/flist"
+NAME = re.compile(r"[A-Za-z0-9._:+@-]+")
+
+
+def clean_target(target):
+    return target.replace("../", "").replace(".tag-", "tags/")
+
+
+def hub_entry(path, name, in_tag=False):
+    st = os.lstat(path)
+    if os.path.islink(path):
+        target = os.readlink(path)
+        tst = os.stat(path) if os.path.exists(path) else st
+        kind = "taglink" if "/.tag-" in target and not in_tag else "symlink"
+        return {"name": name, "size": "%.2f KB" % (tst.st_size / 1024),
+                "updated": int(tst.st_mtime), "linktime": int(st.st_mtime),
+                "type": kind, "target": clean_target(target)}
+    if os.path.isdir(path):
+        if in_tag or not name.startswith(".tag-"):
+            return None
+        return {"name": name[5:], "size": "0 KB", "updated": int(st.st_mtime),
+                "type": "tag"}
+    if in_tag:
+        return None
+    return {"name": name, "size": "%.2f KB" % (st.st_size / 1024),
+            "updated": int(st.st_mtime), "type": "regular"}
+
+
+def flist_md5(grid, url_path):
+    """MD5 (hex) of the flist at a URL path, the --wrong-md5 fault applied; None: absent."""
+    full = grid.file_for(url_path)
+    if full is None:
+        return None
+    h = hashlib.md5()
+    with open(full, "rb") as f:
+        for data in iter(lambda: f.read(CHUNK), b""):
+            h.update(data)
+    md5 = h.hexdigest()
+    if any(fnmatch.fnmatchcase(url_path, g) for g in grid.faults.wrong_md5):
+        grid.count_fault("wrong_md5")
+        md5 = hashlib.md5(md5.encode()).hexdigest()
+    return md5
+
+
+def hub_api(grid, path):
+    """(status, JSON) for GET /api/flist[/...], answered from the directory tree."""
+    if grid.root is None:
+        return 404, {"status": "error", "message": "no hub here"}
+    parts = path[len(HUB_API):].strip("/").split("/") if path != HUB_API else []
+    if any(not NAME.fullmatch(p) for p in parts):
+        return 404, {"status": "error", "message": "bad name"}
+    users = sorted(u for u in os.listdir(grid.root)
+                   if os.path.isdir(os.path.join(grid.root, u)) and not u.startswith("."))
+    if not parts:
+        return 200, ["%s/%s" % (u, f) for u in users
+                     for f in sorted(os.listdir(os.path.join(grid.root, u)))]
+    user = parts[0]
+    udir = os.path.join(grid.root, user)
+    if user not in users:
+        return 404, {"status": "error", "message": "user not found"}
+    if len(parts) == 1:
+        out = [hub_entry(os.path.join(udir, f), f) for f in sorted(os.listdir(udir))]
+        return 200, [e for e in out if e]
+    if len(parts) == 3 and parts[1] == "tags":
+        tdir = os.path.join(udir, ".tag-" + parts[2])
+        if not os.path.isdir(tdir):
+            return 404, {"status": "error", "message": "tag not found"}
+        out = [hub_entry(os.path.join(tdir, f), f, in_tag=True)
+               for f in sorted(os.listdir(tdir))]
+        return 200, [e for e in out if e and e["type"] == "symlink"]
+    if len(parts) == 3 and parts[2] == "light":
+        fpath = os.path.join(udir, parts[1])
+        if not os.path.isfile(fpath):
+            return 404, {"status": "error", "message": "source not found"}
+        st = os.lstat(fpath)
+        info = {"name": parts[1], "size": st.st_size, "updated": int(st.st_mtime),
+                "type": "regular", "md5": flist_md5(grid, "/%s/%s" % (user, parts[1]))}
+        if os.path.islink(fpath):
+            tst = os.stat(fpath)
+            info.update({"type": "symlink", "updated": int(tst.st_mtime),
+                         "linktime": int(st.st_mtime), "target": os.readlink(fpath),
+                         "size": tst.st_size})
+        return 200, info
+    return 404, {"status": "error", "message": "no such endpoint"}
 
 
 # --- registration ----------------------------------------------------------
@@ -406,6 +502,13 @@ class Handler(BaseHTTPRequestHandler):
             elif path in self.grid.redirects:
                 self.grid.count_path(path)
                 sent = self.send_redirect(path, notes)
+            elif path == HUB_API or path.startswith(HUB_API + "/"):
+                self.grid.count_path(path)
+                status, doc = hub_api(self.grid, unquote(path))
+                sent = self.send_json(status, doc)
+            elif (path.endswith(".flist.md5") and self.grid.file_for(path) is None
+                  and self.grid.root is not None):
+                sent = self.serve_md5(path, notes)
             else:
                 sent = self.serve_file(path, notes)
         except OSError as e:
@@ -415,6 +518,21 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         finally:
             self.finish_line(started, sent, notes)
+
+    def serve_md5(self, path, notes):
+        """0-hub's `/<repo>/<f>.flist.md5`: the flist's MD5 in hex and a newline."""
+        self.grid.count_path(path)
+        md5 = flist_md5(self.grid, path[:-len(".md5")])
+        if md5 is None:
+            return self.send_json(404, {"error": "no such flist: %s" % path})
+        data = (md5 + "\n").encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+        return len(data)
 
     def send_redirect(self, path, notes):
         status, location = self.grid.redirects[path]
@@ -773,6 +891,9 @@ def parse_args(argv):
                    help="the first N registration POSTs get 503")
     f.add_argument("--stall-accept", type=float, metavar="SECS",
                    help="accept connections but read nothing for SECS")
+    f.add_argument("--wrong-md5", action="append", metavar="GLOB",
+                   help="the hub API's MD5 of flists whose URL path matches GLOB (.flist.md5 "
+                   "and /light) is wrong (repeatable)")
     f.add_argument("--stall-count", type=int, metavar="N",
                    help="stall only the first N connections (default: all)")
     args = p.parse_args(argv)

@@ -252,6 +252,32 @@ got=$(timeout 10 bash -c "$(declare -f sntp_offset); py=$py; sntp_offset '$T/kod
 check "ntp-stratum 0: a kiss-o'-death (stratum 0, leap 3): ${got% *}" test "${got% *}" = "4 0 3 1"
 stop "$pid"
 
+# --- the hub API (0-hub's layout under --root) --------------------------------------------------
+H=$T/hubroot
+mkdir -p "$H/tf-autobuilder/.tag-v1" "$H/tf-zos"
+printf 'flist one\n' >"$H/tf-autobuilder/zos-1.flist"
+ln -s zos-1.flist "$H/tf-autobuilder/zos:latest.flist"
+ln -s ../../tf-autobuilder/zos-1.flist "$H/tf-autobuilder/.tag-v1/zos.flist"
+ln -s ../tf-autobuilder/.tag-v1 "$H/tf-zos/production"
+"$py" "$grid" --root "$H" --http 127.0.0.1:0 --ready-file "$T/hub.ready" --exit-after 60 \
+  --wrong-md5 /tf-autobuilder/zos:latest.flist 2>"$T/hub.log" &
+pid=$!
+pids+=("$pid")
+for _ in $(seq 200); do [ -s "$T/hub.ready" ] && break; sleep 0.05; done
+url=$(field "$T/hub.ready" http)
+api() { curl -sS --max-time 10 "$url$1"; }
+md5=$(md5sum "$H/tf-autobuilder/zos-1.flist" | cut -d' ' -f1)
+check "hub: /api/flist lists repo/name" bash -c "$(declare -f api); url=$url; api /api/flist | grep -q '\"tf-zos/production\"'"
+check "hub: a taglink with its cleaned target" bash -c "$(declare -f api); url=$url; api /api/flist/tf-zos | grep -q '\"target\": \"tf-autobuilder/tags/v1\", \"type\": \"taglink\"'"
+check "hub: a tag listed in its repository" bash -c "$(declare -f api); url=$url; api /api/flist/tf-autobuilder | grep -q '\"name\": \"v1\", \"size\": \"0 KB\", \"type\": \"tag\"'"
+check "hub: the tag's symlinks" bash -c "$(declare -f api); url=$url; api /api/flist/tf-autobuilder/tags/v1 | grep -q '\"target\": \"tf-autobuilder/zos-1.flist\", \"type\": \"symlink\"'"
+check "hub: /light carries the md5" bash -c "$(declare -f api); url=$url; api /api/flist/tf-autobuilder/zos-1.flist/light | grep -q '\"md5\": \"$md5\"'"
+check "hub: .flist.md5" bash -c "test \"\$(curl -sS --max-time 10 $url/tf-autobuilder/zos-1.flist.md5)\" = $md5"
+check "hub: --wrong-md5 lies for that path only" bash -c "test \"\$(curl -sS --max-time 10 '$url/tf-autobuilder/zos:latest.flist.md5')\" != $md5"
+check "hub: an unknown repository is 404" \
+  test "$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 "$url/api/flist/nobody")" = 404
+stop "$pid"
+
 # --- IPv6 loopback ----------------------------------------------------------------------------
 if ip -6 addr show dev lo 2>/dev/null | grep -q '::1/128'; then
   "$py" "$grid" --root "$T/root" --http '[::1]:0' --ready-file "$T/v6.ready" --exit-after 60 \

@@ -1,0 +1,513 @@
+//! Block stores and the RAM cache.
+//!
+//! URLs (as on the command line and in a v2 `route` table):
+//! - `zdb://host[:port][/namespace]` — 0-db (or Redis) over RESP; port 9900 by default;
+//!   `SELECT namespace [password]` unless the namespace is `default` or absent, then
+//!   `GET <raw id>`. A password goes in the user-info: `zdb://:password@host:port/ns`.
+//! - `http://base`, `https://base` — `GET base/hh/<hex id>` (hh = the first byte in hex), and
+//!   `base/<hex id>` when that is 404.
+//! - `dir:///path` — the file `/path/<hex id>` (rfs's layout), else `/path/hh/<hex id>`.
+//!
+//! [`Stores::get`] tries the stores in order for each block: a store that does not have it, or
+//! fails, or serves bytes that do not verify is skipped for that block and the next is asked;
+//! a store that served a bad block is reported through the caller's warning function. Verified
+//! plain blocks go into the [`Cache`] so that a second flist or a retry fetches nothing twice.
+use std::collections::HashMap;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::{block, hex, BlockRef, Error, MAX_BLOCK_PLAIN};
+use crate::fetch::http;
+
+/// Largest stored (compressed, encrypted) block accepted from a store.
+pub const MAX_STORED: usize = MAX_BLOCK_PLAIN + MAX_BLOCK_PLAIN / 4 + 4096;
+/// Default port of 0-db (and of the hub's block store).
+pub const ZDB_PORT: u16 = 9900;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Store {
+    Zdb {
+        host: String,
+        port: u16,
+        namespace: Option<String>,
+        password: Option<String>,
+    },
+    Http {
+        base: String,
+    },
+    Dir {
+        path: PathBuf,
+    },
+}
+
+impl Store {
+    /// Parses a store URL (see the module documentation).
+    pub fn parse(url: &str) -> Result<Store, Error> {
+        let bad = |why: &str| Error::new(format!("store URL {url:?}: {why}"));
+        if let Some(rest) = url.strip_prefix("dir://") {
+            if !rest.starts_with('/') {
+                return Err(bad("dir:// needs an absolute path (dir:///path)"));
+            }
+            return Ok(Store::Dir {
+                path: PathBuf::from(rest),
+            });
+        }
+        if url.starts_with("http://") || url.starts_with("https://") {
+            return Ok(Store::Http {
+                base: url.trim_end_matches('/').to_string(),
+            });
+        }
+        let Some(rest) = url
+            .strip_prefix("zdb://")
+            .or_else(|| url.strip_prefix("redis://"))
+        else {
+            return Err(bad("unknown scheme (zdb://, http(s)://, dir:// are known)"));
+        };
+        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let (userinfo, hostport) = match authority.rsplit_once('@') {
+            Some((u, h)) => (Some(u), h),
+            None => (None, authority),
+        };
+        let password = userinfo
+            .and_then(|u| u.split_once(':').map(|(_, p)| p).or(Some(u)))
+            .filter(|p| !p.is_empty())
+            .map(str::to_string);
+        let (host, port) = if let Some(h) = hostport.strip_prefix('[') {
+            let (h, after) = h
+                .split_once(']')
+                .ok_or_else(|| bad("unclosed [ in the host"))?;
+            (h.to_string(), after.strip_prefix(':'))
+        } else {
+            match hostport.rsplit_once(':') {
+                Some((h, p)) => (h.to_string(), Some(p)),
+                None => (hostport.to_string(), None),
+            }
+        };
+        if host.is_empty() {
+            return Err(bad("no host"));
+        }
+        let port = match port {
+            Some(p) => p.parse().map_err(|_| bad("bad port"))?,
+            None => ZDB_PORT,
+        };
+        let namespace = path.trim_matches('/');
+        if namespace.contains('/') || namespace.contains(char::is_whitespace) {
+            return Err(bad("bad namespace"));
+        }
+        Ok(Store::Zdb {
+            host,
+            port,
+            namespace: (!namespace.is_empty()).then(|| namespace.to_string()),
+            password,
+        })
+    }
+
+    /// The URL without its password, for the console.
+    pub fn name(&self) -> String {
+        match self {
+            Store::Zdb {
+                host,
+                port,
+                namespace,
+                ..
+            } => {
+                let host = if host.contains(':') {
+                    format!("[{host}]")
+                } else {
+                    host.clone()
+                };
+                match namespace {
+                    Some(ns) => format!("zdb://{host}:{port}/{ns}"),
+                    None => format!("zdb://{host}:{port}"),
+                }
+            }
+            Store::Http { base } => base.clone(),
+            Store::Dir { path } => format!("dir://{}", path.display()),
+        }
+    }
+}
+
+/// Why a store did not give a block.
+#[derive(Debug)]
+pub enum Miss {
+    NotFound,
+    Failed(String),
+}
+
+/// The cache's blocks by id, and their total size.
+type Held = (HashMap<Vec<u8>, Arc<Vec<u8>>>, usize);
+
+/// Verified plain blocks by id, up to a byte budget (beyond it, blocks are not kept).
+#[derive(Debug, Default)]
+pub struct Cache {
+    inner: Mutex<Held>,
+    max_bytes: usize,
+}
+
+impl Cache {
+    pub fn new(max_bytes: usize) -> Self {
+        Cache {
+            inner: Mutex::new((HashMap::new(), 0)),
+            max_bytes,
+        }
+    }
+    pub fn get(&self, id: &[u8]) -> Option<Arc<Vec<u8>>> {
+        self.inner.lock().ok()?.0.get(id).cloned()
+    }
+    pub fn put(&self, id: &[u8], plain: Arc<Vec<u8>>) {
+        if let Ok(mut g) = self.inner.lock() {
+            if g.1 + plain.len() <= self.max_bytes && !g.0.contains_key(id) {
+                g.1 += plain.len();
+                g.0.insert(id.to_vec(), plain);
+            }
+        }
+    }
+    /// Blocks and bytes held.
+    pub fn usage(&self) -> (usize, usize) {
+        self.inner
+            .lock()
+            .map(|g| (g.0.len(), g.1))
+            .unwrap_or((0, 0))
+    }
+}
+
+/// The stores of one extraction, in the order they are asked.
+#[derive(Debug, Clone)]
+pub struct Stores {
+    pub list: Vec<Store>,
+    /// How http(s) stores are reached (DNS, TLS, timeouts); None: http stores are skipped.
+    pub http: Option<http::HttpOptions>,
+    /// Connect and read timeout for 0-db stores.
+    pub timeout: Duration,
+}
+
+impl Stores {
+    pub fn new(list: Vec<Store>) -> Self {
+        Stores {
+            list,
+            http: None,
+            timeout: Duration::from_secs(10),
+        }
+    }
+    pub fn parse_all<S: AsRef<str>>(urls: &[S]) -> Result<Self, Error> {
+        let list = urls
+            .iter()
+            .map(|u| Store::parse(u.as_ref()))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Stores::new(list))
+    }
+
+    /// The verified plain bytes of `b`: from the cache, else from the first store that has a
+    /// block that verifies. `warn` hears about each store that served a bad block.
+    pub fn get(
+        &self,
+        conns: &mut Conns,
+        cache: &Cache,
+        b: &BlockRef,
+        warn: &(dyn Fn(String) + Sync),
+    ) -> Result<(Arc<Vec<u8>>, bool), Error> {
+        if let Some(p) = cache.get(b.id()) {
+            return Ok((p, true));
+        }
+        if self.list.is_empty() {
+            return Err(Error::new(format!(
+                "block {}: no store to fetch it from (give --store URL)",
+                b.id_hex()
+            )));
+        }
+        let mut why = Vec::new();
+        for (i, store) in self.list.iter().enumerate() {
+            let failures = conns.failures.entry(i).or_default();
+            if *failures >= GIVE_UP_AFTER {
+                why.push(format!(
+                    "{}: skipped after {GIVE_UP_AFTER} failures",
+                    store.name()
+                ));
+                continue;
+            }
+            let raw = match self.fetch(conns, i, store, b.id()) {
+                Ok(raw) => raw,
+                Err(Miss::NotFound) => {
+                    why.push(format!("{}: not found", store.name()));
+                    continue;
+                }
+                Err(Miss::Failed(e)) => {
+                    let n = conns.failures.entry(i).or_default();
+                    *n += 1;
+                    if *n == GIVE_UP_AFTER {
+                        warn(format!(
+                            "store {} failed {GIVE_UP_AFTER} times ({e}); not asking it again \
+                             for this flist",
+                            store.name()
+                        ));
+                    }
+                    why.push(format!("{}: {e}", store.name()));
+                    continue;
+                }
+            };
+            match block::decode(b, &raw) {
+                Ok(plain) => {
+                    let plain = Arc::new(plain);
+                    cache.put(b.id(), plain.clone());
+                    return Ok((plain, false));
+                }
+                Err(e) => {
+                    warn(format!(
+                        "store {} served a bad block {}: {e}; asking the next store",
+                        store.name(),
+                        b.id_hex()
+                    ));
+                    why.push(format!("{}: bad block: {e}", store.name()));
+                }
+            }
+        }
+        Err(Error::new(format!(
+            "block {}: no store had it intact ({})",
+            b.id_hex(),
+            why.join("; ")
+        )))
+    }
+
+    fn fetch(
+        &self,
+        conns: &mut Conns,
+        i: usize,
+        store: &Store,
+        id: &[u8],
+    ) -> Result<Vec<u8>, Miss> {
+        match store {
+            Store::Dir { path } => {
+                let name = hex(id);
+                let flat = path.join(&name);
+                let nested = path.join(&name[..2]).join(&name);
+                for p in [flat, nested] {
+                    match read_capped(&p) {
+                        Ok(data) => return Ok(data),
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                        Err(e) => return Err(Miss::Failed(format!("{}: {e}", p.display()))),
+                    }
+                }
+                Err(Miss::NotFound)
+            }
+            Store::Http { base } => {
+                let Some(opts) = &self.http else {
+                    return Err(Miss::Failed("http stores are not enabled here".into()));
+                };
+                let name = hex(id);
+                let mut last = Miss::NotFound;
+                for url in [
+                    format!("{base}/{}/{name}", &name[..2]),
+                    format!("{base}/{name}"),
+                ] {
+                    let got = smol::block_on(async {
+                        let mut resp =
+                            http::request(http::Method::Get, &url, &[], None, opts).await?;
+                        resp.body(MAX_STORED).await
+                    });
+                    match got {
+                        Ok(body) if body.is_empty() => {
+                            last = Miss::Failed(format!("{url}: empty body"));
+                        }
+                        Ok(body) => return Ok(body),
+                        Err(e) if e.status() == Some(404) => continue,
+                        Err(e) => last = Miss::Failed(e.to_string()),
+                    }
+                }
+                Err(last)
+            }
+            Store::Zdb { .. } => {
+                let conn = conns.zdb.entry(i).or_default();
+                // One reconnect: a connection idle for long may have been closed by the server.
+                let mut err = String::new();
+                for _ in 0..2 {
+                    if conn.is_none() {
+                        match Zdb::connect(store, self.timeout) {
+                            Ok(c) => *conn = Some(c),
+                            Err(e) => return Err(Miss::Failed(e)),
+                        }
+                    }
+                    let Some(c) = conn.as_mut() else { continue };
+                    match c.get(id) {
+                        Ok(Some(data)) if data.is_empty() => {
+                            return Err(Miss::Failed("empty value".into()))
+                        }
+                        Ok(Some(data)) => return Ok(data),
+                        Ok(None) => return Err(Miss::NotFound),
+                        Err(e) => {
+                            *conn = None;
+                            err = e;
+                        }
+                    }
+                }
+                Err(Miss::Failed(err))
+            }
+        }
+    }
+}
+
+fn read_capped(p: &std::path::Path) -> io::Result<Vec<u8>> {
+    let f = std::fs::File::open(p)?;
+    let mut data = Vec::new();
+    f.take(MAX_STORED as u64 + 1).read_to_end(&mut data)?;
+    if data.len() > MAX_STORED {
+        return Err(io::Error::other(format!("more than {MAX_STORED} bytes")));
+    }
+    Ok(data)
+}
+
+/// Per-worker state: 0-db connections kept open between blocks, and how often each store
+/// failed (down, stalled, refusing): after [`GIVE_UP_AFTER`] failures a store is not asked
+/// again by this worker, so a stalled store costs a few timeouts, not one per block.
+#[derive(Debug, Default)]
+pub struct Conns {
+    zdb: HashMap<usize, Option<Zdb>>,
+    failures: HashMap<usize, u32>,
+}
+
+/// Failures (not "not found") after which a worker stops asking a store.
+pub const GIVE_UP_AFTER: u32 = 2;
+
+/// A RESP connection to one 0-db namespace.
+#[derive(Debug)]
+pub struct Zdb {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Zdb {
+    /// Connects (each address in turn, with `timeout`) and selects the namespace.
+    pub fn connect(store: &Store, timeout: Duration) -> Result<Zdb, String> {
+        let Store::Zdb {
+            host,
+            port,
+            namespace,
+            password,
+        } = store
+        else {
+            return Err("not a zdb store".into());
+        };
+        let addrs: Vec<SocketAddr> = match host.parse::<std::net::IpAddr>() {
+            Ok(ip) => vec![SocketAddr::new(ip, *port)],
+            Err(_) => (host.as_str(), *port)
+                .to_socket_addrs()
+                .map_err(|e| format!("cannot resolve {host}: {e}"))?
+                .collect(),
+        };
+        let mut last = format!("{host}: no address");
+        for a in addrs {
+            match TcpStream::connect_timeout(&a, timeout) {
+                Ok(s) => {
+                    s.set_read_timeout(Some(timeout))
+                        .map_err(|e| e.to_string())?;
+                    s.set_write_timeout(Some(timeout))
+                        .map_err(|e| e.to_string())?;
+                    let _ = s.set_nodelay(true);
+                    let writer = s.try_clone().map_err(|e| e.to_string())?;
+                    let mut z = Zdb {
+                        reader: BufReader::new(s),
+                        writer,
+                    };
+                    if let Some(ns) = namespace.as_deref().filter(|ns| *ns != "default") {
+                        let mut args: Vec<&[u8]> = vec![b"SELECT", ns.as_bytes()];
+                        if let Some(p) = password {
+                            args.push(p.as_bytes());
+                        }
+                        match z.call(&args)? {
+                            Reply::Status(_) => {}
+                            Reply::Error(e) => {
+                                return Err(format!(
+                                    "SELECT {ns}: {e} (namespace or password wrong?)"
+                                ))
+                            }
+                            other => {
+                                return Err(format!("SELECT {ns}: unexpected reply {other:?}"))
+                            }
+                        }
+                    }
+                    return Ok(z);
+                }
+                Err(e) => last = format!("connect {a}: {e}"),
+            }
+        }
+        Err(last)
+    }
+
+    /// GET of a raw key: Some(value), or None when the key is absent.
+    pub fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
+        match self.call(&[b"GET", key])? {
+            Reply::Bulk(v) => Ok(v),
+            Reply::Error(e) => Err(format!("GET: {e}")),
+            other => Err(format!("GET: unexpected reply {other:?}")),
+        }
+    }
+
+    fn call(&mut self, args: &[&[u8]]) -> Result<Reply, String> {
+        let mut req = format!("*{}\r\n", args.len()).into_bytes();
+        for a in args {
+            req.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+            req.extend_from_slice(a);
+            req.extend_from_slice(b"\r\n");
+        }
+        self.writer
+            .write_all(&req)
+            .map_err(|e| format!("send: {e}"))?;
+        read_reply(&mut self.reader)
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Reply {
+    Status(String),
+    Error(String),
+    Int(i64),
+    Bulk(Option<Vec<u8>>),
+}
+
+/// Reads one RESP reply (arrays are not expected from SELECT or GET and are refused).
+pub fn read_reply(r: &mut impl BufRead) -> Result<Reply, String> {
+    let mut line = Vec::new();
+    r.by_ref()
+        .take(1024)
+        .read_until(b'\n', &mut line)
+        .map_err(|e| format!("receive: {e}"))?;
+    if !line.ends_with(b"\r\n") {
+        return Err(if line.is_empty() {
+            "connection closed".into()
+        } else {
+            "reply line cut or too long".into()
+        });
+    }
+    let text = String::from_utf8_lossy(&line[1..line.len() - 2]).into_owned();
+    match line[0] {
+        b'+' => Ok(Reply::Status(text)),
+        b'-' => Ok(Reply::Error(text)),
+        b':' => text
+            .parse()
+            .map(Reply::Int)
+            .map_err(|_| format!("bad integer reply {text:?}")),
+        b'$' => {
+            let n: i64 = text
+                .parse()
+                .map_err(|_| format!("bad bulk length {text:?}"))?;
+            if n < 0 {
+                return Ok(Reply::Bulk(None));
+            }
+            let n = usize::try_from(n).map_err(|_| "bad bulk length".to_string())?;
+            if n > MAX_STORED {
+                return Err(format!("value of {n} bytes, more than {MAX_STORED}"));
+            }
+            let mut data = vec![0u8; n + 2];
+            r.read_exact(&mut data)
+                .map_err(|e| format!("receive: {e}"))?;
+            if &data[n..] != b"\r\n" {
+                return Err("bulk value not followed by CRLF".into());
+            }
+            data.truncate(n);
+            Ok(Reply::Bulk(Some(data)))
+        }
+        c => Err(format!("unexpected reply type {:?}", c as char)),
+    }
+}
