@@ -29,4 +29,5 @@ pub mod retry;
 pub mod slaac;
 pub mod state;
 pub mod sys;
+pub mod tempfile;
 pub mod topology;

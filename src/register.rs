@@ -14,7 +14,7 @@ use std::fmt;
 use std::fs;
 use std::future::Future;
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -147,16 +147,11 @@ impl Identity {
         if let Some(dir) = path.parent() {
             fs::create_dir_all(dir).map_err(failed)?;
         }
-        let tmp = path.with_extension("seed.tmp");
-        let _ = fs::remove_file(&tmp);
+        let (file, tmp) = crate::tempfile::create_next_to(path, 0o600).map_err(failed)?;
         let mut text = hex(&self.seed).into_bytes();
         text.push(b'\n');
-        let written = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .and_then(|mut f| {
+        let written = Ok(file)
+            .and_then(|mut f: fs::File| {
                 f.set_permissions(fs::Permissions::from_mode(0o600))?;
                 f.write_all(&text)?;
                 f.sync_all()
