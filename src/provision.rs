@@ -20,8 +20,7 @@
 use std::fs;
 use std::io;
 use std::net::IpAddr;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -603,72 +602,29 @@ fn install_one(
         Kind::Rootfs => {
             fs::create_dir_all(&cfg.next_root)
                 .map_err(|e| format!("cannot create {}: {e}", cfg.next_root.display()))?;
-            let dir = real_dirs(&cfg.next_root, a.dest.as_deref().unwrap_or("/"), true)?;
-            let u = install::unpack(archive, &dir).map_err(|e| e.to_string())?;
+            let dir = crate::fetch::beneath::Root::open(&cfg.next_root)
+                .and_then(|root| root.create_dirs(Path::new(a.dest.as_deref().unwrap_or("/"))))
+                .map_err(|e| e.to_string())?;
+            let u = install::unpack(archive, dir.path()).map_err(|e| e.to_string())?;
             Ok((u.files, u.dirs, u.notes))
         }
         Kind::File => {
             fs::create_dir_all(&cfg.next_root)
                 .map_err(|e| format!("cannot create {}: {e}", cfg.next_root.display()))?;
             let dest = a.dest.as_deref().unwrap_or("/");
-            let (parent, name) = dest.rsplit_once('/').unwrap_or(("", dest));
-            let dir = real_dirs(&cfg.next_root, parent, true)?;
-            place_file(archive, &dir.join(name)).map_err(|e| e.to_string())?;
+            place_file(archive, &cfg.next_root, dest).map_err(|e| e.to_string())?;
             Ok((1, 0, Vec::new()))
         }
     }
 }
 
-/// `root` + `dest` (absolute, normalised by the manifest parser), creating missing directories
-/// and refusing any component that is a symlink or not a directory: a rootfs tarball may have
-/// put `/etc -> /somewhere` in the next root, and following it would write outside.
-fn real_dirs(root: &Path, dest: &str, create: bool) -> Result<PathBuf, String> {
-    let mut path = root.to_path_buf();
-    for c in Path::new(dest).components() {
-        match c {
-            Component::RootDir | Component::CurDir => continue,
-            Component::Normal(name) => path.push(name),
-            Component::ParentDir | Component::Prefix(_) => {
-                return Err(format!("{dest}: not a plain absolute path"))
-            }
-        }
-        match fs::symlink_metadata(&path) {
-            Ok(m) if m.is_dir() => {}
-            Ok(m) if m.file_type().is_symlink() => {
-                return Err(format!(
-                    "{} is a symlink in the next root; not writing through it",
-                    path.display()
-                ))
-            }
-            Ok(_) => return Err(format!("{} is not a directory", path.display())),
-            Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
-                fs::DirBuilder::new()
-                    .mode(0o755)
-                    .create(&path)
-                    .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-            }
-            Err(e) => return Err(format!("{}: {e}", path.display())),
-        }
-    }
-    Ok(path)
-}
-
-/// Copies a verified file next to `dest` and renames it into place (0644): the next root never
-/// sees half a file. The cache is another filesystem, so a plain rename would not do.
-fn place_file(src: &Path, dest: &Path) -> io::Result<()> {
-    let mut tmp = dest.as_os_str().to_owned();
-    tmp.push(format!(".zos-tmp-{}", std::process::id()));
-    let tmp = PathBuf::from(tmp);
-    let result = (|| {
-        fs::copy(src, &tmp)?;
-        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o644))?;
-        fs::File::open(&tmp)?.sync_all()?;
-        fs::rename(&tmp, dest)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+/// Copies a verified file to `dest` beneath `root` (0644) through a temporary file (random name,
+/// O_EXCL) renamed into place: the next root never sees half a file, and no symlink in the next
+/// root (planted by a rootfs tarball at a directory or at the temporary name) is followed.
+fn place_file(src: &Path, root: &Path, dest: &str) -> io::Result<()> {
+    let root = crate::fetch::beneath::Root::open(root)?;
+    let mut from = fs::File::open(src)?;
+    root.write_file(Path::new(dest), &mut from, 0o644).map(drop)
 }
 
 /// Sets the clock from the best source it gets, and keeps one report for the state.
@@ -803,6 +759,7 @@ impl<'a> ClockSync<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     fn scratch(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!(
@@ -835,30 +792,13 @@ mod tests {
     }
 
     #[test]
-    fn real_dirs_creates_and_refuses_symlinks() {
-        let root = scratch("dirs");
-        let p = real_dirs(&root, "/etc/zos", true).unwrap();
-        assert_eq!(p, root.join("etc/zos"));
-        assert!(p.is_dir());
-        std::os::unix::fs::symlink("/tmp", root.join("var")).unwrap();
-        let e = real_dirs(&root, "/var/lib", true).unwrap_err();
-        assert!(e.contains("symlink"), "{e}");
-        fs::write(root.join("file"), "x").unwrap();
-        let e = real_dirs(&root, "/file/x", true).unwrap_err();
-        assert!(e.contains("not a directory"), "{e}");
-        let e = real_dirs(&root, "/missing", false).unwrap_err();
-        assert!(e.contains("missing"), "{e}");
-        fs::remove_dir_all(&root).unwrap();
-    }
-
-    #[test]
     fn place_file_replaces_atomically_with_0644() {
         let root = scratch("place");
         let src = root.join("src");
         fs::write(&src, "new").unwrap();
         let dest = root.join("motd");
         fs::write(&dest, "old").unwrap();
-        place_file(&src, &dest).unwrap();
+        place_file(&src, &root, "/motd").unwrap();
         assert_eq!(fs::read_to_string(&dest).unwrap(), "new");
         assert_eq!(
             fs::metadata(&dest).unwrap().permissions().mode() & 0o777,
@@ -867,6 +807,40 @@ mod tests {
         let left: Vec<_> = fs::read_dir(&root).unwrap().flatten().collect();
         assert_eq!(left.len(), 2, "no temporary file left: {left:?}");
         fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// Issue 17 point 3: an earlier rootfs tarball planted a symlink at the temporary name the
+    /// file artifact used (`<dest>.zos-tmp-<pid>`, `.zos-tmp-1` as PID 1) and at a directory:
+    /// nothing outside the next root may be written, and the file still lands.
+    #[test]
+    fn place_file_follows_no_symlink_planted_in_the_next_root() {
+        let base = scratch("planted");
+        let root = base.join("root");
+        let outside = base.join("outside");
+        fs::create_dir_all(root.join("etc")).unwrap();
+        fs::create_dir_all(&outside).unwrap();
+        let victim = outside.join("shadow");
+        fs::write(&victim, "precious").unwrap();
+        let src = base.join("src");
+        fs::write(&src, "motd\n").unwrap();
+        for pid in [1, std::process::id()] {
+            std::os::unix::fs::symlink(&victim, root.join(format!("etc/motd.zos-tmp-{pid}")))
+                .unwrap();
+        }
+        place_file(&src, &root, "/etc/motd").unwrap();
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "precious");
+        assert_eq!(fs::read_to_string(root.join("etc/motd")).unwrap(), "motd\n");
+        // The chain `a -> .`, `b -> a/../..`, and a plain link to outside: refused.
+        std::os::unix::fs::symlink(".", root.join("a")).unwrap();
+        std::os::unix::fs::symlink("a/../..", root.join("b")).unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("var")).unwrap();
+        for dest in ["/b/outside/x", "/a/b/outside/x", "/var/x"] {
+            let e = place_file(&src, &root, dest).unwrap_err();
+            assert!(e.to_string().contains("symlink"), "{dest}: {e}");
+        }
+        let outside_now: Vec<_> = fs::read_dir(&outside).unwrap().flatten().collect();
+        assert_eq!(outside_now.len(), 1, "only the victim: {outside_now:?}");
+        fs::remove_dir_all(&base).unwrap();
     }
 
     fn artifact(name: &str, kind: Kind, kernel: Option<&str>) -> Artifact {

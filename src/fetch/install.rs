@@ -121,6 +121,10 @@ pub enum Rule {
     AbsoluteLink(String),
     /// Symlink target (given) climbs above the target directory.
     LinkEscapes(String),
+    /// Symlink target (given) has a `..` after a name: if that name is (or later becomes) a
+    /// symlink, `..` climbs from wherever it points, so a chain (`a -> .`, `d/b -> a/../..`)
+    /// leaves the target although each link alone stays inside.
+    LinkDotDotAfterName(String),
     /// Hard link target (given) is not an earlier regular file of this archive.
     BadHardLink(String),
     SetUid,
@@ -149,6 +153,11 @@ impl fmt::Display for Rule {
                 write!(f, "symlink to the absolute path {t} (not allowed here)")
             }
             Rule::LinkEscapes(t) => write!(f, "symlink to {t} leaves the target directory"),
+            Rule::LinkDotDotAfterName(t) => write!(
+                f,
+                "symlink to {t} has '..' after a name (through another link it could leave the \
+                 target directory; only leading '..' are allowed)"
+            ),
             Rule::BadHardLink(t) => {
                 write!(
                     f,
@@ -824,16 +833,23 @@ impl Extractor<'_> {
                 Err(Rule::AbsoluteLink(show()))
             };
         }
+        // Leading `..` climb real directories (every parent of an entry is one); after the
+        // first name, a `..` would climb from wherever that name points if it is a symlink.
         let mut depth = parents.len();
+        let mut named = false;
         for part in target.split(|&c| c == b'/') {
             match part {
                 b"" | b"." => {}
+                b".." if named => return Err(Rule::LinkDotDotAfterName(show())),
                 b".." => {
                     depth = depth
                         .checked_sub(1)
                         .ok_or_else(|| Rule::LinkEscapes(show()))?
                 }
-                _ => depth += 1,
+                _ => {
+                    depth += 1;
+                    named = true;
+                }
             }
         }
         Ok(())
@@ -1486,6 +1502,27 @@ mod tests {
         let archive = s.write("inside.tar", &bytes);
         assert!(unpack(&archive, &s.target()).is_ok());
         assert!(s.listing().contains(&"a/b/x -> ../../a/c".to_string()));
+    }
+
+    /// Issue 17 point 3: `d/a -> .` and `d/b -> a/../..` each pass a lexical check, but the
+    /// kernel resolves `d/b` to the parent of the target.
+    #[test]
+    fn a_chain_of_symlinks_that_climbs_out_is_refused() {
+        let s = Scratch::new();
+        for (name, to) in [("d/b", "a/../.."), ("b", "a/.."), ("d/c", "x/../../y")] {
+            let bytes = Tar::new()
+                .dir("d/")
+                .symlink("d/a", ".")
+                .symlink("a", ".")
+                .symlink(name, to)
+                .bytes();
+            let archive = s.write("chain.tar", &bytes);
+            assert_eq!(
+                refusal(unpack(&archive, &s.target())),
+                (name.into(), Rule::LinkDotDotAfterName(to.into()))
+            );
+            assert!(s.listing().is_empty());
+        }
     }
 
     #[test]

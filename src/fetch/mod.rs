@@ -1,4 +1,5 @@
 //! Fetching boot artifacts from the hub: HTTP/1.1 over TLS, verified and resumable downloads.
+pub mod beneath;
 pub mod download;
 pub mod http;
 pub mod hubs;
