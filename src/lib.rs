@@ -12,6 +12,7 @@ pub mod boot;
 pub mod bootpath;
 pub mod classify;
 pub mod clock;
+pub mod clock_trust;
 pub mod cmdline;
 pub mod dhcp4;
 pub mod drivers;

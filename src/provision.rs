@@ -27,6 +27,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::clock::{self, ClockReport};
+use crate::clock_trust;
 use crate::fetch::download::{self, DownloadError, DownloadOptions, Expected};
 use crate::fetch::http::{self, HttpOptions, Method};
 use crate::fetch::hubs::{HubRecord, HubSet};
@@ -240,9 +241,12 @@ async fn stage(
                 .unwrap_or(i64::MAX)
                 .saturating_mul(1000);
             console.line(format_args!("clock: {message}"));
-            clock.step(
+            // The chain verified at its notBefore (fetch::tls), so a CA vouches for this date.
+            clock.claim(
+                clock_trust::Kind::CertStart,
                 "certificate-start (the hub certificate's notBefore)".into(),
-                Some(target - now + 1000),
+                "certificate".into(),
+                target - now + 1000,
             );
             out.record.clock = clock.report.clone();
             fetch_manifest(&candidates, hubs, &opts, console)
@@ -636,6 +640,8 @@ struct ClockSync<'a> {
     synced: bool,
     /// This binary's build time (ms): no source may set the clock earlier.
     floor_ms: i64,
+    /// What each source said so far ([`crate::clock_trust`]: a big step needs two).
+    claims: Vec<clock_trust::Claim>,
 }
 
 impl<'a> ClockSync<'a> {
@@ -646,6 +652,52 @@ impl<'a> ClockSync<'a> {
             report: None,
             synced: false,
             floor_ms: 0,
+            claims: Vec::new(),
+        }
+    }
+
+    /// What a source says (`offset_ms` from the local clock): stepped to if
+    /// [`clock_trust::decide`] allows it, else held with a console line. True if taken.
+    fn claim(
+        &mut self,
+        kind: clock_trust::Kind,
+        source: String,
+        origin: String,
+        offset_ms: i64,
+    ) -> bool {
+        let claim = clock_trust::Claim {
+            kind,
+            source: source.clone(),
+            origin,
+            offset_ms,
+        };
+        let verdict =
+            clock_trust::decide(clock::now_unix_ms(), self.floor_ms, &claim, &self.claims);
+        self.claims.push(claim);
+        match verdict {
+            clock_trust::Verdict::Step {
+                offset_ms,
+                confirmed_by,
+            } => {
+                let source = match confirmed_by {
+                    Some(other) => format!("{source}, confirmed by {other}"),
+                    None => source,
+                };
+                self.step(source, Some(offset_ms));
+                // The claims were heard against the old clock.
+                if let Some(r) = self.report.as_ref().filter(|r| r.applied) {
+                    for c in &mut self.claims {
+                        c.offset_ms = c.offset_ms.saturating_sub(r.step_ms);
+                    }
+                }
+                true
+            }
+            clock_trust::Verdict::Hold { why } => {
+                self.console.line(format_args!(
+                    "clock: {why}; not moving the clock on its word alone"
+                ));
+                false
+            }
         }
     }
 
@@ -728,11 +780,11 @@ impl<'a> ClockSync<'a> {
         }
         match clock::best(servers, NTP_TIMEOUT).await {
             Ok((ip, sample)) => {
-                self.synced = true;
-                let now = clock::now_unix_ms();
-                self.step(
+                self.synced = self.claim(
+                    clock_trust::Kind::Sntp,
                     format!("sntp {ip}"),
-                    clock::step(now, now.saturating_add(sample.offset_ms)),
+                    ip.to_string(),
+                    sample.offset_ms,
                 );
             }
             Err(e) => self
@@ -749,9 +801,13 @@ impl<'a> ClockSync<'a> {
         // The Date is truncated to the second: the middle of that second is the best guess.
         let target = i64::try_from(secs).unwrap_or(i64::MAX).saturating_mul(1000) + 500;
         let now = clock::now_unix_ms();
-        self.step(
+        let host = url.split("://").nth(1).unwrap_or(url);
+        let host = host.split('/').next().unwrap_or(host).to_string();
+        self.claim(
+            clock_trust::Kind::HttpDate,
             format!("http-date {url}"),
-            clock::step(now, target).map(|_| target - now),
+            host,
+            target - now,
         );
     }
 }
@@ -789,6 +845,43 @@ mod tests {
         c.floor_ms = 0;
         c.step("sntp 192.0.2.1".into(), Some(400));
         assert_eq!(c.report.clone().unwrap().step_ms, 0);
+    }
+
+    /// Issue 17 point 2: a rogue SNTP server saying 2200 does not move the clock alone, nor
+    /// does the hub's Date agreeing with nobody; two origins agreeing do.
+    #[test]
+    fn a_far_step_from_one_source_is_held_until_another_agrees() {
+        use clock_trust::Kind;
+        const YEAR: i64 = 365 * 86_400_000;
+        let console = Console::new(std::time::Instant::now());
+        let mut c = ClockSync::new(false, &console);
+        c.floor_ms = clock::now_unix_ms() - 5 * YEAR; // an image built 5 years ago
+        let rogue = 174 * YEAR;
+        assert!(!c.claim(
+            Kind::Sntp,
+            "sntp 10.1.0.66".into(),
+            "10.1.0.66".into(),
+            rogue
+        ));
+        assert!(c.report.is_none(), "nothing stepped: {:?}", c.report);
+        c.http_date(
+            "https://hub.test/zos/manifest.json",
+            "Sat, 01 Jan 2300 00:00:00 GMT",
+        );
+        assert!(c.report.is_none(), "held: {:?}", c.report);
+        // The local clock a year behind (dead RTC): NTP alone is held, the Date agreeing is not.
+        let mut c = ClockSync::new(false, &console);
+        c.floor_ms = clock::now_unix_ms() - 5 * YEAR;
+        assert!(!c.claim(Kind::Sntp, "sntp 10.1.0.1".into(), "10.1.0.1".into(), YEAR));
+        assert!(c.claim(
+            Kind::HttpDate,
+            "http-date hub".into(),
+            "hub".into(),
+            YEAR + 10_000
+        ));
+        let r = c.report.clone().unwrap();
+        assert!(r.source.contains("confirmed by sntp 10.1.0.1"), "{r:?}");
+        assert_eq!(r.step_ms, YEAR + 10_000);
     }
 
     #[test]

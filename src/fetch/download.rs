@@ -1548,6 +1548,133 @@ mod tests {
             fs::remove_dir_all(&d).unwrap();
         }
 
+        /// A server presenting `leaf` (for `names`, valid from `from`, signed by the test CA
+        /// when `ca` is given, else self-signed).
+        fn server_cert(
+            names: &[&str],
+            from: i32,
+            ca: Option<(&rcgen::Certificate, &rcgen::KeyPair)>,
+        ) -> Arc<rustls::ServerConfig> {
+            let key = rcgen::KeyPair::generate().unwrap();
+            let mut params = rcgen::CertificateParams::new(
+                names.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+            )
+            .unwrap();
+            params.not_before = rcgen::date_time_ymd(from, 1, 1);
+            params.not_after = rcgen::date_time_ymd(from + 100, 1, 1);
+            let cert = match ca {
+                Some((ca_cert, ca_key)) => params.signed_by(&key, ca_cert, ca_key).unwrap(),
+                None => params.self_signed(&key).unwrap(),
+            };
+            let key = rustls::pki_types::PrivatePkcs8KeyDer::from(key.serialize_der());
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            Arc::new(
+                rustls::ServerConfig::builder_with_provider(provider)
+                    .with_safe_default_protocol_versions()
+                    .unwrap()
+                    .with_no_client_auth()
+                    .with_single_cert(vec![cert.der().clone()], key.into())
+                    .unwrap(),
+            )
+        }
+
+        fn test_ca(dir: &Path) -> (rcgen::Certificate, rcgen::KeyPair, PathBuf) {
+            let key = rcgen::KeyPair::generate().unwrap();
+            let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+            ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            ca.not_before = rcgen::date_time_ymd(2000, 1, 1);
+            ca.not_after = rcgen::date_time_ymd(2400, 1, 1);
+            let cert = ca.self_signed(&key).unwrap();
+            let file = dir.join("ca-2400.pem");
+            fs::write(&file, cert.pem()).unwrap();
+            (cert, key, file)
+        }
+
+        fn tls_failure(name: &str, server: Arc<rustls::ServerConfig>) -> http::HttpError {
+            let d = dir(name);
+            let (_, _, ca_file) = test_ca(&d);
+            let data = data();
+            let server = Server::start(data.clone(), vec![], Some(server));
+            let url = format!("https://hub.test:{}/zos.efi", server.port);
+            let tls = crate::fetch::tls::client_config(std::slice::from_ref(&ca_file)).unwrap();
+            let e = run(&url, &data, &d, &options(Some(tls))).unwrap_err();
+            assert!(server.requests().is_empty());
+            assert_nothing_kept(&d);
+            fs::remove_dir_all(&d).unwrap();
+            match e {
+                DownloadError::Http { error, .. } => error,
+                e => panic!("{e}"),
+            }
+        }
+
+        /// Issue 17 point 2: an untrusted self-signed certificate dated 2200 must not pass as
+        /// "not valid yet" (whose notBefore the clock would be stepped to): it is untrusted.
+        #[test]
+        fn an_untrusted_certificate_from_the_future_is_untrusted_not_early() {
+            let e = tls_failure("tls-2200-self", server_cert(&["hub.test"], 2200, None));
+            assert!(
+                matches!(e.kind, http::ErrorKind::Tls(_)),
+                "must not be TlsNotYetValid: {e}"
+            );
+            assert!(e.to_string().contains("not signed by a trusted CA"), "{e}");
+        }
+
+        /// The same date on a chain that verifies is a lower bound of the time.
+        #[test]
+        fn a_trusted_certificate_from_the_future_is_not_yet_valid() {
+            let d = dir("tls-2200-ca");
+            let (ca_cert, ca_key, ca_file) = test_ca(&d);
+            let server = Server::start(
+                data(),
+                vec![],
+                Some(server_cert(&["hub.test"], 2200, Some((&ca_cert, &ca_key)))),
+            );
+            let url = format!("https://hub.test:{}/zos.efi", server.port);
+            let tls = crate::fetch::tls::client_config(std::slice::from_ref(&ca_file)).unwrap();
+            let e = run(&url, &data(), &d, &options(Some(tls))).unwrap_err();
+            let DownloadError::Http { error, .. } = &e else {
+                panic!("{e}")
+            };
+            let http::ErrorKind::TlsNotYetValid { not_before, .. } = &error.kind else {
+                panic!("{e}")
+            };
+            assert_eq!(*not_before, 7_258_118_400, "2200-01-01");
+            fs::remove_dir_all(&d).unwrap();
+        }
+
+        /// Issue 17 point 9: a certificate from the trusted CA for another host name is refused
+        /// (also when it is from the future: the name is checked before the date is believed).
+        #[test]
+        fn a_certificate_for_another_host_name_is_refused() {
+            let d = dir("tls-name");
+            let (ca_cert, ca_key, ca_file) = test_ca(&d);
+            for (name, from) in [("tls-name-now", 2000), ("tls-name-2200", 2200)] {
+                let server = Server::start(
+                    data(),
+                    vec![],
+                    Some(server_cert(
+                        &["other.test"],
+                        from,
+                        Some((&ca_cert, &ca_key)),
+                    )),
+                );
+                let url = format!("https://hub.test:{}/zos.efi", server.port);
+                let tls = crate::fetch::tls::client_config(std::slice::from_ref(&ca_file)).unwrap();
+                let e = run(&url, &data(), &d, &options(Some(tls))).unwrap_err();
+                let DownloadError::Http { error, .. } = &e else {
+                    panic!("{name}: {e}")
+                };
+                assert!(matches!(error.kind, http::ErrorKind::Tls(_)), "{name}: {e}");
+                assert!(
+                    e.to_string().contains("not valid for hub.test"),
+                    "{name}: {e}"
+                );
+                assert!(server.requests().is_empty());
+                assert_nothing_kept(&d);
+            }
+            fs::remove_dir_all(&d).unwrap();
+        }
+
         #[test]
         fn verified_file_in_place_or_in_cache_needs_no_request() {
             let d = dir("cache");
