@@ -19,6 +19,7 @@ pub mod drivers;
 pub mod early;
 pub mod fetch;
 pub mod handoff;
+pub mod hostsafety;
 pub mod keep;
 pub mod links;
 pub mod net;

@@ -66,6 +66,8 @@ pub struct FetchConfig {
     /// PID 1 only: step the clock for real.
     pub set_clock: bool,
     pub build_unix: u64,
+    /// Who may sign the manifest, and whether it must be signed ([`crate::fetch::signature`]).
+    pub trust: crate::fetch::signature::Trust,
 }
 
 /// What the stage did, for the console and the state JSON (`"fetch"`).
@@ -74,6 +76,9 @@ pub struct FetchRecord {
     pub manifest: String,
     /// The hub the manifest came from (None: not from a hub, or not fetched).
     pub manifest_hub: Option<String>,
+    /// The id of the key that signed the manifest; None: taken unsigned (https, not prod).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub manifest_key: Option<String>,
     /// Every hub, its status (`untried`, `ok`, `failing`, `bad`), what it served.
     pub hubs: Vec<HubRecord>,
     pub clock: Option<ClockReport>,
@@ -229,32 +234,33 @@ async fn stage(
         }
     }
     let opts = http_options(state, &cfg.ca_files)?;
-    let (manifest, date, used) = match fetch_manifest(&candidates, hubs, &opts, console).await {
-        // A clock behind the hub's certificate (dead RTC, no NTP): the certificate's start
-        // is a lower bound of the time. Step forward to it and try once more.
-        Err(ManifestError::NotYetValid {
-            not_before,
-            message,
-        }) if cfg.set_clock && !clock.synced => {
-            let now = clock::now_unix_ms();
-            let target = i64::try_from(not_before)
-                .unwrap_or(i64::MAX)
-                .saturating_mul(1000);
-            console.line(format_args!("clock: {message}"));
-            // The chain verified at its notBefore (fetch::tls), so a CA vouches for this date.
-            clock.claim(
-                clock_trust::Kind::CertStart,
-                "certificate-start (the hub certificate's notBefore)".into(),
-                "certificate".into(),
-                target - now + 1000,
-            );
-            out.record.clock = clock.report.clone();
-            fetch_manifest(&candidates, hubs, &opts, console)
-                .await
-                .map_err(|e| e.to_string())?
-        }
-        other => other.map_err(|e| e.to_string())?,
-    };
+    let ((manifest, signed_by), date, used) =
+        match fetch_manifest(&candidates, hubs, &opts, &cfg.trust, console).await {
+            // A clock behind the hub's certificate (dead RTC, no NTP): the certificate's start
+            // is a lower bound of the time. Step forward to it and try once more.
+            Err(ManifestError::NotYetValid {
+                not_before,
+                message,
+            }) if cfg.set_clock && !clock.synced => {
+                let now = clock::now_unix_ms();
+                let target = i64::try_from(not_before)
+                    .unwrap_or(i64::MAX)
+                    .saturating_mul(1000);
+                console.line(format_args!("clock: {message}"));
+                // The chain verified at its notBefore (fetch::tls), so a CA vouches for this date.
+                clock.claim(
+                    clock_trust::Kind::CertStart,
+                    "certificate-start (the hub certificate's notBefore)".into(),
+                    "certificate".into(),
+                    target - now + 1000,
+                );
+                out.record.clock = clock.report.clone();
+                fetch_manifest(&candidates, hubs, &opts, &cfg.trust, console)
+                    .await
+                    .map_err(|e| e.to_string())?
+            }
+            other => other.map_err(|e| e.to_string())?,
+        };
     let (hub, manifest_url) = &candidates[used];
     if !clock.synced {
         if let Some(date) = date {
@@ -264,6 +270,18 @@ async fn stage(
     }
     out.record.manifest = manifest_url.clone();
     out.record.manifest_hub = hub.map(|h| hubs.url(h).to_string());
+    out.record.manifest_key = signed_by.as_ref().map(|k| k.id());
+    match &signed_by {
+        Some(k) if k.name.is_empty() => {
+            console.line(format_args!("manifest signed by key {}", k.id()))
+        }
+        Some(k) => console.line(format_args!(
+            "manifest signed by key {} ({})",
+            k.id(),
+            k.name
+        )),
+        None => console.line("manifest not signed (taken over https outside prod)"),
+    }
     console.line(format_args!(
         "manifest {}: {} artifacts{}",
         manifest_url,
@@ -339,8 +357,9 @@ async fn fetch_manifest(
     candidates: &[(Option<usize>, String)],
     hubs: &mut HubSet,
     opts: &HttpOptions,
+    trust: &crate::fetch::signature::Trust,
     console: &Console,
-) -> Result<(Manifest, Option<String>, usize), ManifestError> {
+) -> Result<(SignedManifest, Option<String>, usize), ManifestError> {
     let mut dead = vec![false; candidates.len()];
     let mut last_error: Vec<Option<String>> = vec![None; candidates.len()];
     let mut cur = 0;
@@ -348,7 +367,7 @@ async fn fetch_manifest(
     loop {
         attempt += 1;
         let (hub, url) = &candidates[cur];
-        let (error, transient) = match get_manifest(url, opts).await {
+        let (error, transient) = match get_manifest(url, opts, trust).await {
             Ok((m, date)) => {
                 if let Some(h) = hub {
                     hubs.served(*h);
@@ -403,11 +422,15 @@ enum ManifestTry {
     Invalid(String),
 }
 
-/// One GET of a manifest, validated.
+/// A manifest and the key that signed it.
+type SignedManifest = (Manifest, crate::fetch::signature::SignedBy);
+
+/// One GET of a manifest and of its signature (`<url>.sig`), checked and validated.
 async fn get_manifest(
     url: &str,
     opts: &HttpOptions,
-) -> Result<(Manifest, Option<String>), ManifestTry> {
+    trust: &crate::fetch::signature::Trust,
+) -> Result<(SignedManifest, Option<String>), ManifestTry> {
     let mut resp = http::request(Method::Get, url, &[], None, opts)
         .await
         .map_err(ManifestTry::Http)?;
@@ -416,9 +439,22 @@ async fn get_manifest(
         .body(manifest::MAX_MANIFEST_BYTES)
         .await
         .map_err(ManifestTry::Http)?;
+    let sig_url = format!("{}.sig", resp.url);
+    let sig = match http::request(Method::Get, &sig_url, &[], None, opts).await {
+        Ok(mut r) => Some(
+            r.body(crate::fetch::signature::MAX_SIGNATURE_BYTES)
+                .await
+                .map_err(ManifestTry::Http)?,
+        ),
+        Err(e) if matches!(e.kind, http::ErrorKind::Status { code: 404, .. }) => None,
+        Err(e) => return Err(ManifestTry::Http(e)),
+    };
+    let signed_by = trust
+        .check(&resp.url, &body, sig.as_deref())
+        .map_err(|e| ManifestTry::Invalid(format!("manifest {e}")))?;
     let m = manifest::parse(&body, &resp.url)
         .map_err(|e| ManifestTry::Invalid(format!("manifest {}: {e}", resp.url)))?;
-    Ok((m, date))
+    Ok(((m, signed_by), date))
 }
 
 async fn fetch_and_install(
@@ -609,7 +645,9 @@ fn install_one(
             let dir = crate::fetch::beneath::Root::open(&cfg.next_root)
                 .and_then(|root| root.create_dirs(Path::new(a.dest.as_deref().unwrap_or("/"))))
                 .map_err(|e| e.to_string())?;
-            let u = install::unpack(archive, dir.path()).map_err(|e| e.to_string())?;
+            let policy = install::Policy::ROOTFS.within_memory(install::mem_available());
+            let u =
+                install::unpack_with(archive, dir.path(), &policy).map_err(|e| e.to_string())?;
             Ok((u.files, u.dirs, u.notes))
         }
         Kind::File => {
@@ -965,6 +1003,7 @@ mod tests {
             release: String::new(),
             set_clock: false,
             build_unix: 0,
+            trust: Default::default(),
         }
     }
 

@@ -1611,22 +1611,100 @@ fn a_hub_certificate_from_another_ca_is_refused_and_plain_http_works() {
         "only the harness's state query connected"
     );
 
-    // Plain HTTP (the integrity is the manifest's sha256 either way), and an artifact URL
-    // that is an IP literal on another scheme than the manifest's.
+    // Plain HTTP: nothing vouches for an unsigned manifest (issue 17 point 1), refused.
     let mut by_ip = motd_artifact(&grid);
     by_ip["name"] = json!("motd2");
     by_ip["dest"] = json!("/etc/motd2");
     by_ip["url"] = json!(format!("http://{HUB_V4}/zos/motd"));
     write_manifest(&grid, vec![motd_artifact(&grid), by_ip]);
+    let http_manifest = "zos.manifest=http://hub.lab.test/zos/manifest.json";
+    let root = sysroot(&lab, &grid, "node-http-unsigned");
+    let run = boot_with(&lab, &root, http_manifest);
+    assert_exit(&run, 1, &grid);
+    let err = fetch_error(&state_of(&lab, &root), &run);
+    assert!(err.contains("plain http and is not signed"), "{err:?}");
+    assert!(!root.join("next-root/etc/motd").exists());
+
+    // Signed (with the binary's own operator tools) by a key the node trusts: taken, and an
+    // artifact URL that is an IP literal on another scheme than the manifest's is fine (the
+    // integrity is the signed manifest's sha256).
+    let (key, public, id) = signing_key(&lab, "hub-key");
+    let manifest = grid.root.join("zos/manifest.json");
+    run_ok(&[
+        BIN,
+        "sign-manifest",
+        "--key",
+        &key,
+        &manifest.to_string_lossy(),
+    ]);
+    let trusted = format!("{http_manifest} zos.manifest_key={public}");
     let root = sysroot(&lab, &grid, "node-http");
-    let run = boot_with(
-        &lab,
-        &root,
-        "zos.manifest=http://hub.lab.test/zos/manifest.json",
-    );
+    let run = boot_with(&lab, &root, &trusted);
     assert_exit(&run, 0, &grid);
     assert_eq!(fs::read(root.join("next-root/etc/motd")).unwrap(), MOTD);
     assert_eq!(fs::read(root.join("next-root/etc/motd2")).unwrap(), MOTD);
+    assert_eq!(state_of(&lab, &root)["fetch"]["manifest_key"], json!(id));
+    assert!(
+        run.all_output()
+            .contains(&format!("manifest signed by key {id}")),
+        "{}",
+        run.describe()
+    );
+
+    // Signed by a key the node does not trust, or altered after signing: refused.
+    let (other, _, other_id) = signing_key(&lab, "stranger-key");
+    run_ok(&[
+        BIN,
+        "sign-manifest",
+        "--key",
+        &other,
+        &manifest.to_string_lossy(),
+    ]);
+    let root = sysroot(&lab, &grid, "node-http-stranger");
+    let run = boot_with(&lab, &root, &trusted);
+    assert_exit(&run, 1, &grid);
+    let err = fetch_error(&state_of(&lab, &root), &run);
+    assert!(
+        err.contains(&format!(
+            "signed by key {other_id}, which this image does not trust"
+        )),
+        "{err:?}"
+    );
+    run_ok(&[
+        BIN,
+        "sign-manifest",
+        "--key",
+        &key,
+        &manifest.to_string_lossy(),
+    ]);
+    let mut text = fs::read_to_string(&manifest).unwrap();
+    text.push(' ');
+    fs::write(&manifest, text).unwrap();
+    let root = sysroot(&lab, &grid, "node-http-altered");
+    let run = boot_with(&lab, &root, &trusted);
+    assert_exit(&run, 1, &grid);
+    let err = fetch_error(&state_of(&lab, &root), &run);
+    assert!(err.contains("does not match the manifest"), "{err:?}");
+    assert!(!root.join("next-root/etc/motd").exists());
+}
+
+/// A manifest signing key made with `zos-netboot manifest-keygen`: (seed file, public key hex,
+/// key id).
+fn signing_key(lab: &Lab, name: &str) -> (String, String, String) {
+    let file = lab.path(name).to_string_lossy().into_owned();
+    let out = run_ok(&[BIN, "manifest-keygen", &file]);
+    let id = out
+        .split_whitespace()
+        .nth(1)
+        .expect("key id in manifest-keygen's output")
+        .to_string();
+    let public = out
+        .lines()
+        .last()
+        .and_then(|l| l.split_whitespace().next())
+        .expect("public key line")
+        .to_string();
+    (file, public, id)
 }
 
 /// The hub reachable over IPv6 only (IPv4 to 443 rejected at the router): the probes prefer
@@ -1668,7 +1746,7 @@ fn over_ipv6_when_ipv4_cannot_reach_the_hub() {
             "--cmdline",
             &format!(
                 "zos.iface=eth0 zos.probe=https://{HUB_NAME}/ zos.manifest={MANIFEST} \
-                 zos.ca=/etc/zos/ca.pem zos.registrar={REGISTRAR}"
+                 zos.ca=/etc/zos/ca.pem zos.registrar={REGISTRAR} runmode=test"
             ),
         ],
         Duration::from_secs(90),

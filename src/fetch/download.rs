@@ -117,6 +117,11 @@ pub struct DownloadOptions {
     /// there. Once per other URL and download, so a link that is slow to every mirror does not
     /// hop for ever. None: never.
     pub min_rate: Option<u64>,
+    /// With one URL (or none left to hop to): a try whose body arrives slower than this many
+    /// bytes per second, measured once it is the given age, ends the download with a final
+    /// error instead of trickling on for ever (issue 17, point 7: a server sending a byte every
+    /// few seconds never trips the idle timeout). Far below any link a node can boot over.
+    pub min_rate_alone: Option<(u64, Duration)>,
 }
 
 /// How long a try runs before its rate is judged (see [`DownloadOptions::min_rate`]).
@@ -130,6 +135,7 @@ impl DownloadOptions {
             backoff: Backoff::DOWNLOAD,
             progress: None,
             min_rate: Some(64 * 1024),
+            min_rate_alone: Some((4 * 1024, Duration::from_secs(60))),
         }
     }
 }
@@ -601,6 +607,30 @@ impl Run<'_> {
             got += len;
             self.report(part.offset);
             let elapsed = began.elapsed();
+            if let Some((min, window)) = self.opts.min_rate_alone.filter(|_| !may_hop) {
+                let rate = (u128::from(got) * 1000)
+                    .checked_div(elapsed.as_millis())
+                    .unwrap_or(u128::MAX);
+                if elapsed >= window && part.offset < size && rate < u128::from(min) {
+                    let e = io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!(
+                            "too slow: {rate} B/s over {} s, below the {min} B/s floor (check \
+                             the uplink, or the hub is overloaded)",
+                            elapsed.as_secs()
+                        ),
+                    );
+                    return Err(Failure::Final(DownloadError::Http {
+                        error: HttpError {
+                            url,
+                            step: http::Step::Body,
+                            address: Some(resp.address),
+                            kind: ErrorKind::Io(e),
+                        },
+                        attempts: 1,
+                    }));
+                }
+            }
             if let Some(min) = self.opts.min_rate.filter(|_| may_hop) {
                 let rate = (u128::from(got) * 1000)
                     .checked_div(elapsed.as_millis())
@@ -945,6 +975,8 @@ mod tests {
             Redirect(&'static str),
             /// Headers and 1000 bytes, then silence for 3 s.
             Stall,
+            /// Headers, then 10 bytes every 20 ms (500 B/s), to the end.
+            Trickle,
         }
 
         struct Server {
@@ -1074,6 +1106,17 @@ mod tests {
                 Reply::Redirect(to) => {
                     format!("HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\n\r\n")
                         .into_bytes()
+                }
+                Reply::Trickle => {
+                    s.write_all(&ranged(Some(0)))?;
+                    s.flush()?;
+                    let start = from.unwrap_or(0);
+                    for c in file[start..].chunks(10) {
+                        s.write_all(c)?;
+                        s.flush()?;
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    return Ok(());
                 }
                 Reply::Stall => {
                     s.write_all(&ranged(Some(1000)))?;
@@ -1672,6 +1715,28 @@ mod tests {
                 assert!(server.requests().is_empty());
                 assert_nothing_kept(&d);
             }
+            fs::remove_dir_all(&d).unwrap();
+        }
+
+        /// Issue 17 point 7: one hub trickling bytes (never idle long enough to time out) is
+        /// given up on at the rate floor, once, not followed for ever.
+        #[test]
+        fn a_lone_trickling_hub_is_given_up_at_the_rate_floor() {
+            let d = dir("trickle");
+            let data = data();
+            let server = Server::start(data.clone(), vec![Reply::Trickle; 8], None);
+            let url = format!("http://127.0.0.1:{}/zos.efi", server.port);
+            let mut opts = options(None);
+            opts.min_rate_alone = Some((4096, Duration::from_millis(400)));
+            let started = std::time::Instant::now();
+            let e = run(&url, &data, &d, &opts).unwrap_err();
+            assert!(e.to_string().contains("below the 4096 B/s floor"), "{e}");
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "{:?}",
+                started.elapsed()
+            );
+            assert_eq!(server.requests().len(), 1, "a final answer: not retried");
             fs::remove_dir_all(&d).unwrap();
         }
 

@@ -32,6 +32,9 @@ const READ_BUF: usize = 128 * 1024;
 const MAX_HEADERS: usize = 100;
 /// A chunk-size line with extensions, or one trailer field, longer than this is refused.
 const MAX_CHUNK_LINE: usize = 4096;
+/// All trailer fields of a chunked body together (each line is bounded by [`MAX_CHUNK_LINE`]
+/// too): an endless stream of short trailer lines would otherwise never end the response.
+const MAX_TRAILERS: usize = 16 * 1024;
 /// How much of an error response's body is read to show the server's message.
 const EXCERPT_READ: usize = 1024;
 /// How much of it is shown.
@@ -367,6 +370,8 @@ pub struct ChunkedDecoder {
     state: ChunkState,
     /// Bytes of the current size line or trailer line, bounded by [`MAX_CHUNK_LINE`].
     line: usize,
+    /// Bytes of all trailer lines, bounded by [`MAX_TRAILERS`].
+    trailers: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -476,6 +481,12 @@ impl ChunkedDecoder {
                 self.line += 1;
                 if self.line > MAX_CHUNK_LINE {
                     return Err("chunk size or trailer line too long".into());
+                }
+            }
+            if matches!(self.state, TrailerStart | TrailerLine) {
+                self.trailers += 1;
+                if self.trailers > MAX_TRAILERS {
+                    return Err(format!("chunked trailers longer than {MAX_TRAILERS} bytes"));
                 }
             }
         }
@@ -1440,6 +1451,28 @@ mod tests {
         assert!(ChunkedDecoder::new()
             .decode(&long_ext, &mut Vec::new())
             .is_err());
+    }
+
+    /// Issue 17 point 7: short trailer lines without end are cut at MAX_TRAILERS, fed in
+    /// pieces as a server would send them; a few ordinary trailers still end the body.
+    #[test]
+    fn endless_chunked_trailers_are_bounded() {
+        let mut d = ChunkedDecoder::new();
+        let mut out = Vec::new();
+        assert_eq!(d.decode(b"2\r\nhi\r\n0\r\n", &mut out), Ok(10));
+        let line = b"X-Pad: aaaaaaaaaaaaaaaaaaaaaaa\r\n";
+        let mut result = Ok(0);
+        for _ in 0..(2 * MAX_TRAILERS / line.len()) {
+            result = d.decode(line, &mut out);
+            if result.is_err() {
+                break;
+            }
+        }
+        assert!(result.unwrap_err().contains("trailers longer"));
+        let mut d = ChunkedDecoder::new();
+        let ok = b"2\r\nhi\r\n0\r\nX-A: 1\r\nX-B: 2\r\n\r\n";
+        assert_eq!(d.decode(ok, &mut Vec::new()), Ok(ok.len()));
+        assert!(d.is_done());
     }
 
     #[test]

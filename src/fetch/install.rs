@@ -104,6 +104,36 @@ impl Policy {
     };
 }
 
+impl Policy {
+    /// This policy with its byte and entry limits lowered to what the RAM can hold: the next
+    /// root lives in RAM until the hand-off, and a tarball that fills it kills the node (OOM)
+    /// instead of failing with a message (issue 17, point 7). `mem_available` is MemAvailable
+    /// (bytes; None: unknown, the policy's limits stand): at most 3/4 of it as content, and one
+    /// entry (an inode, a directory) per 4 KiB of it.
+    pub fn within_memory(self, mem_available: Option<u64>) -> Policy {
+        let Some(avail) = mem_available else {
+            return self;
+        };
+        Policy {
+            max_bytes: self.max_bytes.min(avail / 4 * 3),
+            max_entries: self.max_entries.min(avail / 4096),
+            ..self
+        }
+    }
+}
+
+/// MemAvailable from `/proc/meminfo`, in bytes.
+pub fn mem_available() -> Option<u64> {
+    let text = fs::read_to_string("/proc/meminfo").ok()?;
+    parse_mem_available(&text)
+}
+
+fn parse_mem_available(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
 /// Why an entry was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rule {
@@ -174,8 +204,15 @@ impl fmt::Display for Rule {
                 "replaces a directory with a non-directory or the reverse"
             ),
             Rule::Unsupported(what) => write!(f, "{what} is not supported"),
-            Rule::TooManyEntries(n) => write!(f, "more than {n} entries (tar bomb guard)"),
-            Rule::TooManyBytes(n) => write!(f, "more than {n} bytes of content (tar bomb guard)"),
+            Rule::TooManyEntries(n) => write!(
+                f,
+                "more than {n} entries (tar bomb guard, lowered to what the RAM can hold)"
+            ),
+            Rule::TooManyBytes(n) => write!(
+                f,
+                "more than {n} bytes of content (tar bomb guard: at most 3/4 of MemAvailable; \
+                 a node with more RAM, or a smaller image)"
+            ),
         }
     }
 }
@@ -252,7 +289,8 @@ pub fn install_modules(
         err: io::ErrorKind::InvalidInput.into(),
     })?;
     fs::create_dir_all(modules_root).map_err(io_err("cannot create", modules_root))?;
-    extract(archive, modules_root, &Policy::MODULES, Some(release))
+    let policy = Policy::MODULES.within_memory(mem_available());
+    extract(archive, modules_root, &policy, Some(release))
 }
 
 /// Removes the staging directory however extraction ends.
@@ -1502,6 +1540,32 @@ mod tests {
         let archive = s.write("inside.tar", &bytes);
         assert!(unpack(&archive, &s.target()).is_ok());
         assert!(s.listing().contains(&"a/b/x -> ../../a/c".to_string()));
+    }
+
+    /// Issue 17 point 7: the limits follow MemAvailable; a tarball bigger than the RAM can
+    /// hold is refused with the limit named, the target left as it was.
+    #[test]
+    fn limits_follow_the_memory_the_node_has() {
+        let meminfo = "MemTotal:        8000 kB\nMemAvailable:      400 kB\nBuffers: 1 kB\n";
+        assert_eq!(parse_mem_available(meminfo), Some(409_600));
+        assert_eq!(parse_mem_available("MemFree: 1 kB\n"), None);
+        let p = Policy::ROOTFS.within_memory(Some(409_600));
+        assert_eq!((p.max_bytes, p.max_entries), (307_200, 100));
+        assert_eq!(Policy::ROOTFS.within_memory(None), Policy::ROOTFS);
+        assert_eq!(
+            Policy::ROOTFS.within_memory(Some(1 << 50)),
+            Policy::ROOTFS,
+            "never above the policy"
+        );
+        let s = Scratch::new();
+        let bytes = Tar::new()
+            .file("a", &[1; 200_000])
+            .file("b", &[2; 200_000])
+            .bytes();
+        let archive = s.write("big.tar", &bytes);
+        let e = unpack_with(&archive, &s.target(), &p).unwrap_err();
+        assert!(e.to_string().contains("MemAvailable"), "{e}");
+        assert!(s.listing().is_empty());
     }
 
     /// Issue 17 point 3: `d/a -> .` and `d/b -> a/../..` each pass a lexical check, but the

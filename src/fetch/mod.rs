@@ -5,4 +5,5 @@ pub mod http;
 pub mod hubs;
 pub mod install;
 pub mod manifest;
+pub mod signature;
 pub mod tls;
