@@ -111,9 +111,11 @@ impl Identity {
         handoff_dir: &Path,
     ) -> Result<(Identity, IdentitySource), String> {
         let (identity, source) = match path {
-            Some(path) if !path.exists() => {
+            Some(path) if !path.exists() && path.parent().is_some_and(Path::is_dir) => {
                 // A persistent disk without a key yet (first boot): make one and keep it there,
-                // so the next boots are the same node.
+                // so the next boots are the same node. Only where the directory exists: a
+                // missing directory is a disk not mounted, and a key made in RAM would be a new
+                // node every boot (then the error below says so).
                 let identity = Identity::generate()?;
                 identity
                     .write_seed(path)
@@ -843,11 +845,31 @@ mod tests {
         assert!(e.contains(&disk.display().to_string()), "{e}");
         assert!(e.contains("not replacing it"), "{e}");
         assert_eq!(fs::read_to_string(&disk).unwrap(), "not a seed at all\n");
-        let missing = dir.join("missing");
+        // In a directory that does not exist (a disk not mounted): an error, nothing made.
+        let missing = dir.join("not-mounted/seed");
         let e = Identity::load_or_generate(Some(&missing), &handoff).unwrap_err();
         assert!(e.contains(&missing.display().to_string()), "{e}");
         assert!(!missing.exists());
         assert!(!handoff.join(HANDOFF_SEED_FILE).exists());
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// Issue 17 point 5: `zos.identity=` naming a file not there yet (first boot on a fresh
+    /// disk): a key is made and kept there, and the next boot is the same node.
+    #[test]
+    fn a_missing_seed_file_on_a_present_disk_is_created_and_kept() {
+        let dir = scratch_dir("create");
+        let handoff = dir.join("run");
+        let disk = dir.join("identity.seed");
+        let (a, source) = Identity::load_or_generate(Some(&disk), &handoff).unwrap();
+        assert_eq!(source, IdentitySource::Created(disk.clone()));
+        assert_eq!(
+            fs::metadata(&disk).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let (b, source) = Identity::load_or_generate(Some(&disk), &handoff).unwrap();
+        assert_eq!(source, IdentitySource::Loaded(disk.clone()));
+        assert_eq!(a.node_id(), b.node_id());
         fs::remove_dir_all(dir).unwrap();
     }
 

@@ -1408,11 +1408,17 @@ fn identity_files_are_used_as_they_are_or_refused_untouched() {
     ];
     for (name, content) in bad {
         let root = sysroot(&lab, &grid, &format!("node-{name}"));
-        let seed = root.join("etc/zos/seed");
+        // Missing: in a directory that is not there (the disk not mounted). A missing file in
+        // a directory that is there is created (a_replayed_registration_is_refused).
+        let rel = match content {
+            Some(_) => "etc/zos/seed",
+            None => "var/lib/zos/seed",
+        };
+        let seed = root.join(rel);
         if let Some(c) = &content {
             fs::write(&seed, c).unwrap();
         }
-        let run = boot(&lab, &root, "zos.fetch=none zos.identity=/etc/zos/seed");
+        let run = boot(&lab, &root, &format!("zos.fetch=none zos.identity=/{rel}"));
         assert_exit(&run, 1, &grid);
         let reg = &state_of(&lab, &root)["registration"];
         let err = reg["error"].as_str().unwrap_or_default();
@@ -1768,4 +1774,108 @@ fn over_ipv6_when_ipv4_cannot_reach_the_hub() {
         remote.starts_with("2001:db8:61:"),
         "registered from {remote:?}, not the node's SLAAC address"
     );
+}
+
+/// POSTs `raw` with `signature` (as node `node_id`) to the grid's registrar over plain http,
+/// Host `host`; returns the HTTP status.
+fn replay(lab: &Lab, node_id: &str, raw: &str, signature: &str, host: &str) -> u16 {
+    const POST: &str = "import sys, urllib.request as u, urllib.error as e\n\
+        op = u.build_opener(u.ProxyHandler({}))\n\
+        r = u.Request(sys.argv[1], data=sys.argv[2].encode(), method='POST', headers={\n\
+          'Content-Type': 'application/json', 'Host': sys.argv[5],\n\
+          'X-Zos-Node-Id': sys.argv[3], 'X-Zos-Signature': sys.argv[4]})\n\
+        try:\n  print(op.open(r, timeout=10).status)\n\
+        except e.HTTPError as x:\n  print(x.code)\n";
+    let url = format!("http://{HUB_V4}/api/v1/nodes");
+    let out = run_ok(&[
+        "timeout",
+        "-k",
+        "2",
+        "20",
+        "ip",
+        "netns",
+        "exec",
+        &lab.router,
+        PYTHON,
+        "-c",
+        POST,
+        &url,
+        raw,
+        node_id,
+        signature,
+        host,
+    ]);
+    out.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("status: {out:?}"))
+}
+
+/// Issue 17 point 5: the signature covers the registrar's URL and a nonce. A registration
+/// replayed after a newer one is refused (409) and changes nothing; the node's latest body sent
+/// again (a retry after a lost answer) changes nothing either; a body signed for another
+/// registrar is refused (401). The node keeps its key on its disk (`zos.identity=`, made on the
+/// first boot), so both boots are one node.
+#[test]
+fn a_replayed_registration_is_refused() {
+    let t = "register_replay";
+    let Some((lab, _dns, grid)) = grid_lab(t, &[]) else {
+        return;
+    };
+    write_manifest(&grid, vec![motd_artifact(&grid)]);
+    let root = sysroot(&lab, &grid, "node");
+    fs::create_dir_all(root.join("var/lib/zos")).unwrap();
+    let disk = "zos.identity=/var/lib/zos/identity.seed";
+    let run = boot(&lab, &root, disk);
+    assert_exit(&run, 0, &grid);
+    assert!(
+        root.join("var/lib/zos/identity.seed").exists(),
+        "{}",
+        run.describe()
+    );
+    let records = grid.records();
+    let (node_id, first) = records
+        .as_object()
+        .and_then(|m| m.iter().next())
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .expect("one record");
+    let (raw1, sig1) = (str_of(&first["raw"]), str_of(&first["signature"]));
+    assert!(
+        raw1.contains("\"registrar\":\"https://hub.lab.test/api/v1/nodes\""),
+        "{raw1}"
+    );
+    let run = boot(&lab, &root, disk);
+    assert_exit(&run, 0, &grid);
+    let second = grid.records()[&node_id].clone();
+    assert_eq!(
+        second["registrations"],
+        2,
+        "the same node: {}",
+        pretty(&grid.records())
+    );
+    let (raw2, sig2) = (str_of(&second["raw"]), str_of(&second["signature"]));
+
+    assert_eq!(
+        replay(&lab, &node_id, &raw1, &sig1, HUB_NAME),
+        409,
+        "old body replayed"
+    );
+    assert_eq!(
+        replay(&lab, &node_id, &raw2, &sig2, HUB_NAME),
+        200,
+        "latest body again"
+    );
+    assert_eq!(
+        replay(&lab, &node_id, &raw2, &sig2, "registrar.elsewhere.test"),
+        401,
+        "signed for another registrar"
+    );
+    let now = grid.records()[&node_id].clone();
+    assert_eq!(now["registrations"], 2, "nothing changed: {}", pretty(&now));
+    assert_eq!(now["raw"], second["raw"]);
+}
+
+fn str_of(v: &Value) -> String {
+    v.as_str()
+        .unwrap_or_else(|| panic!("not a string: {v}"))
+        .to_string()
 }
