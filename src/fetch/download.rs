@@ -1740,6 +1740,32 @@ mod tests {
             fs::remove_dir_all(&d).unwrap();
         }
 
+        /// Issue 17 point 7: a small body read whole (a manifest) has an overall deadline, so a
+        /// server trickling bytes just often enough to beat the idle timeout is cut off.
+        #[test]
+        fn a_trickled_small_body_is_cut_at_its_overall_deadline() {
+            let server = Server::start(data(), vec![Reply::Trickle], None);
+            let url = format!("http://127.0.0.1:{}/zos.efi", server.port);
+            let mut opts = options(None);
+            opts.http.timeouts.whole_body = Duration::from_millis(300);
+            let started = std::time::Instant::now();
+            let e = smol::block_on(async {
+                let mut resp = http::request(http::Method::Get, &url, &[], None, &opts.http)
+                    .await
+                    .unwrap();
+                resp.body(1 << 20).await.unwrap_err()
+            });
+            assert!(
+                matches!(e.kind, ErrorKind::Timeout(d) if d == Duration::from_millis(300)),
+                "{e}"
+            );
+            assert!(
+                started.elapsed() < Duration::from_secs(3),
+                "{:?}",
+                started.elapsed()
+            );
+        }
+
         #[test]
         fn verified_file_in_place_or_in_cache_needs_no_request() {
             let d = dir("cache");

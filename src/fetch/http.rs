@@ -755,6 +755,10 @@ pub struct Timeouts {
     pub first_byte: Duration,
     /// Between two reads of the body (and for sending the request).
     pub idle: Duration,
+    /// A whole body read with [`Response::body`] (manifests, signatures, registrar answers:
+    /// small by their limit): a server trickling a byte before each idle timeout must not hold
+    /// the boot for ever (issue 17, point 7). Downloads have their rate floor instead.
+    pub whole_body: Duration,
 }
 
 impl Default for Timeouts {
@@ -764,6 +768,7 @@ impl Default for Timeouts {
             tls: Duration::from_secs(10),
             first_byte: Duration::from_secs(15),
             idle: Duration::from_secs(20),
+            whole_body: Duration::from_secs(60),
         }
     }
 }
@@ -826,6 +831,8 @@ pub struct Response {
     left: u64,
     done: bool,
     idle: Duration,
+    /// See [`Timeouts::whole_body`].
+    whole_body: Duration,
 }
 
 impl fmt::Debug for Response {
@@ -889,15 +896,24 @@ impl Response {
 
     /// The whole body, refused when longer than `limit` (API answers, not artifacts).
     pub async fn body(&mut self, limit: usize) -> Result<Vec<u8>, HttpError> {
+        let deadline = self.whole_body;
         let mut out = Vec::new();
-        while let Some(piece) = self.chunk().await? {
-            if out.len() + piece.len() > limit {
-                let e = format!("response body longer than {limit} bytes");
-                return Err(self.error(Step::Body, ErrorKind::Protocol(e)));
+        let read = within(deadline, async {
+            while let Some(piece) = self.chunk().await? {
+                if out.len() + piece.len() > limit {
+                    let e = format!("response body longer than {limit} bytes");
+                    return Err(self.error(Step::Body, ErrorKind::Protocol(e)));
+                }
+                out.extend_from_slice(piece);
             }
-            out.extend_from_slice(piece);
+            Ok(())
+        })
+        .await;
+        match read {
+            Some(Ok(())) => Ok(out),
+            Some(Err(e)) => Err(e),
+            None => Err(self.error(Step::Body, ErrorKind::Timeout(deadline))),
         }
-        Ok(out)
     }
 
     /// Reads more raw bytes. False: the connection ended where the framing allows it.
@@ -1106,6 +1122,7 @@ async fn exchange(
         },
         done: framing == Framing::Length(0),
         idle: tm.idle,
+        whole_body: tm.whole_body,
     })
 }
 
