@@ -1879,3 +1879,58 @@ fn str_of(v: &Value) -> String {
         .unwrap_or_else(|| panic!("not a string: {v}"))
         .to_string()
 }
+
+/// Issue 17 point 2: a hub answering with a certificate chain this node does not trust, dated
+/// 2200, is refused as untrusted ("not signed by a trusted CA"), not as "not valid yet": the
+/// latter is what lets PID 1 step its clock forward to the certificate's start (a clock in 2200
+/// and every real certificate expired until reboot). Only a chain that verifies at its
+/// notBefore may say "not valid yet".
+#[test]
+fn an_untrusted_certificate_dated_2200_is_not_taken_as_the_time() {
+    let t = "fetch_cert_2200";
+    let Some((lab, _dns, grid)) = grid_lab(t, &[]) else {
+        return;
+    };
+    // The second grid's CA and certificate, made for 2200 before grid_at would make its own.
+    let ca_dir = lab.path(&format!("grid-ca-{HUB2_V4}"));
+    run_ok(&[
+        PYTHON,
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/grid/grid.py")
+            .to_string_lossy(),
+        "--make-ca",
+        &ca_dir.to_string_lossy(),
+        "--names",
+        HUB2_V4,
+        "--valid-from",
+        "2200",
+    ]);
+    let future = lab.grid_at(HUB2_V4, &[]);
+    let root = sysroot(&lab, &grid, "node");
+    let run = boot_with(
+        &lab,
+        &root,
+        &format!("zos.manifest=https://{HUB2_V4}/zos/manifest.json"),
+    );
+    assert_exit(&run, 1, &grid);
+    let state = state_of(&lab, &root);
+    let err = fetch_error(&state, &run);
+    assert!(
+        err.contains("not signed by a trusted CA"),
+        "{err:?}\n{}",
+        run.describe()
+    );
+    assert!(!err.contains("2200"), "{err:?}");
+    assert!(
+        !run.all_output().contains("certificate-start"),
+        "no clock claim from the certificate\n{}",
+        run.describe()
+    );
+    let clock = &state["fetch"]["clock"];
+    assert!(
+        clock["step_ms"].as_i64().unwrap_or(0).abs() < 3_600_000,
+        "the clock report moved nowhere near 2200: {}",
+        pretty(clock)
+    );
+    drop(future);
+}

@@ -792,6 +792,10 @@ def parse_args(argv):
     p.add_argument("--make-ca", metavar="DIR",
                    help="write ca.pem, ca-key.pem, server.pem, "
                    "server-key.pem into DIR and exit")
+    p.add_argument("--valid-from", type=int, metavar="YEAR",
+                   help="with --make-ca: the CA and the server certificate "
+                   "are valid from 1 January YEAR (a future date tests a "
+                   "node whose clock is behind, or a forged certificate)")
     p.add_argument("--names", default="",
                    help="with --make-ca: comma-separated DNS names and IPs "
                    "for the server certificate")
@@ -833,9 +837,11 @@ def parse_args(argv):
 
 # --- the test CA -----------------------------------------------------------
 
-def make_ca(out_dir, names):
+def make_ca(out_dir, names, valid_from=None):
     names = [n.strip() for n in names.split(",") if n.strip()]
     now = datetime.datetime.now(datetime.timezone.utc)
+    if valid_from:
+        now = datetime.datetime(valid_from, 1, 2, tzinfo=datetime.timezone.utc)
     os.makedirs(out_dir, exist_ok=True)
 
     def name(cn):
@@ -925,7 +931,7 @@ def write_ready(path, servers, ntp):
 def main(argv):
     args = parse_args(argv)
     if args.make_ca:
-        make_ca(args.make_ca, args.names)
+        make_ca(args.make_ca, args.names, args.valid_from)
         return 0
 
     grid = Grid(args.root, args.records, Faults(args), args.clock_offset)
