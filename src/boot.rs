@@ -255,6 +255,18 @@ fn no_files_here(opts: &BootOptions) -> Option<&'static str> {
         .then_some("not PID 1 and no --sysroot: this machine's files are not ours to write")
 }
 
+/// The keys that may sign the manifest, and whether it must be signed (prod).
+fn manifest_trust(console: &Console, settings: &Settings) -> crate::fetch::signature::Trust {
+    let prod = settings.runmode == crate::cmdline::RunMode::Prod;
+    crate::fetch::signature::Trust::for_runmode(prod, &settings.manifest_keys).unwrap_or_else(|e| {
+        console.line(format_args!("fetch: manifest keys: {e}; trusting no key"));
+        crate::fetch::signature::Trust {
+            keys: Vec::new(),
+            require_signature: prod,
+        }
+    })
+}
+
 /// Runs the fetch stage until it succeeds (PID 1) or once (elsewhere). False: it failed and
 /// this is not PID 1.
 fn fetch_stage(
@@ -294,6 +306,7 @@ fn fetch_stage(
                 bootstrap: true,
             }),
         stores: settings.stores.clone(),
+        trust: manifest_trust(console, settings),
     };
     if let Some(why) = skipped {
         console.line(format_args!("fetch: skipped ({why})"));
@@ -377,10 +390,31 @@ fn register_stage(
         runmode: &runmode,
         version: settings.version.as_deref(),
     };
+    // The node's key, once per boot: every retry below registers the same node.
+    let identity =
+        match register::Identity::load_or_generate(cfg.identity.as_deref(), &cfg.handoff_dir) {
+            Ok(x) => x,
+            Err(e) => {
+                console.line(format_args!("registration failed: {e}"));
+                state.registration = Some(register::RegistrationRecord {
+                    error: Some(e),
+                    ..register::RegistrationRecord::new(&cfg.registrar)
+                });
+                write_state(console, &opts.paths, state);
+                return false;
+            }
+        };
     let mut attempt = 0;
     loop {
         let record = match stage::http_options(&state.net, &ca_files(settings, opts)) {
-            Ok(http) => smol::block_on(register::run(&cfg, &farm, &state.net, &http, console)),
+            Ok(http) => smol::block_on(register::run(
+                &cfg,
+                &farm,
+                &state.net,
+                &http,
+                console,
+                (&identity.0, &identity.1),
+            )),
             Err(e) => {
                 console.line(format_args!("registration failed: {e}"));
                 register::RegistrationRecord {

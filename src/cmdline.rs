@@ -63,6 +63,9 @@ pub struct Settings {
     pub manifest: Option<String>,
     /// `zos.ca=FILE` (repeatable): extra CA certificates to trust, besides the image's bundle.
     pub ca_files: Vec<String>,
+    /// `zos.manifest_key=HEX` (repeatable, ignored in prod): an ed25519 public key whose
+    /// manifest signatures are trusted besides the built-in ones (`fetch::signature`).
+    pub manifest_keys: Vec<String>,
     /// `zos.identity=FILE`: the node's ed25519 seed on a persistent disk.
     pub identity: Option<String>,
     /// `zos.registrar=URL`: where the node registers; none: no registration.
@@ -206,14 +209,6 @@ pub fn builtin_hubs(runmode: RunMode) -> &'static [&'static str] {
 }
 
 impl Settings {
-    /// The first hub: the first `zos.hub=`, else the run mode's.
-    pub fn hub_url(&self) -> &str {
-        match self.hubs.first() {
-            Some(h) => h,
-            None => builtin_hubs(self.runmode)[0],
-        }
-    }
-
     /// Every hub, in order of preference: the `zos.hub=` URLs (duplicates dropped), else the
     /// run mode's built-in list.
     pub fn hub_urls(&self) -> Vec<String> {
@@ -360,6 +355,12 @@ pub fn parse(cmdline: &str) -> (Settings, Vec<Ignored>) {
             ("zos.hub" | "zos.manifest" | "zos.registrar", _) => {
                 bad("expects an http:// or https:// URL")
             }
+            ("zos.manifest_key", Some(v))
+                if v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()) =>
+            {
+                s.manifest_keys.push(v.to_ascii_lowercase())
+            }
+            ("zos.manifest_key", _) => bad("expects 64 hex digits (an ed25519 public key)"),
             ("zos.ca", Some(v)) if v.starts_with('/') => s.ca_files.push(v.to_string()),
             ("zos.identity", Some(v)) if v.starts_with('/') => s.identity = Some(v.to_string()),
             ("zos.ca" | "zos.identity", _) => bad("expects an absolute path"),
@@ -612,7 +613,7 @@ mod tests {
              zos.registrar=https://grid.lab.test/api/v1/nodes zos.ntp=10.1.0.1 zos.ntp=2001:db8::123 \
              zos.fetch=none zos.ca=relative.pem zos.ntp=pool",
         );
-        assert_eq!(s.hub_url(), "https://hub.lab.test/");
+        assert_eq!(s.hub_urls(), vec!["https://hub.lab.test/"]);
         assert_eq!(
             s.probe_urls(),
             vec!["https://hub.lab.test/"],
@@ -638,7 +639,6 @@ mod tests {
              zos.hub=ftp://c",
         );
         assert_eq!(ignored.len(), 1, "{ignored:?}");
-        assert_eq!(s.hub_url(), "https://a.lab.test/");
         assert_eq!(
             s.hub_urls(),
             vec!["https://a.lab.test/", "http://198.51.100.81/"],
@@ -647,7 +647,6 @@ mod tests {
         assert_eq!(s.probe_urls(), s.hub_urls(), "every hub is probed");
         let (s, _) = parse("runmode=qa");
         assert_eq!(s.hub_urls(), vec!["https://hub.qa.grid.tf/"]);
-        assert_eq!(s.hub_url(), "https://hub.qa.grid.tf/");
     }
 
     #[test]

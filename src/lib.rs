@@ -16,10 +16,12 @@
 //! A library as well as a binary so that the fuzz targets (`fuzz/`) reach the parsers.
 pub mod boot;
 pub mod clock;
+pub mod clock_trust;
 pub mod cmdline;
 pub mod config;
 pub mod console;
 pub mod fetch;
+pub mod hostsafety;
 pub mod http1;
 pub mod keep;
 pub mod net;
@@ -28,4 +30,5 @@ pub mod register;
 pub mod retry;
 pub mod state;
 pub mod sys;
+pub mod tempfile;
 pub mod url;

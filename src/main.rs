@@ -20,6 +20,8 @@ usage:
   zos-netboot keep  [--state PATH] [--resolv PATH] [--allow-host]
   zos-netboot version
   zos-netboot flist list FILE [--json] | extract FILE --to DIR [--store URL]...  (flist --help)
+  zos-netboot manifest-keygen FILE          (hub operators: a manifest signing key)
+  zos-netboot sign-manifest --key FILE MANIFEST...   (writes MANIFEST.sig)
 
 net    brings up every physical NIC (or the --iface ones), runs DHCPv4 on all of them at once
        (the first bound is the OOB NIC), waits for IPv6 SLAAC (--wait-ipv6, default 3 s per
@@ -50,12 +52,26 @@ const EXIT_USAGE: u8 = 2;
 
 #[derive(Debug)]
 enum Command {
-    Boot { handoff: bool },
-    Net { ifaces: Vec<String> },
-    Dhcp4 { iface: String },
+    Boot {
+        handoff: bool,
+    },
+    Net {
+        ifaces: Vec<String>,
+    },
+    Dhcp4 {
+        iface: String,
+    },
     Keep,
     Version,
     Help,
+    /// Hub operators' tools (`fetch::signature`).
+    Keygen {
+        file: String,
+    },
+    Sign {
+        key: String,
+        manifests: Vec<String>,
+    },
 }
 
 #[derive(Debug)]
@@ -93,8 +109,10 @@ fn parse_args() -> Result<Cli, lexopt::Error> {
     let mut ifaces = Vec::new();
     let mut handoff = true;
     let mut cli = Cli::default();
+    let mut key = None;
     while let Some(arg) = parser.next()? {
         match arg {
+            Long("key") => key = Some(parser.value()?.string()?),
             Long("iface") => ifaces.push(parser.value()?.string()?),
             Long("cmdline") => cli.cmdline = Some(parser.value()?.string()?),
             Long("state") => cli.state = Some(parser.value()?.into()),
@@ -119,10 +137,32 @@ fn parse_args() -> Result<Cli, lexopt::Error> {
         Some("dhcp4") => return Err("dhcp4 takes exactly one interface name".into()),
         Some("keep") if positional.is_empty() && ifaces.is_empty() => Command::Keep,
         Some("version") => Command::Version,
+        Some("manifest-keygen") if positional.len() == 1 => Command::Keygen {
+            file: positional.remove(0),
+        },
+        Some("sign-manifest") if key.is_some() && !positional.is_empty() => Command::Sign {
+            key: key.unwrap_or_default(),
+            manifests: positional,
+        },
+        Some("manifest-keygen" | "sign-manifest") => return Err("see usage".into()),
         Some("help") | None => Command::Help,
         Some(other) => return Err(format!("unknown command {other:?}").into()),
     };
     Ok(cli)
+}
+
+/// A hub operator's tool's result: its report on stdout, or the error on stderr (exit 1).
+fn tool(result: Result<String, String>) -> ExitCode {
+    match result {
+        Ok(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("zos-netboot: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Why this process must not reconfigure the network it sees, if it must not: it is not PID 1
@@ -213,6 +253,10 @@ fn main() -> ExitCode {
             println!("zos-netboot {}", env!("CARGO_PKG_VERSION"));
             return ExitCode::SUCCESS;
         }
+        Command::Keygen { file } => return tool(zos_netboot::fetch::signature::keygen_cli(file)),
+        Command::Sign { key, manifests } => {
+            return tool(zos_netboot::fetch::signature::sign_cli(key, manifests))
+        }
         Command::Net { ifaces } => (ifaces.clone(), None, true),
         Command::Keep => (Vec::new(), None, false),
         Command::Boot { .. } => (Vec::new(), None, true),
@@ -269,6 +313,19 @@ fn main() -> ExitCode {
         },
         &settings,
     );
+    let resolv_private = zos_netboot::hostsafety::is_mount_point(&config.net.resolv_path);
+    if let (Err(why), false) = (
+        zos_netboot::hostsafety::host_files_guard(
+            pid1,
+            &config.net.resolv_path,
+            config.paths.state(),
+            resolv_private,
+        ),
+        cli.allow_host,
+    ) {
+        eprintln!("zos-netboot: refusing to write this machine's files: {why}, or --allow-host.");
+        return ExitCode::from(EXIT_USAGE);
+    }
     if matches!(cli.command, Command::Keep) {
         let cfg = keep::KeepConfig {
             state_path: config.paths.state().to_path_buf(),

@@ -14,7 +14,7 @@ use std::fmt;
 use std::fs;
 use std::future::Future;
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -64,6 +64,8 @@ impl Drop for Identity {
 pub enum IdentitySource {
     /// Read from `zos.identity=FILE`.
     Loaded(PathBuf),
+    /// `zos.identity=FILE` did not exist: a fresh key, saved there for the next boots.
+    Created(PathBuf),
     /// No `zos.identity=`: a fresh key from the kernel's random source, this boot only (unless
     /// the full OS keeps `identity.seed` from the hand-off directory).
     Generated,
@@ -73,6 +75,9 @@ impl fmt::Display for IdentitySource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             IdentitySource::Loaded(path) => write!(f, "loaded from {}", path.display()),
+            IdentitySource::Created(path) => {
+                write!(f, "generated and saved to {}", path.display())
+            }
             IdentitySource::Generated => f.write_str("generated for this boot"),
         }
     }
@@ -106,6 +111,17 @@ impl Identity {
         handoff_dir: &Path,
     ) -> Result<(Identity, IdentitySource), String> {
         let (identity, source) = match path {
+            Some(path) if !path.exists() && path.parent().is_some_and(Path::is_dir) => {
+                // A persistent disk without a key yet (first boot): make one and keep it there,
+                // so the next boots are the same node. Only where the directory exists: a
+                // missing directory is a disk not mounted, and a key made in RAM would be a new
+                // node every boot (then the error below says so).
+                let identity = Identity::generate()?;
+                identity
+                    .write_seed(path)
+                    .map_err(|e| format!("zos.identity={}: {e}", path.display()))?;
+                (identity, IdentitySource::Created(path.to_path_buf()))
+            }
             Some(path) => {
                 let named = |e: String| format!("zos.identity={}: {e}", path.display());
                 let mut bytes = fs::read(path).map_err(|e| named(e.to_string()))?;
@@ -116,19 +132,22 @@ impl Identity {
                 wipe(&mut seed);
                 (identity, IdentitySource::Loaded(path.to_path_buf()))
             }
-            None => {
-                let mut seed = [0u8; 32];
-                // Blocks until the kernel's CRNG is seeded; on current kernels that is at most
-                // about a second after boot, even without a hardware RNG (jitter entropy).
-                ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut seed)
-                    .map_err(|_| "no random source (getrandom) for a new identity".to_string())?;
-                let identity = Identity::from_seed(&seed);
-                wipe(&mut seed);
-                (identity, IdentitySource::Generated)
-            }
+            None => (Identity::generate()?, IdentitySource::Generated),
         };
         identity.write_seed(&handoff_dir.join(HANDOFF_SEED_FILE))?;
         Ok((identity, source))
+    }
+
+    /// A new key from the kernel's random source.
+    fn generate() -> Result<Identity, String> {
+        let mut seed = [0u8; 32];
+        // Blocks until the kernel's CRNG is seeded; on current kernels that is at most
+        // about a second after boot, even without a hardware RNG (jitter entropy).
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut seed)
+            .map_err(|_| "no random source (getrandom) for a new identity".to_string())?;
+        let identity = Identity::from_seed(&seed);
+        wipe(&mut seed);
+        Ok(identity)
     }
 
     /// The public key, 64 lowercase hex digits: the node id the registrar knows the node by.
@@ -147,16 +166,11 @@ impl Identity {
         if let Some(dir) = path.parent() {
             fs::create_dir_all(dir).map_err(failed)?;
         }
-        let tmp = path.with_extension("seed.tmp");
-        let _ = fs::remove_file(&tmp);
+        let (file, tmp) = crate::tempfile::create_next_to(path, 0o600).map_err(failed)?;
         let mut text = hex(&self.seed).into_bytes();
         text.push(b'\n');
-        let written = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .and_then(|mut f| {
+        let written = Ok(file)
+            .and_then(|mut f: fs::File| {
                 f.set_permissions(fs::Permissions::from_mode(0o600))?;
                 f.write_all(&text)?;
                 f.sync_all()
@@ -225,6 +239,14 @@ pub struct Farm<'a> {
     pub version: Option<&'a str>,
 }
 
+/// What the signature binds a body to besides its content: the registrar's URL and a nonce.
+#[derive(Debug, Clone, Copy)]
+pub struct Envelope<'a> {
+    pub registrar: &'a str,
+    /// 32 hex digits, new for every body.
+    pub nonce: &'a str,
+}
+
 #[derive(Serialize)]
 struct Body<'a> {
     node_id: String,
@@ -235,6 +257,11 @@ struct Body<'a> {
     zos_netboot: &'static str,
     boot_unix: u64,
     sent_unix: u64,
+    /// The URL posted to: the signature covers it, so a body captured on its way to one
+    /// registrar (a lab's, a mirror's) cannot be replayed to another.
+    registrar: &'a str,
+    /// 128 random bits, new for every body: a registrar refuses a nonce it saw before (replay).
+    nonce: &'a str,
     macs: Vec<&'a str>,
     network: Network<'a>,
 }
@@ -267,7 +294,9 @@ pub fn body(
     kernel: &str,
     boot_unix: u64,
     now_unix: u64,
+    to: &Envelope,
 ) -> Vec<u8> {
+    let Envelope { registrar, nonce } = *to;
     let mut macs: Vec<&str> = Vec::new();
     for i in &state.interfaces {
         if !macs.contains(&i.mac.as_str()) {
@@ -283,6 +312,8 @@ pub fn body(
         zos_netboot: env!("CARGO_PKG_VERSION"),
         boot_unix,
         sent_unix: now_unix,
+        registrar,
+        nonce,
         macs,
         network: Network {
             class: state.classification.as_ref().map(|c| c.class),
@@ -548,30 +579,54 @@ pub struct RegisterConfig {
 
 /// The registration stage: identity, signed body, POST with retries. Never panics; the
 /// outcome (or why it failed) is in the record and on the console.
+/// Whether the node may register at `url`: never over plain http in `prod` (issue 17, point
+/// 1: whoever answers in the registrar's name would learn and confirm the node's identity, and
+/// a lab's http registrar must not be one cmdline typo away from production nodes).
+pub fn registrar_allowed(url: &str, runmode: &str) -> Result<(), String> {
+    if runmode == "prod" && !url.starts_with("https://") {
+        return Err(format!(
+            "{url}: runmode prod registers only over https (zos.registrar=https://…)"
+        ));
+    }
+    Ok(())
+}
+
+/// One registration (with its retries) as `identity`, which the caller made once per boot
+/// ([`Identity::load_or_generate`] before the stage loop): every retry of the stage registers
+/// the same node, so a lost answer cannot leave two nodes on the grid.
 pub async fn run(
     cfg: &RegisterConfig,
     farm: &Farm<'_>,
     state: &NetState,
     http: &crate::fetch::http::HttpOptions,
     console: &crate::console::Console,
+    (identity, source): (&Identity, &IdentitySource),
 ) -> RegistrationRecord {
     let mut record = RegistrationRecord::new(&cfg.registrar);
-    let (identity, source) =
-        match Identity::load_or_generate(cfg.identity.as_deref(), &cfg.handoff_dir) {
-            Ok(x) => x,
-            Err(e) => {
-                console.line(format_args!("registration failed: {e}"));
-                record.error = Some(e);
-                return record;
-            }
-        };
+    if let Err(e) = registrar_allowed(&cfg.registrar, farm.runmode) {
+        console.line(format_args!("registration refused: {e}"));
+        record.error = Some(e);
+        return record;
+    }
     let node_id = identity.node_id();
     console.line(format_args!("node id {node_id} ({source})"));
     record.node_id = Some(node_id.clone());
     record.identity = Some(source.to_string());
 
     let now = u64::try_from(crate::clock::now_unix_ms() / 1000).unwrap_or(0);
-    let body = body(&identity, farm, state, &cfg.kernel, boot_unix(now), now);
+    let nonce = hex(&fastrand::u128(..).to_be_bytes());
+    let body = body(
+        identity,
+        farm,
+        state,
+        &cfg.kernel,
+        boot_unix(now),
+        now,
+        &Envelope {
+            registrar: &cfg.registrar,
+            nonce: &nonce,
+        },
+    );
     let sig = identity.sign(&body);
     let url = cfg.registrar.clone();
     let post = |body: Vec<u8>, headers: Vec<(String, String)>| {
@@ -653,6 +708,14 @@ fn boot_unix(now_unix: u64) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_plain_http_registrar_is_refused_in_prod_only() {
+        let e = registrar_allowed("http://grid.test/api/v1/nodes", "prod").unwrap_err();
+        assert!(e.contains("only over https"), "{e}");
+        assert!(registrar_allowed("https://grid.test/api/v1/nodes", "prod").is_ok());
+        assert!(registrar_allowed("http://grid.test/api/v1/nodes", "test").is_ok());
+    }
+
     use super::*;
     use crate::net::classify::{Case, Class, Classification, Topology};
     use crate::net::probe::Family;
@@ -779,11 +842,31 @@ mod tests {
         assert!(e.contains(&disk.display().to_string()), "{e}");
         assert!(e.contains("not replacing it"), "{e}");
         assert_eq!(fs::read_to_string(&disk).unwrap(), "not a seed at all\n");
-        let missing = dir.join("missing");
+        // In a directory that does not exist (a disk not mounted): an error, nothing made.
+        let missing = dir.join("not-mounted/seed");
         let e = Identity::load_or_generate(Some(&missing), &handoff).unwrap_err();
         assert!(e.contains(&missing.display().to_string()), "{e}");
         assert!(!missing.exists());
         assert!(!handoff.join(HANDOFF_SEED_FILE).exists());
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// Issue 17 point 5: `zos.identity=` naming a file not there yet (first boot on a fresh
+    /// disk): a key is made and kept there, and the next boot is the same node.
+    #[test]
+    fn a_missing_seed_file_on_a_present_disk_is_created_and_kept() {
+        let dir = scratch_dir("create");
+        let handoff = dir.join("run");
+        let disk = dir.join("identity.seed");
+        let (a, source) = Identity::load_or_generate(Some(&disk), &handoff).unwrap();
+        assert_eq!(source, IdentitySource::Created(disk.clone()));
+        assert_eq!(
+            fs::metadata(&disk).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let (b, source) = Identity::load_or_generate(Some(&disk), &handoff).unwrap();
+        assert_eq!(source, IdentitySource::Loaded(disk.clone()));
+        assert_eq!(a.node_id(), b.node_id());
         fs::remove_dir_all(dir).unwrap();
     }
 
@@ -868,6 +951,10 @@ mod tests {
         }
     }
 
+    const ENV: Envelope = Envelope {
+        registrar: "u",
+        nonce: "n",
+    };
     const FARM: Farm = Farm {
         farmer_id: Some(42),
         runmode: "test",
@@ -884,6 +971,10 @@ mod tests {
             "6.1.0-test",
             1_764_000_000,
             1_764_000_042,
+            &Envelope {
+                registrar: "https://grid.test/api/v1/nodes",
+                nonce: "00112233445566778899aabbccddeeff",
+            },
         );
         let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(v["node_id"], PUB1);
@@ -894,6 +985,8 @@ mod tests {
         assert_eq!(v["zos_netboot"], env!("CARGO_PKG_VERSION"));
         assert_eq!(v["boot_unix"], 1_764_000_000u64);
         assert_eq!(v["sent_unix"], 1_764_000_042u64);
+        assert_eq!(v["registrar"], "https://grid.test/api/v1/nodes");
+        assert_eq!(v["nonce"], "00112233445566778899aabbccddeeff");
         assert_eq!(
             v["macs"],
             serde_json::json!(["02:00:00:00:00:01", "02:00:00:00:00:02"])
@@ -916,6 +1009,10 @@ mod tests {
             "6.1.0-test",
             1_764_000_000,
             1_764_000_042,
+            &Envelope {
+                registrar: "https://grid.test/api/v1/nodes",
+                nonce: "00112233445566778899aabbccddeeff",
+            },
         );
         assert_eq!(bytes, again);
         assert!(verify(&id.node_id(), &bytes, &id.sign(&bytes)));
@@ -933,7 +1030,7 @@ mod tests {
             version: None,
         };
         let v: serde_json::Value =
-            serde_json::from_slice(&body(&id, &farm, &s, "k", 1, 2)).unwrap();
+            serde_json::from_slice(&body(&id, &farm, &s, "k", 1, 2, &ENV)).unwrap();
         assert!(v["farmer_id"].is_null() && v["version"].is_null());
         assert!(v["network"]["class"].is_null() && v["network"]["topology"].is_null());
         assert!(v["network"]["preferred_family"].is_null());
@@ -1101,7 +1198,7 @@ mod tests {
         max_attempts: u32,
     ) -> (Result<Registration, String>, Vec<(u32, String)>) {
         let id = Identity::from_seed(&seed(SEED1));
-        let bytes = body(&id, &FARM, &state(), "k", 1, 2);
+        let bytes = body(&id, &FARM, &state(), "k", 1, 2, &ENV);
         let sig = id.sign(&bytes);
         let mut calls = Vec::new();
         let result = smol::block_on(register(

@@ -76,6 +76,27 @@ fn bound_through_loss(t: &str, net24: &str, percent: u32) {
         ip_of(&state_iface(&state, "eth0")["ipv4"][0]["address"]),
         "the kernel has the address the state names\n{ctx}"
     );
+    // A quick bind may lose nothing at 10 %, so the binding alone proves no loss happened.
+    // 400 more datagrams to the server's port 67 must be dropped at about `percent` %
+    // (binomial: at 10 %, 40 ± 6; the bounds are beyond 5 standard deviations), so a loss rule
+    // that does not work fails the test at every rate (issue 17, point 9).
+    let burst = 400u64;
+    let send = format!(
+        "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
+         for i in range({burst}): s.sendto(b'zos-loss-check', ('{net24}.1', 67))\n"
+    );
+    run_ok(&[
+        "timeout", "-k", "2", "20", "ip", "netns", "exec", &lab.node, PYTHON, "-c", &send,
+    ]);
+    let (up_after, _) = lab.loss_counters();
+    let dropped = up_after - up;
+    let expected = burst * u64::from(percent) / 100;
+    let sd = ((burst * u64::from(percent) * u64::from(100 - percent)) as f64 / 10_000.0).sqrt();
+    let slack = (5.0 * sd).ceil() as u64 + 2;
+    assert!(
+        dropped + slack >= expected && dropped <= expected + slack,
+        "{dropped} of {burst} check datagrams dropped, expected {expected} ± {slack}\n{ctx}"
+    );
     if percent >= 30 {
         assert!(up + down > 0, "the loss never dropped anything\n{ctx}");
     }

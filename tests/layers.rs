@@ -13,7 +13,8 @@ use std::path::Path;
 
 fn floor(module: &str) -> Option<u32> {
     Some(match module {
-        "sys" | "retry" | "clock" | "url" | "http1" | "console" | "cmdline" => 0,
+        "sys" | "retry" | "clock" | "clock_trust" | "tempfile" | "hostsafety" | "url" | "http1"
+        | "console" | "cmdline" => 0,
         "pid1" => 1,
         "net" => 2,
         "fetch" => 3,

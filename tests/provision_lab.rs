@@ -1408,11 +1408,17 @@ fn identity_files_are_used_as_they_are_or_refused_untouched() {
     ];
     for (name, content) in bad {
         let root = sysroot(&lab, &grid, &format!("node-{name}"));
-        let seed = root.join("etc/zos/seed");
+        // Missing: in a directory that is not there (the disk not mounted). A missing file in
+        // a directory that is there is created (a_replayed_registration_is_refused).
+        let rel = match content {
+            Some(_) => "etc/zos/seed",
+            None => "var/lib/zos/seed",
+        };
+        let seed = root.join(rel);
         if let Some(c) = &content {
             fs::write(&seed, c).unwrap();
         }
-        let run = boot(&lab, &root, "zos.fetch=none zos.identity=/etc/zos/seed");
+        let run = boot(&lab, &root, &format!("zos.fetch=none zos.identity=/{rel}"));
         assert_exit(&run, 1, &grid);
         let reg = &state_of(&lab, &root)["registration"];
         let err = reg["error"].as_str().unwrap_or_default();
@@ -1611,22 +1617,100 @@ fn a_hub_certificate_from_another_ca_is_refused_and_plain_http_works() {
         "only the harness's state query connected"
     );
 
-    // Plain HTTP (the integrity is the manifest's sha256 either way), and an artifact URL
-    // that is an IP literal on another scheme than the manifest's.
+    // Plain HTTP: nothing vouches for an unsigned manifest (issue 17 point 1), refused.
     let mut by_ip = motd_artifact(&grid);
     by_ip["name"] = json!("motd2");
     by_ip["dest"] = json!("/etc/motd2");
     by_ip["url"] = json!(format!("http://{HUB_V4}/zos/motd"));
     write_manifest(&grid, vec![motd_artifact(&grid), by_ip]);
+    let http_manifest = "zos.manifest=http://hub.lab.test/zos/manifest.json";
+    let root = sysroot(&lab, &grid, "node-http-unsigned");
+    let run = boot_with(&lab, &root, http_manifest);
+    assert_exit(&run, 1, &grid);
+    let err = fetch_error(&state_of(&lab, &root), &run);
+    assert!(err.contains("plain http and is not signed"), "{err:?}");
+    assert!(!root.join("next-root/etc/motd").exists());
+
+    // Signed (with the binary's own operator tools) by a key the node trusts: taken, and an
+    // artifact URL that is an IP literal on another scheme than the manifest's is fine (the
+    // integrity is the signed manifest's sha256).
+    let (key, public, id) = signing_key(&lab, "hub-key");
+    let manifest = grid.root.join("zos/manifest.json");
+    run_ok(&[
+        BIN,
+        "sign-manifest",
+        "--key",
+        &key,
+        &manifest.to_string_lossy(),
+    ]);
+    let trusted = format!("{http_manifest} zos.manifest_key={public}");
     let root = sysroot(&lab, &grid, "node-http");
-    let run = boot_with(
-        &lab,
-        &root,
-        "zos.manifest=http://hub.lab.test/zos/manifest.json",
-    );
+    let run = boot_with(&lab, &root, &trusted);
     assert_exit(&run, 0, &grid);
     assert_eq!(fs::read(root.join("next-root/etc/motd")).unwrap(), MOTD);
     assert_eq!(fs::read(root.join("next-root/etc/motd2")).unwrap(), MOTD);
+    assert_eq!(state_of(&lab, &root)["fetch"]["manifest_key"], json!(id));
+    assert!(
+        run.all_output()
+            .contains(&format!("manifest signed by key {id}")),
+        "{}",
+        run.describe()
+    );
+
+    // Signed by a key the node does not trust, or altered after signing: refused.
+    let (other, _, other_id) = signing_key(&lab, "stranger-key");
+    run_ok(&[
+        BIN,
+        "sign-manifest",
+        "--key",
+        &other,
+        &manifest.to_string_lossy(),
+    ]);
+    let root = sysroot(&lab, &grid, "node-http-stranger");
+    let run = boot_with(&lab, &root, &trusted);
+    assert_exit(&run, 1, &grid);
+    let err = fetch_error(&state_of(&lab, &root), &run);
+    assert!(
+        err.contains(&format!(
+            "signed by key {other_id}, which this image does not trust"
+        )),
+        "{err:?}"
+    );
+    run_ok(&[
+        BIN,
+        "sign-manifest",
+        "--key",
+        &key,
+        &manifest.to_string_lossy(),
+    ]);
+    let mut text = fs::read_to_string(&manifest).unwrap();
+    text.push(' ');
+    fs::write(&manifest, text).unwrap();
+    let root = sysroot(&lab, &grid, "node-http-altered");
+    let run = boot_with(&lab, &root, &trusted);
+    assert_exit(&run, 1, &grid);
+    let err = fetch_error(&state_of(&lab, &root), &run);
+    assert!(err.contains("does not match the manifest"), "{err:?}");
+    assert!(!root.join("next-root/etc/motd").exists());
+}
+
+/// A manifest signing key made with `zos-netboot manifest-keygen`: (seed file, public key hex,
+/// key id).
+fn signing_key(lab: &Lab, name: &str) -> (String, String, String) {
+    let file = lab.path(name).to_string_lossy().into_owned();
+    let out = run_ok(&[BIN, "manifest-keygen", &file]);
+    let id = out
+        .split_whitespace()
+        .nth(1)
+        .expect("key id in manifest-keygen's output")
+        .to_string();
+    let public = out
+        .lines()
+        .last()
+        .and_then(|l| l.split_whitespace().next())
+        .expect("public key line")
+        .to_string();
+    (file, public, id)
 }
 
 /// The hub reachable over IPv6 only (IPv4 to 443 rejected at the router): the probes prefer
@@ -1668,7 +1752,7 @@ fn over_ipv6_when_ipv4_cannot_reach_the_hub() {
             "--cmdline",
             &format!(
                 "zos.iface=eth0 zos.probe=https://{HUB_NAME}/ zos.manifest={MANIFEST} \
-                 zos.ca=/etc/zos/ca.pem zos.registrar={REGISTRAR}"
+                 zos.ca=/etc/zos/ca.pem zos.registrar={REGISTRAR} runmode=test"
             ),
         ],
         Duration::from_secs(90),
@@ -1690,4 +1774,163 @@ fn over_ipv6_when_ipv4_cannot_reach_the_hub() {
         remote.starts_with("2001:db8:61:"),
         "registered from {remote:?}, not the node's SLAAC address"
     );
+}
+
+/// POSTs `raw` with `signature` (as node `node_id`) to the grid's registrar over plain http,
+/// Host `host`; returns the HTTP status.
+fn replay(lab: &Lab, node_id: &str, raw: &str, signature: &str, host: &str) -> u16 {
+    const POST: &str = "import sys, urllib.request as u, urllib.error as e\n\
+        op = u.build_opener(u.ProxyHandler({}))\n\
+        r = u.Request(sys.argv[1], data=sys.argv[2].encode(), method='POST', headers={\n\
+          'Content-Type': 'application/json', 'Host': sys.argv[5],\n\
+          'X-Zos-Node-Id': sys.argv[3], 'X-Zos-Signature': sys.argv[4]})\n\
+        try:\n  print(op.open(r, timeout=10).status)\n\
+        except e.HTTPError as x:\n  print(x.code)\n";
+    let url = format!("http://{HUB_V4}/api/v1/nodes");
+    let out = run_ok(&[
+        "timeout",
+        "-k",
+        "2",
+        "20",
+        "ip",
+        "netns",
+        "exec",
+        &lab.router,
+        PYTHON,
+        "-c",
+        POST,
+        &url,
+        raw,
+        node_id,
+        signature,
+        host,
+    ]);
+    out.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("status: {out:?}"))
+}
+
+/// Issue 17 point 5: the signature covers the registrar's URL and a nonce. A registration
+/// replayed after a newer one is refused (409) and changes nothing; the node's latest body sent
+/// again (a retry after a lost answer) changes nothing either; a body signed for another
+/// registrar is refused (401). The node keeps its key on its disk (`zos.identity=`, made on the
+/// first boot), so both boots are one node.
+#[test]
+fn a_replayed_registration_is_refused() {
+    let t = "register_replay";
+    let Some((lab, _dns, grid)) = grid_lab(t, &[]) else {
+        return;
+    };
+    write_manifest(&grid, vec![motd_artifact(&grid)]);
+    let root = sysroot(&lab, &grid, "node");
+    fs::create_dir_all(root.join("var/lib/zos")).unwrap();
+    let disk = "zos.identity=/var/lib/zos/identity.seed";
+    let run = boot(&lab, &root, disk);
+    assert_exit(&run, 0, &grid);
+    assert!(
+        root.join("var/lib/zos/identity.seed").exists(),
+        "{}",
+        run.describe()
+    );
+    let records = grid.records();
+    let (node_id, first) = records
+        .as_object()
+        .and_then(|m| m.iter().next())
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .expect("one record");
+    let (raw1, sig1) = (str_of(&first["raw"]), str_of(&first["signature"]));
+    assert!(
+        raw1.contains("\"registrar\":\"https://hub.lab.test/api/v1/nodes\""),
+        "{raw1}"
+    );
+    let run = boot(&lab, &root, disk);
+    assert_exit(&run, 0, &grid);
+    let second = grid.records()[&node_id].clone();
+    assert_eq!(
+        second["registrations"],
+        2,
+        "the same node: {}",
+        pretty(&grid.records())
+    );
+    let (raw2, sig2) = (str_of(&second["raw"]), str_of(&second["signature"]));
+
+    assert_eq!(
+        replay(&lab, &node_id, &raw1, &sig1, HUB_NAME),
+        409,
+        "old body replayed"
+    );
+    assert_eq!(
+        replay(&lab, &node_id, &raw2, &sig2, HUB_NAME),
+        200,
+        "latest body again"
+    );
+    assert_eq!(
+        replay(&lab, &node_id, &raw2, &sig2, "registrar.elsewhere.test"),
+        401,
+        "signed for another registrar"
+    );
+    let now = grid.records()[&node_id].clone();
+    assert_eq!(now["registrations"], 2, "nothing changed: {}", pretty(&now));
+    assert_eq!(now["raw"], second["raw"]);
+}
+
+fn str_of(v: &Value) -> String {
+    v.as_str()
+        .unwrap_or_else(|| panic!("not a string: {v}"))
+        .to_string()
+}
+
+/// Issue 17 point 2: a hub answering with a certificate chain this node does not trust, dated
+/// 2200, is refused as untrusted ("not signed by a trusted CA"), not as "not valid yet": the
+/// latter is what lets PID 1 step its clock forward to the certificate's start (a clock in 2200
+/// and every real certificate expired until reboot). Only a chain that verifies at its
+/// notBefore may say "not valid yet".
+#[test]
+fn an_untrusted_certificate_dated_2200_is_not_taken_as_the_time() {
+    let t = "fetch_cert_2200";
+    let Some((lab, _dns, grid)) = grid_lab(t, &[]) else {
+        return;
+    };
+    // The second grid's CA and certificate, made for 2200 before grid_at would make its own.
+    let ca_dir = lab.path(&format!("grid-ca-{HUB2_V4}"));
+    run_ok(&[
+        PYTHON,
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/grid/grid.py")
+            .to_string_lossy(),
+        "--make-ca",
+        &ca_dir.to_string_lossy(),
+        "--names",
+        HUB2_V4,
+        "--valid-from",
+        "2200",
+    ]);
+    let future = lab.grid_at(HUB2_V4, &[]);
+    let root = sysroot(&lab, &grid, "node");
+    let run = boot_with(
+        &lab,
+        &root,
+        &format!("zos.manifest=https://{HUB2_V4}/zos/manifest.json"),
+    );
+    assert_exit(&run, 1, &grid);
+    let state = state_of(&lab, &root);
+    let err = fetch_error(&state, &run);
+    assert!(
+        err.contains("not signed by a trusted CA"),
+        "{err:?}\n{}",
+        run.describe()
+    );
+    assert!(!err.contains("2200"), "{err:?}");
+    assert!(
+        !run.all_output().contains("certificate-start"),
+        "no clock claim from the certificate\n{}",
+        run.describe()
+    );
+    let clock = &state["fetch"]["clock"];
+    assert!(
+        clock["step_ms"].as_i64().unwrap_or(0).abs() < 3_600_000,
+        "the clock report moved nowhere near 2200: {}",
+        pretty(clock)
+    );
+    drop(future);
 }

@@ -6,7 +6,7 @@ use zos_netboot::cmdline;
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
     let (settings, _ignored) = cmdline::parse(&text);
-    let _ = settings.hub_url();
+    let _ = settings.hub_urls();
     let _ = settings.probe_urls();
     let _ = cmdline::parse_ip(&text);
 });

@@ -117,6 +117,11 @@ pub struct DownloadOptions {
     /// there. Once per other URL and download, so a link that is slow to every mirror does not
     /// hop for ever. None: never.
     pub min_rate: Option<u64>,
+    /// With one URL (or none left to hop to): a try whose body arrives slower than this many
+    /// bytes per second, measured once it is the given age, ends the download with a final
+    /// error instead of trickling on for ever (issue 17, point 7: a server sending a byte every
+    /// few seconds never trips the idle timeout). Far below any link a node can boot over.
+    pub min_rate_alone: Option<(u64, Duration)>,
 }
 
 /// How long a try runs before its rate is judged (see [`DownloadOptions::min_rate`]).
@@ -130,6 +135,7 @@ impl DownloadOptions {
             backoff: Backoff::DOWNLOAD,
             progress: None,
             min_rate: Some(64 * 1024),
+            min_rate_alone: Some((4 * 1024, Duration::from_secs(60))),
         }
     }
 }
@@ -601,6 +607,30 @@ impl Run<'_> {
             got += len;
             self.report(part.offset);
             let elapsed = began.elapsed();
+            if let Some((min, window)) = self.opts.min_rate_alone.filter(|_| !may_hop) {
+                let rate = (u128::from(got) * 1000)
+                    .checked_div(elapsed.as_millis())
+                    .unwrap_or(u128::MAX);
+                if elapsed >= window && part.offset < size && rate < u128::from(min) {
+                    let e = io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!(
+                            "too slow: {rate} B/s over {} s, below the {min} B/s floor (check \
+                             the uplink, or the hub is overloaded)",
+                            elapsed.as_secs()
+                        ),
+                    );
+                    return Err(Failure::Final(DownloadError::Http {
+                        error: HttpError {
+                            url,
+                            step: http::Step::Body,
+                            address: Some(resp.address),
+                            kind: ErrorKind::Io(e),
+                        },
+                        attempts: 1,
+                    }));
+                }
+            }
             if let Some(min) = self.opts.min_rate.filter(|_| may_hop) {
                 let rate = (u128::from(got) * 1000)
                     .checked_div(elapsed.as_millis())
@@ -945,6 +975,8 @@ mod tests {
             Redirect(&'static str),
             /// Headers and 1000 bytes, then silence for 3 s.
             Stall,
+            /// Headers, then 10 bytes every 20 ms (500 B/s), to the end.
+            Trickle,
         }
 
         struct Server {
@@ -1074,6 +1106,17 @@ mod tests {
                 Reply::Redirect(to) => {
                     format!("HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\n\r\n")
                         .into_bytes()
+                }
+                Reply::Trickle => {
+                    s.write_all(&ranged(Some(0)))?;
+                    s.flush()?;
+                    let start = from.unwrap_or(0);
+                    for c in file[start..].chunks(10) {
+                        s.write_all(c)?;
+                        s.flush()?;
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    return Ok(());
                 }
                 Reply::Stall => {
                     s.write_all(&ranged(Some(1000)))?;
@@ -1546,6 +1589,181 @@ mod tests {
             assert!(server.requests().is_empty());
             assert_nothing_kept(&d);
             fs::remove_dir_all(&d).unwrap();
+        }
+
+        /// A server presenting `leaf` (for `names`, valid from `from`, signed by the test CA
+        /// when `ca` is given, else self-signed).
+        fn server_cert(
+            names: &[&str],
+            from: i32,
+            ca: Option<(&rcgen::Certificate, &rcgen::KeyPair)>,
+        ) -> Arc<rustls::ServerConfig> {
+            let key = rcgen::KeyPair::generate().unwrap();
+            let mut params = rcgen::CertificateParams::new(
+                names.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+            )
+            .unwrap();
+            params.not_before = rcgen::date_time_ymd(from, 1, 1);
+            params.not_after = rcgen::date_time_ymd(from + 100, 1, 1);
+            let cert = match ca {
+                Some((ca_cert, ca_key)) => params.signed_by(&key, ca_cert, ca_key).unwrap(),
+                None => params.self_signed(&key).unwrap(),
+            };
+            let key = rustls::pki_types::PrivatePkcs8KeyDer::from(key.serialize_der());
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            Arc::new(
+                rustls::ServerConfig::builder_with_provider(provider)
+                    .with_safe_default_protocol_versions()
+                    .unwrap()
+                    .with_no_client_auth()
+                    .with_single_cert(vec![cert.der().clone()], key.into())
+                    .unwrap(),
+            )
+        }
+
+        fn test_ca(dir: &Path) -> (rcgen::Certificate, rcgen::KeyPair, PathBuf) {
+            let key = rcgen::KeyPair::generate().unwrap();
+            let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+            ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            ca.not_before = rcgen::date_time_ymd(2000, 1, 1);
+            ca.not_after = rcgen::date_time_ymd(2400, 1, 1);
+            let cert = ca.self_signed(&key).unwrap();
+            let file = dir.join("ca-2400.pem");
+            fs::write(&file, cert.pem()).unwrap();
+            (cert, key, file)
+        }
+
+        fn tls_failure(name: &str, server: Arc<rustls::ServerConfig>) -> http::HttpError {
+            let d = dir(name);
+            let (_, _, ca_file) = test_ca(&d);
+            let data = data();
+            let server = Server::start(data.clone(), vec![], Some(server));
+            let url = format!("https://hub.test:{}/zos.efi", server.port);
+            let tls = crate::fetch::tls::client_config(std::slice::from_ref(&ca_file)).unwrap();
+            let e = run(&url, &data, &d, &options(Some(tls))).unwrap_err();
+            assert!(server.requests().is_empty());
+            assert_nothing_kept(&d);
+            fs::remove_dir_all(&d).unwrap();
+            match e {
+                DownloadError::Http { error, .. } => error,
+                e => panic!("{e}"),
+            }
+        }
+
+        /// Issue 17 point 2: an untrusted self-signed certificate dated 2200 must not pass as
+        /// "not valid yet" (whose notBefore the clock would be stepped to): it is untrusted.
+        #[test]
+        fn an_untrusted_certificate_from_the_future_is_untrusted_not_early() {
+            let e = tls_failure("tls-2200-self", server_cert(&["hub.test"], 2200, None));
+            assert!(
+                matches!(e.kind, http::ErrorKind::Tls(_)),
+                "must not be TlsNotYetValid: {e}"
+            );
+            assert!(e.to_string().contains("not signed by a trusted CA"), "{e}");
+        }
+
+        /// The same date on a chain that verifies is a lower bound of the time.
+        #[test]
+        fn a_trusted_certificate_from_the_future_is_not_yet_valid() {
+            let d = dir("tls-2200-ca");
+            let (ca_cert, ca_key, ca_file) = test_ca(&d);
+            let server = Server::start(
+                data(),
+                vec![],
+                Some(server_cert(&["hub.test"], 2200, Some((&ca_cert, &ca_key)))),
+            );
+            let url = format!("https://hub.test:{}/zos.efi", server.port);
+            let tls = crate::fetch::tls::client_config(std::slice::from_ref(&ca_file)).unwrap();
+            let e = run(&url, &data(), &d, &options(Some(tls))).unwrap_err();
+            let DownloadError::Http { error, .. } = &e else {
+                panic!("{e}")
+            };
+            let http::ErrorKind::TlsNotYetValid { not_before, .. } = &error.kind else {
+                panic!("{e}")
+            };
+            assert_eq!(*not_before, 7_258_118_400, "2200-01-01");
+            fs::remove_dir_all(&d).unwrap();
+        }
+
+        /// Issue 17 point 9: a certificate from the trusted CA for another host name is refused
+        /// (also when it is from the future: the name is checked before the date is believed).
+        #[test]
+        fn a_certificate_for_another_host_name_is_refused() {
+            let d = dir("tls-name");
+            let (ca_cert, ca_key, ca_file) = test_ca(&d);
+            for (name, from) in [("tls-name-now", 2000), ("tls-name-2200", 2200)] {
+                let server = Server::start(
+                    data(),
+                    vec![],
+                    Some(server_cert(
+                        &["other.test"],
+                        from,
+                        Some((&ca_cert, &ca_key)),
+                    )),
+                );
+                let url = format!("https://hub.test:{}/zos.efi", server.port);
+                let tls = crate::fetch::tls::client_config(std::slice::from_ref(&ca_file)).unwrap();
+                let e = run(&url, &data(), &d, &options(Some(tls))).unwrap_err();
+                let DownloadError::Http { error, .. } = &e else {
+                    panic!("{name}: {e}")
+                };
+                assert!(matches!(error.kind, http::ErrorKind::Tls(_)), "{name}: {e}");
+                assert!(
+                    e.to_string().contains("not valid for hub.test"),
+                    "{name}: {e}"
+                );
+                assert!(server.requests().is_empty());
+                assert_nothing_kept(&d);
+            }
+            fs::remove_dir_all(&d).unwrap();
+        }
+
+        /// Issue 17 point 7: one hub trickling bytes (never idle long enough to time out) is
+        /// given up on at the rate floor, once, not followed for ever.
+        #[test]
+        fn a_lone_trickling_hub_is_given_up_at_the_rate_floor() {
+            let d = dir("trickle");
+            let data = data();
+            let server = Server::start(data.clone(), vec![Reply::Trickle; 8], None);
+            let url = format!("http://127.0.0.1:{}/zos.efi", server.port);
+            let mut opts = options(None);
+            opts.min_rate_alone = Some((4096, Duration::from_millis(400)));
+            let started = std::time::Instant::now();
+            let e = run(&url, &data, &d, &opts).unwrap_err();
+            assert!(e.to_string().contains("below the 4096 B/s floor"), "{e}");
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "{:?}",
+                started.elapsed()
+            );
+            assert_eq!(server.requests().len(), 1, "a final answer: not retried");
+            fs::remove_dir_all(&d).unwrap();
+        }
+
+        /// Issue 17 point 7: a small body read whole (a manifest) has an overall deadline, so a
+        /// server trickling bytes just often enough to beat the idle timeout is cut off.
+        #[test]
+        fn a_trickled_small_body_is_cut_at_its_overall_deadline() {
+            let server = Server::start(data(), vec![Reply::Trickle], None);
+            let url = format!("http://127.0.0.1:{}/zos.efi", server.port);
+            let mut opts = options(None);
+            opts.http.timeouts.whole_body = Duration::from_millis(300);
+            let started = std::time::Instant::now();
+            let e = smol::block_on(async {
+                let mut resp = http::request(http::Method::Get, &url, &[], None, &opts.http)
+                    .await
+                    .unwrap();
+                resp.body(1 << 20).await.unwrap_err()
+            });
+            assert!(
+                matches!(e.kind, ErrorKind::Timeout(d) if d == Duration::from_millis(300)),
+                "{e}"
+            );
+            assert!(
+                started.elapsed() < Duration::from_secs(3),
+                "{:?}",
+                started.elapsed()
+            );
         }
 
         #[test]

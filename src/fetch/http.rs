@@ -33,6 +33,9 @@ const READ_BUF: usize = 128 * 1024;
 const MAX_HEADERS: usize = 100;
 /// A chunk-size line with extensions, or one trailer field, longer than this is refused.
 const MAX_CHUNK_LINE: usize = 4096;
+/// All trailer fields of a chunked body together (each line is bounded by [`MAX_CHUNK_LINE`]
+/// too): an endless stream of short trailer lines would otherwise never end the response.
+const MAX_TRAILERS: usize = 16 * 1024;
 /// How much of an error response's body is read to show the server's message.
 const EXCERPT_READ: usize = 1024;
 /// How much of it is shown.
@@ -270,6 +273,8 @@ pub struct ChunkedDecoder {
     state: ChunkState,
     /// Bytes of the current size line or trailer line, bounded by [`MAX_CHUNK_LINE`].
     line: usize,
+    /// Bytes of all trailer lines, bounded by [`MAX_TRAILERS`].
+    trailers: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -379,6 +384,12 @@ impl ChunkedDecoder {
                 self.line += 1;
                 if self.line > MAX_CHUNK_LINE {
                     return Err("chunk size or trailer line too long".into());
+                }
+            }
+            if matches!(self.state, TrailerStart | TrailerLine) {
+                self.trailers += 1;
+                if self.trailers > MAX_TRAILERS {
+                    return Err(format!("chunked trailers longer than {MAX_TRAILERS} bytes"));
                 }
             }
         }
@@ -596,6 +607,10 @@ pub struct Timeouts {
     pub first_byte: Duration,
     /// Between two reads of the body (and for sending the request).
     pub idle: Duration,
+    /// A whole body read with [`Response::body`] (manifests, signatures, registrar answers:
+    /// small by their limit): a server trickling a byte before each idle timeout must not hold
+    /// the boot for ever (issue 17, point 7). Downloads have their rate floor instead.
+    pub whole_body: Duration,
 }
 
 impl Default for Timeouts {
@@ -605,6 +620,7 @@ impl Default for Timeouts {
             tls: Duration::from_secs(10),
             first_byte: Duration::from_secs(15),
             idle: Duration::from_secs(20),
+            whole_body: Duration::from_secs(60),
         }
     }
 }
@@ -667,6 +683,8 @@ pub struct Response {
     left: u64,
     done: bool,
     idle: Duration,
+    /// See [`Timeouts::whole_body`].
+    whole_body: Duration,
 }
 
 impl fmt::Debug for Response {
@@ -730,15 +748,24 @@ impl Response {
 
     /// The whole body, refused when longer than `limit` (API answers, not artifacts).
     pub async fn body(&mut self, limit: usize) -> Result<Vec<u8>, HttpError> {
+        let deadline = self.whole_body;
         let mut out = Vec::new();
-        while let Some(piece) = self.chunk().await? {
-            if out.len() + piece.len() > limit {
-                let e = format!("response body longer than {limit} bytes");
-                return Err(self.error(Step::Body, ErrorKind::Protocol(e)));
+        let read = within(deadline, async {
+            while let Some(piece) = self.chunk().await? {
+                if out.len() + piece.len() > limit {
+                    let e = format!("response body longer than {limit} bytes");
+                    return Err(self.error(Step::Body, ErrorKind::Protocol(e)));
+                }
+                out.extend_from_slice(piece);
             }
-            out.extend_from_slice(piece);
+            Ok(())
+        })
+        .await;
+        match read {
+            Some(Ok(())) => Ok(out),
+            Some(Err(e)) => Err(e),
+            None => Err(self.error(Step::Body, ErrorKind::Timeout(deadline))),
         }
-        Ok(out)
     }
 
     /// Reads more raw bytes. False: the connection ended where the framing allows it.
@@ -947,6 +974,7 @@ async fn exchange(
         },
         done: framing == Framing::Length(0),
         idle: tm.idle,
+        whole_body: tm.whole_body,
     })
 }
 
@@ -1292,6 +1320,28 @@ mod tests {
         assert!(ChunkedDecoder::new()
             .decode(&long_ext, &mut Vec::new())
             .is_err());
+    }
+
+    /// Issue 17 point 7: short trailer lines without end are cut at MAX_TRAILERS, fed in
+    /// pieces as a server would send them; a few ordinary trailers still end the body.
+    #[test]
+    fn endless_chunked_trailers_are_bounded() {
+        let mut d = ChunkedDecoder::new();
+        let mut out = Vec::new();
+        assert_eq!(d.decode(b"2\r\nhi\r\n0\r\n", &mut out), Ok(10));
+        let line = b"X-Pad: aaaaaaaaaaaaaaaaaaaaaaa\r\n";
+        let mut result = Ok(0);
+        for _ in 0..(2 * MAX_TRAILERS / line.len()) {
+            result = d.decode(line, &mut out);
+            if result.is_err() {
+                break;
+            }
+        }
+        assert!(result.unwrap_err().contains("trailers longer"));
+        let mut d = ChunkedDecoder::new();
+        let ok = b"2\r\nhi\r\n0\r\nX-A: 1\r\nX-B: 2\r\n\r\n";
+        assert_eq!(d.decode(ok, &mut Vec::new()), Ok(ok.len()));
+        assert!(d.is_done());
     }
 
     #[test]

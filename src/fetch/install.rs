@@ -104,6 +104,36 @@ impl Policy {
     };
 }
 
+impl Policy {
+    /// This policy with its byte and entry limits lowered to what the RAM can hold: the next
+    /// root lives in RAM until the hand-off, and a tarball that fills it kills the node (OOM)
+    /// instead of failing with a message (issue 17, point 7). `mem_available` is MemAvailable
+    /// (bytes; None: unknown, the policy's limits stand): at most 3/4 of it as content, and one
+    /// entry (an inode, a directory) per 4 KiB of it.
+    pub fn within_memory(self, mem_available: Option<u64>) -> Policy {
+        let Some(avail) = mem_available else {
+            return self;
+        };
+        Policy {
+            max_bytes: self.max_bytes.min(avail / 4 * 3),
+            max_entries: self.max_entries.min(avail / 4096),
+            ..self
+        }
+    }
+}
+
+/// MemAvailable from `/proc/meminfo`, in bytes.
+pub fn mem_available() -> Option<u64> {
+    let text = fs::read_to_string("/proc/meminfo").ok()?;
+    parse_mem_available(&text)
+}
+
+fn parse_mem_available(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
 /// Why an entry was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rule {
@@ -121,6 +151,10 @@ pub enum Rule {
     AbsoluteLink(String),
     /// Symlink target (given) climbs above the target directory.
     LinkEscapes(String),
+    /// Symlink target (given) has a `..` after a name: if that name is (or later becomes) a
+    /// symlink, `..` climbs from wherever it points, so a chain (`a -> .`, `d/b -> a/../..`)
+    /// leaves the target although each link alone stays inside.
+    LinkDotDotAfterName(String),
     /// Hard link target (given) is not an earlier regular file of this archive.
     BadHardLink(String),
     SetUid,
@@ -149,6 +183,11 @@ impl fmt::Display for Rule {
                 write!(f, "symlink to the absolute path {t} (not allowed here)")
             }
             Rule::LinkEscapes(t) => write!(f, "symlink to {t} leaves the target directory"),
+            Rule::LinkDotDotAfterName(t) => write!(
+                f,
+                "symlink to {t} has '..' after a name (through another link it could leave the \
+                 target directory; only leading '..' are allowed)"
+            ),
             Rule::BadHardLink(t) => {
                 write!(
                     f,
@@ -165,8 +204,15 @@ impl fmt::Display for Rule {
                 "replaces a directory with a non-directory or the reverse"
             ),
             Rule::Unsupported(what) => write!(f, "{what} is not supported"),
-            Rule::TooManyEntries(n) => write!(f, "more than {n} entries (tar bomb guard)"),
-            Rule::TooManyBytes(n) => write!(f, "more than {n} bytes of content (tar bomb guard)"),
+            Rule::TooManyEntries(n) => write!(
+                f,
+                "more than {n} entries (tar bomb guard, lowered to what the RAM can hold)"
+            ),
+            Rule::TooManyBytes(n) => write!(
+                f,
+                "more than {n} bytes of content (tar bomb guard: at most 3/4 of MemAvailable; \
+                 a node with more RAM, or a smaller image)"
+            ),
         }
     }
 }
@@ -243,7 +289,8 @@ pub fn install_modules(
         err: io::ErrorKind::InvalidInput.into(),
     })?;
     fs::create_dir_all(modules_root).map_err(io_err("cannot create", modules_root))?;
-    extract(archive, modules_root, &Policy::MODULES, Some(release))
+    let policy = Policy::MODULES.within_memory(mem_available());
+    extract(archive, modules_root, &policy, Some(release))
 }
 
 /// Removes the staging directory however extraction ends.
@@ -824,16 +871,23 @@ impl Extractor<'_> {
                 Err(Rule::AbsoluteLink(show()))
             };
         }
+        // Leading `..` climb real directories (every parent of an entry is one); after the
+        // first name, a `..` would climb from wherever that name points if it is a symlink.
         let mut depth = parents.len();
+        let mut named = false;
         for part in target.split(|&c| c == b'/') {
             match part {
                 b"" | b"." => {}
+                b".." if named => return Err(Rule::LinkDotDotAfterName(show())),
                 b".." => {
                     depth = depth
                         .checked_sub(1)
                         .ok_or_else(|| Rule::LinkEscapes(show()))?
                 }
-                _ => depth += 1,
+                _ => {
+                    depth += 1;
+                    named = true;
+                }
             }
         }
         Ok(())
@@ -1486,6 +1540,53 @@ mod tests {
         let archive = s.write("inside.tar", &bytes);
         assert!(unpack(&archive, &s.target()).is_ok());
         assert!(s.listing().contains(&"a/b/x -> ../../a/c".to_string()));
+    }
+
+    /// Issue 17 point 7: the limits follow MemAvailable; a tarball bigger than the RAM can
+    /// hold is refused with the limit named, the target left as it was.
+    #[test]
+    fn limits_follow_the_memory_the_node_has() {
+        let meminfo = "MemTotal:        8000 kB\nMemAvailable:      400 kB\nBuffers: 1 kB\n";
+        assert_eq!(parse_mem_available(meminfo), Some(409_600));
+        assert_eq!(parse_mem_available("MemFree: 1 kB\n"), None);
+        let p = Policy::ROOTFS.within_memory(Some(409_600));
+        assert_eq!((p.max_bytes, p.max_entries), (307_200, 100));
+        assert_eq!(Policy::ROOTFS.within_memory(None), Policy::ROOTFS);
+        assert_eq!(
+            Policy::ROOTFS.within_memory(Some(1 << 50)),
+            Policy::ROOTFS,
+            "never above the policy"
+        );
+        let s = Scratch::new();
+        let bytes = Tar::new()
+            .file("a", &[1; 200_000])
+            .file("b", &[2; 200_000])
+            .bytes();
+        let archive = s.write("big.tar", &bytes);
+        let e = unpack_with(&archive, &s.target(), &p).unwrap_err();
+        assert!(e.to_string().contains("MemAvailable"), "{e}");
+        assert!(s.listing().is_empty());
+    }
+
+    /// Issue 17 point 3: `d/a -> .` and `d/b -> a/../..` each pass a lexical check, but the
+    /// kernel resolves `d/b` to the parent of the target.
+    #[test]
+    fn a_chain_of_symlinks_that_climbs_out_is_refused() {
+        let s = Scratch::new();
+        for (name, to) in [("d/b", "a/../.."), ("b", "a/.."), ("d/c", "x/../../y")] {
+            let bytes = Tar::new()
+                .dir("d/")
+                .symlink("d/a", ".")
+                .symlink("a", ".")
+                .symlink(name, to)
+                .bytes();
+            let archive = s.write("chain.tar", &bytes);
+            assert_eq!(
+                refusal(unpack(&archive, &s.target())),
+                (name.into(), Rule::LinkDotDotAfterName(to.into()))
+            );
+            assert!(s.listing().is_empty());
+        }
     }
 
     #[test]

@@ -20,14 +20,14 @@
 use std::fs;
 use std::io;
 use std::net::IpAddr;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::clock::{self, ClockReport};
+use crate::clock_trust;
 use crate::console::Console;
 use crate::fetch::download::{self, DownloadError, DownloadOptions, Expected};
 use crate::fetch::http::{self, HttpOptions, Method};
@@ -70,6 +70,8 @@ pub struct FetchConfig {
     pub flist: Option<crate::fetch::flist::chain::FlistFetch>,
     /// `zos.store=` block stores, for the flist mode.
     pub stores: Vec<String>,
+    /// Who may sign the manifest, and whether it must be signed ([`crate::fetch::signature`]).
+    pub trust: crate::fetch::signature::Trust,
 }
 
 /// What the stage did, for the console and the state JSON (`"fetch"`).
@@ -78,6 +80,9 @@ pub struct FetchRecord {
     pub manifest: String,
     /// The hub the manifest came from (None: not from a hub, or not fetched).
     pub manifest_hub: Option<String>,
+    /// The id of the key that signed the manifest; None: taken unsigned (https, not prod).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub manifest_key: Option<String>,
     /// Every hub, its status (`untried`, `ok`, `failing`, `bad`), what it served.
     pub hubs: Vec<HubRecord>,
     pub clock: Option<ClockReport>,
@@ -239,29 +244,33 @@ async fn stage(
         }
     }
     let opts = http_options(state, &cfg.ca_files)?;
-    let (manifest, date, used) = match fetch_manifest(&candidates, hubs, &opts, console).await {
-        // A clock behind the hub's certificate (dead RTC, no NTP): the certificate's start
-        // is a lower bound of the time. Step forward to it and try once more.
-        Err(ManifestError::NotYetValid {
-            not_before,
-            message,
-        }) if cfg.set_clock && !clock.synced => {
-            let now = clock::now_unix_ms();
-            let target = i64::try_from(not_before)
-                .unwrap_or(i64::MAX)
-                .saturating_mul(1000);
-            console.line(format_args!("clock: {message}"));
-            clock.step(
-                "certificate-start (the hub certificate's notBefore)".into(),
-                Some(target - now + 1000),
-            );
-            out.record.clock = clock.report.clone();
-            fetch_manifest(&candidates, hubs, &opts, console)
-                .await
-                .map_err(|e| e.to_string())?
-        }
-        other => other.map_err(|e| e.to_string())?,
-    };
+    let ((manifest, signed_by), date, used) =
+        match fetch_manifest(&candidates, hubs, &opts, &cfg.trust, console).await {
+            // A clock behind the hub's certificate (dead RTC, no NTP): the certificate's start
+            // is a lower bound of the time. Step forward to it and try once more.
+            Err(ManifestError::NotYetValid {
+                not_before,
+                message,
+            }) if cfg.set_clock && !clock.synced => {
+                let now = clock::now_unix_ms();
+                let target = i64::try_from(not_before)
+                    .unwrap_or(i64::MAX)
+                    .saturating_mul(1000);
+                console.line(format_args!("clock: {message}"));
+                // The chain verified at its notBefore (fetch::tls), so a CA vouches for this date.
+                clock.claim(
+                    clock_trust::Kind::CertStart,
+                    "certificate-start (the hub certificate's notBefore)".into(),
+                    "certificate".into(),
+                    target - now + 1000,
+                );
+                out.record.clock = clock.report.clone();
+                fetch_manifest(&candidates, hubs, &opts, &cfg.trust, console)
+                    .await
+                    .map_err(|e| e.to_string())?
+            }
+            other => other.map_err(|e| e.to_string())?,
+        };
     let (hub, manifest_url) = &candidates[used];
     if !clock.synced {
         if let Some(date) = date {
@@ -271,6 +280,18 @@ async fn stage(
     }
     out.record.manifest = manifest_url.clone();
     out.record.manifest_hub = hub.map(|h| hubs.url(h).to_string());
+    out.record.manifest_key = signed_by.as_ref().map(|k| k.id());
+    match &signed_by {
+        Some(k) if k.name.is_empty() => {
+            console.line(format_args!("manifest signed by key {}", k.id()))
+        }
+        Some(k) => console.line(format_args!(
+            "manifest signed by key {} ({})",
+            k.id(),
+            k.name
+        )),
+        None => console.line("manifest not signed (taken over https outside prod)"),
+    }
     console.line(format_args!(
         "manifest {}: {} artifacts{}",
         manifest_url,
@@ -346,8 +367,9 @@ async fn fetch_manifest(
     candidates: &[(Option<usize>, String)],
     hubs: &mut HubSet,
     opts: &HttpOptions,
+    trust: &crate::fetch::signature::Trust,
     console: &Console,
-) -> Result<(Manifest, Option<String>, usize), ManifestError> {
+) -> Result<(SignedManifest, Option<String>, usize), ManifestError> {
     let mut dead = vec![false; candidates.len()];
     let mut last_error: Vec<Option<String>> = vec![None; candidates.len()];
     let mut cur = 0;
@@ -355,7 +377,7 @@ async fn fetch_manifest(
     loop {
         attempt += 1;
         let (hub, url) = &candidates[cur];
-        let (error, transient) = match get_manifest(url, opts).await {
+        let (error, transient) = match get_manifest(url, opts, trust).await {
             Ok((m, date)) => {
                 if let Some(h) = hub {
                     hubs.served(*h);
@@ -410,11 +432,15 @@ enum ManifestTry {
     Invalid(String),
 }
 
-/// One GET of a manifest, validated.
+/// A manifest and the key that signed it.
+type SignedManifest = (Manifest, crate::fetch::signature::SignedBy);
+
+/// One GET of a manifest and of its signature (`<url>.sig`), checked and validated.
 async fn get_manifest(
     url: &str,
     opts: &HttpOptions,
-) -> Result<(Manifest, Option<String>), ManifestTry> {
+    trust: &crate::fetch::signature::Trust,
+) -> Result<(SignedManifest, Option<String>), ManifestTry> {
     let mut resp = http::request(Method::Get, url, &[], None, opts)
         .await
         .map_err(ManifestTry::Http)?;
@@ -423,9 +449,22 @@ async fn get_manifest(
         .body(manifest::MAX_MANIFEST_BYTES)
         .await
         .map_err(ManifestTry::Http)?;
+    let sig_url = format!("{}.sig", resp.url);
+    let sig = match http::request(Method::Get, &sig_url, &[], None, opts).await {
+        Ok(mut r) => Some(
+            r.body(crate::fetch::signature::MAX_SIGNATURE_BYTES)
+                .await
+                .map_err(ManifestTry::Http)?,
+        ),
+        Err(e) if matches!(e.kind, http::ErrorKind::Status { code: 404, .. }) => None,
+        Err(e) => return Err(ManifestTry::Http(e)),
+    };
+    let signed_by = trust
+        .check(&resp.url, &body, sig.as_deref())
+        .map_err(|e| ManifestTry::Invalid(format!("manifest {e}")))?;
     let m = manifest::parse(&body, &resp.url)
         .map_err(|e| ManifestTry::Invalid(format!("manifest {}: {e}", resp.url)))?;
-    Ok((m, date))
+    Ok(((m, signed_by), date))
 }
 
 async fn fetch_and_install(
@@ -613,72 +652,31 @@ fn install_one(
         Kind::Rootfs => {
             fs::create_dir_all(&cfg.next_root)
                 .map_err(|e| format!("cannot create {}: {e}", cfg.next_root.display()))?;
-            let dir = real_dirs(&cfg.next_root, a.dest.as_deref().unwrap_or("/"), true)?;
-            let u = install::unpack(archive, &dir).map_err(|e| e.to_string())?;
+            let dir = crate::fetch::beneath::Root::open(&cfg.next_root)
+                .and_then(|root| root.create_dirs(Path::new(a.dest.as_deref().unwrap_or("/"))))
+                .map_err(|e| e.to_string())?;
+            let policy = install::Policy::ROOTFS.within_memory(install::mem_available());
+            let u =
+                install::unpack_with(archive, dir.path(), &policy).map_err(|e| e.to_string())?;
             Ok((u.files, u.dirs, u.notes))
         }
         Kind::File => {
             fs::create_dir_all(&cfg.next_root)
                 .map_err(|e| format!("cannot create {}: {e}", cfg.next_root.display()))?;
             let dest = a.dest.as_deref().unwrap_or("/");
-            let (parent, name) = dest.rsplit_once('/').unwrap_or(("", dest));
-            let dir = real_dirs(&cfg.next_root, parent, true)?;
-            place_file(archive, &dir.join(name)).map_err(|e| e.to_string())?;
+            place_file(archive, &cfg.next_root, dest).map_err(|e| e.to_string())?;
             Ok((1, 0, Vec::new()))
         }
     }
 }
 
-/// `root` + `dest` (absolute, normalised by the manifest parser), creating missing directories
-/// and refusing any component that is a symlink or not a directory: a rootfs tarball may have
-/// put `/etc -> /somewhere` in the next root, and following it would write outside.
-fn real_dirs(root: &Path, dest: &str, create: bool) -> Result<PathBuf, String> {
-    let mut path = root.to_path_buf();
-    for c in Path::new(dest).components() {
-        match c {
-            Component::RootDir | Component::CurDir => continue,
-            Component::Normal(name) => path.push(name),
-            Component::ParentDir | Component::Prefix(_) => {
-                return Err(format!("{dest}: not a plain absolute path"))
-            }
-        }
-        match fs::symlink_metadata(&path) {
-            Ok(m) if m.is_dir() => {}
-            Ok(m) if m.file_type().is_symlink() => {
-                return Err(format!(
-                    "{} is a symlink in the next root; not writing through it",
-                    path.display()
-                ))
-            }
-            Ok(_) => return Err(format!("{} is not a directory", path.display())),
-            Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
-                fs::DirBuilder::new()
-                    .mode(0o755)
-                    .create(&path)
-                    .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-            }
-            Err(e) => return Err(format!("{}: {e}", path.display())),
-        }
-    }
-    Ok(path)
-}
-
-/// Copies a verified file next to `dest` and renames it into place (0644): the next root never
-/// sees half a file. The cache is another filesystem, so a plain rename would not do.
-fn place_file(src: &Path, dest: &Path) -> io::Result<()> {
-    let mut tmp = dest.as_os_str().to_owned();
-    tmp.push(format!(".zos-tmp-{}", std::process::id()));
-    let tmp = PathBuf::from(tmp);
-    let result = (|| {
-        fs::copy(src, &tmp)?;
-        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o644))?;
-        fs::File::open(&tmp)?.sync_all()?;
-        fs::rename(&tmp, dest)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+/// Copies a verified file to `dest` beneath `root` (0644) through a temporary file (random name,
+/// O_EXCL) renamed into place: the next root never sees half a file, and no symlink in the next
+/// root (planted by a rootfs tarball at a directory or at the temporary name) is followed.
+fn place_file(src: &Path, root: &Path, dest: &str) -> io::Result<()> {
+    let root = crate::fetch::beneath::Root::open(root)?;
+    let mut from = fs::File::open(src)?;
+    root.write_file(Path::new(dest), &mut from, 0o644).map(drop)
 }
 
 /// Sets the clock from the best source it gets, and keeps one report for the state.
@@ -690,6 +688,8 @@ struct ClockSync<'a> {
     synced: bool,
     /// This binary's build time (ms): no source may set the clock earlier.
     floor_ms: i64,
+    /// What each source said so far ([`crate::clock_trust`]: a big step needs two).
+    claims: Vec<clock_trust::Claim>,
 }
 
 impl<'a> ClockSync<'a> {
@@ -700,6 +700,52 @@ impl<'a> ClockSync<'a> {
             report: None,
             synced: false,
             floor_ms: 0,
+            claims: Vec::new(),
+        }
+    }
+
+    /// What a source says (`offset_ms` from the local clock): stepped to if
+    /// [`clock_trust::decide`] allows it, else held with a console line. True if taken.
+    fn claim(
+        &mut self,
+        kind: clock_trust::Kind,
+        source: String,
+        origin: String,
+        offset_ms: i64,
+    ) -> bool {
+        let claim = clock_trust::Claim {
+            kind,
+            source: source.clone(),
+            origin,
+            offset_ms,
+        };
+        let verdict =
+            clock_trust::decide(clock::now_unix_ms(), self.floor_ms, &claim, &self.claims);
+        self.claims.push(claim);
+        match verdict {
+            clock_trust::Verdict::Step {
+                offset_ms,
+                confirmed_by,
+            } => {
+                let source = match confirmed_by {
+                    Some(other) => format!("{source}, confirmed by {other}"),
+                    None => source,
+                };
+                self.step(source, Some(offset_ms));
+                // The claims were heard against the old clock.
+                if let Some(r) = self.report.as_ref().filter(|r| r.applied) {
+                    for c in &mut self.claims {
+                        c.offset_ms = c.offset_ms.saturating_sub(r.step_ms);
+                    }
+                }
+                true
+            }
+            clock_trust::Verdict::Hold { why } => {
+                self.console.line(format_args!(
+                    "clock: {why}; not moving the clock on its word alone"
+                ));
+                false
+            }
         }
     }
 
@@ -782,11 +828,11 @@ impl<'a> ClockSync<'a> {
         }
         match clock::best(servers, NTP_TIMEOUT).await {
             Ok((ip, sample)) => {
-                self.synced = true;
-                let now = clock::now_unix_ms();
-                self.step(
+                self.synced = self.claim(
+                    clock_trust::Kind::Sntp,
                     format!("sntp {ip}"),
-                    clock::step(now, now.saturating_add(sample.offset_ms)),
+                    ip.to_string(),
+                    sample.offset_ms,
                 );
             }
             Err(e) => self
@@ -803,9 +849,13 @@ impl<'a> ClockSync<'a> {
         // The Date is truncated to the second: the middle of that second is the best guess.
         let target = i64::try_from(secs).unwrap_or(i64::MAX).saturating_mul(1000) + 500;
         let now = clock::now_unix_ms();
-        self.step(
+        let host = url.split("://").nth(1).unwrap_or(url);
+        let host = host.split('/').next().unwrap_or(host).to_string();
+        self.claim(
+            clock_trust::Kind::HttpDate,
             format!("http-date {url}"),
-            clock::step(now, target).map(|_| target - now),
+            host,
+            target - now,
         );
     }
 }
@@ -813,6 +863,7 @@ impl<'a> ClockSync<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     fn scratch(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!(
@@ -844,21 +895,41 @@ mod tests {
         assert_eq!(c.report.clone().unwrap().step_ms, 0);
     }
 
+    /// Issue 17 point 2: a rogue SNTP server saying 2200 does not move the clock alone, nor
+    /// does the hub's Date agreeing with nobody; two origins agreeing do.
     #[test]
-    fn real_dirs_creates_and_refuses_symlinks() {
-        let root = scratch("dirs");
-        let p = real_dirs(&root, "/etc/zos", true).unwrap();
-        assert_eq!(p, root.join("etc/zos"));
-        assert!(p.is_dir());
-        std::os::unix::fs::symlink("/tmp", root.join("var")).unwrap();
-        let e = real_dirs(&root, "/var/lib", true).unwrap_err();
-        assert!(e.contains("symlink"), "{e}");
-        fs::write(root.join("file"), "x").unwrap();
-        let e = real_dirs(&root, "/file/x", true).unwrap_err();
-        assert!(e.contains("not a directory"), "{e}");
-        let e = real_dirs(&root, "/missing", false).unwrap_err();
-        assert!(e.contains("missing"), "{e}");
-        fs::remove_dir_all(&root).unwrap();
+    fn a_far_step_from_one_source_is_held_until_another_agrees() {
+        use clock_trust::Kind;
+        const YEAR: i64 = 365 * 86_400_000;
+        let console = Console::new(std::time::Instant::now());
+        let mut c = ClockSync::new(false, &console);
+        c.floor_ms = clock::now_unix_ms() - 5 * YEAR; // an image built 5 years ago
+        let rogue = 174 * YEAR;
+        assert!(!c.claim(
+            Kind::Sntp,
+            "sntp 10.1.0.66".into(),
+            "10.1.0.66".into(),
+            rogue
+        ));
+        assert!(c.report.is_none(), "nothing stepped: {:?}", c.report);
+        c.http_date(
+            "https://hub.test/zos/manifest.json",
+            "Sat, 01 Jan 2300 00:00:00 GMT",
+        );
+        assert!(c.report.is_none(), "held: {:?}", c.report);
+        // The local clock a year behind (dead RTC): NTP alone is held, the Date agreeing is not.
+        let mut c = ClockSync::new(false, &console);
+        c.floor_ms = clock::now_unix_ms() - 5 * YEAR;
+        assert!(!c.claim(Kind::Sntp, "sntp 10.1.0.1".into(), "10.1.0.1".into(), YEAR));
+        assert!(c.claim(
+            Kind::HttpDate,
+            "http-date hub".into(),
+            "hub".into(),
+            YEAR + 10_000
+        ));
+        let r = c.report.clone().unwrap();
+        assert!(r.source.contains("confirmed by sntp 10.1.0.1"), "{r:?}");
+        assert_eq!(r.step_ms, YEAR + 10_000);
     }
 
     #[test]
@@ -868,7 +939,7 @@ mod tests {
         fs::write(&src, "new").unwrap();
         let dest = root.join("motd");
         fs::write(&dest, "old").unwrap();
-        place_file(&src, &dest).unwrap();
+        place_file(&src, &root, "/motd").unwrap();
         assert_eq!(fs::read_to_string(&dest).unwrap(), "new");
         assert_eq!(
             fs::metadata(&dest).unwrap().permissions().mode() & 0o777,
@@ -877,6 +948,40 @@ mod tests {
         let left: Vec<_> = fs::read_dir(&root).unwrap().flatten().collect();
         assert_eq!(left.len(), 2, "no temporary file left: {left:?}");
         fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// Issue 17 point 3: an earlier rootfs tarball planted a symlink at the temporary name the
+    /// file artifact used (`<dest>.zos-tmp-<pid>`, `.zos-tmp-1` as PID 1) and at a directory:
+    /// nothing outside the next root may be written, and the file still lands.
+    #[test]
+    fn place_file_follows_no_symlink_planted_in_the_next_root() {
+        let base = scratch("planted");
+        let root = base.join("root");
+        let outside = base.join("outside");
+        fs::create_dir_all(root.join("etc")).unwrap();
+        fs::create_dir_all(&outside).unwrap();
+        let victim = outside.join("shadow");
+        fs::write(&victim, "precious").unwrap();
+        let src = base.join("src");
+        fs::write(&src, "motd\n").unwrap();
+        for pid in [1, std::process::id()] {
+            std::os::unix::fs::symlink(&victim, root.join(format!("etc/motd.zos-tmp-{pid}")))
+                .unwrap();
+        }
+        place_file(&src, &root, "/etc/motd").unwrap();
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "precious");
+        assert_eq!(fs::read_to_string(root.join("etc/motd")).unwrap(), "motd\n");
+        // The chain `a -> .`, `b -> a/../..`, and a plain link to outside: refused.
+        std::os::unix::fs::symlink(".", root.join("a")).unwrap();
+        std::os::unix::fs::symlink("a/../..", root.join("b")).unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("var")).unwrap();
+        for dest in ["/b/outside/x", "/a/b/outside/x", "/var/x"] {
+            let e = place_file(&src, &root, dest).unwrap_err();
+            assert!(e.to_string().contains("symlink"), "{dest}: {e}");
+        }
+        let outside_now: Vec<_> = fs::read_dir(&outside).unwrap().flatten().collect();
+        assert_eq!(outside_now.len(), 1, "only the victim: {outside_now:?}");
+        fs::remove_dir_all(&base).unwrap();
     }
 
     fn artifact(name: &str, kind: Kind, kernel: Option<&str>) -> Artifact {
@@ -910,6 +1015,7 @@ mod tests {
             build_unix: 0,
             flist: None,
             stores: vec![],
+            trust: Default::default(),
         }
     }
 

@@ -62,6 +62,7 @@ MAX_BODY = 64 * 1024
 CHUNK = 64 * 1024
 HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 HEX128 = re.compile(r"[0-9a-fA-F]{128}")
+HEX32 = re.compile(r"[0-9a-fA-F]{32}")
 RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 NTP_EPOCH = 2208988800  # 1900-01-01 to 1970-01-01, in seconds
 
@@ -111,6 +112,7 @@ class Grid:
         self.redirects = {}  # URL path -> (status, Location)
         self.lock = threading.Lock()
         self.records = self._load_records()
+        self.nonces = {}  # registration nonce -> when seen (replay guard)
         self.path_requests = {}
         self.dropped = set()
         self.counters = {
@@ -177,11 +179,26 @@ class Grid:
             rejected = self.counters["registrations_rejected"]
             rejected[str(status)] = rejected.get(str(status), 0) + 1
 
-    def store(self, node_id, doc, remote):
-        """Creates or updates the node's one record; returns (created, n)."""
+    def store(self, node_id, doc, remote, raw=b"", signature=""):
+        """Creates or updates the node's one record; returns (created, n). A nonce
+        seen before is a replay (Refused 409), except the node's own latest body sent
+        again whole (a retry after a lost answer): answered as before, nothing
+        changed."""
         now = self.now()
+        nonce = doc["nonce"]
         with self.lock:
             record = self.records.get(node_id)
+            if nonce in self.nonces:
+                if record is not None and record.get("body") == doc:
+                    return False, record["registrations"]
+                raise Refused(409, "replayed registration: nonce %s was seen "
+                              "before" % nonce)
+            self.nonces[nonce] = now
+            # Nonces older than the clock-skew window cannot come back: sent_unix
+            # would be refused first.
+            for old in [n for n, t in self.nonces.items()
+                        if t < now - 2 * MAX_CLOCK_SKEW]:
+                del self.nonces[old]
             created = record is None
             if created:
                 record = {"node_id": node_id, "registrations": 0,
@@ -194,6 +211,9 @@ class Grid:
             record["last_unix"] = now
             record["remote"] = remote
             record["body"] = doc
+            # The exact bytes and signature, so a test can replay them.
+            record["raw"] = raw.decode("utf-8", "replace")
+            record["signature"] = signature
             self._save_records()
             return created, record["registrations"]
 
@@ -379,6 +399,24 @@ def verify_registration(grid, headers, body):
         raise Refused(401, "sent_unix is %+d s off the registrar's clock "
                       "(limit %d s): check the node's clock"
                       % (skew, MAX_CLOCK_SKEW))
+    # The signature covers the URL the node posted to and a nonce (issue 17, point 5): a
+    # body captured on its way to another registrar, or replayed, is refused.
+    url = doc.get("registrar")
+    if not isinstance(url, str):
+        raise Refused(400, "registrar (the URL posted to) is missing")
+    parts = urlsplit(url)
+    host = (headers.get("Host") or "").lower()
+    # Its own path, or one it redirects here (a moved registrar: the node signs the URL it
+    # was given, the one before the redirect).
+    paths = {REGISTRAR_PATH} | {
+        p for p, (_, loc) in grid.redirects.items()
+        if urlsplit(loc).path == REGISTRAR_PATH}
+    if parts.path not in paths or parts.netloc.lower() != host:
+        raise Refused(401, "signed for %s, not this registrar (%s%s)"
+                      % (url, host, REGISTRAR_PATH))
+    nonce = doc.get("nonce")
+    if not isinstance(nonce, str) or not HEX32.fullmatch(nonce):
+        raise Refused(400, "nonce must be 32 hex digits")
     check_fields(doc)
     return node_id, doc
 
@@ -570,7 +608,13 @@ class Handler(BaseHTTPRequestHandler):
             grid.reject(e.status)
             notes.append("refused: %s" % e)
             return self.send_json(e.status, {"error": str(e)})
-        created, n = grid.store(node_id, doc, self.client_address[0])
+        try:
+            created, n = grid.store(node_id, doc, self.client_address[0], body,
+                                    self.headers.get("X-Zos-Signature", ""))
+        except Refused as e:
+            grid.reject(e.status)
+            notes.append("refused: %s" % e)
+            return self.send_json(e.status, {"error": str(e)})
         notes.append("node=%s… %s #%d" % (
             node_id[:12], "created" if created else "updated", n))
         return self.send_json(201 if created else 200, {
@@ -866,6 +910,10 @@ def parse_args(argv):
     p.add_argument("--make-ca", metavar="DIR",
                    help="write ca.pem, ca-key.pem, server.pem, "
                    "server-key.pem into DIR and exit")
+    p.add_argument("--valid-from", type=int, metavar="YEAR",
+                   help="with --make-ca: the CA and the server certificate "
+                   "are valid from 1 January YEAR (a future date tests a "
+                   "node whose clock is behind, or a forged certificate)")
     p.add_argument("--names", default="",
                    help="with --make-ca: comma-separated DNS names and IPs "
                    "for the server certificate")
@@ -910,9 +958,11 @@ def parse_args(argv):
 
 # --- the test CA -----------------------------------------------------------
 
-def make_ca(out_dir, names):
+def make_ca(out_dir, names, valid_from=None):
     names = [n.strip() for n in names.split(",") if n.strip()]
     now = datetime.datetime.now(datetime.timezone.utc)
+    if valid_from:
+        now = datetime.datetime(valid_from, 1, 2, tzinfo=datetime.timezone.utc)
     os.makedirs(out_dir, exist_ok=True)
 
     def name(cn):
@@ -1002,7 +1052,7 @@ def write_ready(path, servers, ntp):
 def main(argv):
     args = parse_args(argv)
     if args.make_ca:
-        make_ca(args.make_ca, args.names)
+        make_ca(args.make_ca, args.names, args.valid_from)
         return 0
 
     grid = Grid(args.root, args.records, Faults(args), args.clock_offset)

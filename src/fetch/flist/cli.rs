@@ -176,6 +176,7 @@ fn extract(
             tls: t,
             first_byte: t,
             idle: t,
+            ..Default::default()
         };
         let ca = PathBuf::from(crate::fetch::tls::DEFAULT_CA_BUNDLE);
         opts.tls = crate::fetch::tls::client_config(&[ca]).ok();

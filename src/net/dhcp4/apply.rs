@@ -146,9 +146,10 @@ pub fn write_file_atomic(path: &Path, text: &[u8]) -> io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    // A unique name made with O_EXCL: several writers (threads, fleet nodes sharing one state
+    // directory) never share a temp file, and a symlink planted at the name is not followed.
+    let (mut f, tmp) = crate::tempfile::create_next_to(path, 0o644)?;
     let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
         f.write_all(text)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)
@@ -238,6 +239,57 @@ mod tests {
             1,
             "no temp file left"
         );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// Issue 17 point 10: nodes of a fleet keeping their state in one directory wrote through
+    /// one temp name (`<file>.tmp.<pid>`) and failed with "File exists" / lost renames. Many
+    /// writers at once, each must succeed and the file must hold one whole version.
+    #[test]
+    fn concurrent_atomic_writes_to_one_file_all_succeed() {
+        let dir = std::env::temp_dir().join(format!("zos-apply-conc-{}", std::process::id()));
+        let p = dir.join("s1.json");
+        let threads: Vec<_> = (0..8)
+            .map(|i| {
+                let p = p.clone();
+                std::thread::spawn(move || {
+                    for n in 0..100 {
+                        let text = format!("writer {i} version {n}\n");
+                        write_file_atomic(&p, text.as_bytes())
+                            .unwrap_or_else(|e| panic!("writer {i} version {n}: {e}"));
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(
+            text.starts_with("writer ") && text.ends_with(" version 99\n"),
+            "{text:?}"
+        );
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1, "no temp left");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A symlink planted at the old, predictable temp name must not be followed.
+    #[test]
+    fn a_symlink_at_the_old_temp_name_is_not_followed() {
+        let dir = std::env::temp_dir().join(format!("zos-apply-link-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let victim = dir.join("victim");
+        std::fs::write(&victim, "precious\n").unwrap();
+        let p = dir.join("resolv.conf");
+        let old_tmp = p.with_extension(format!("tmp.{}", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &old_tmp).unwrap();
+        write_file_atomic(&p, b"nameserver 10.1.0.1\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap(),
+            "nameserver 10.1.0.1\n"
+        );
+        assert!(!std::fs::symlink_metadata(&p).unwrap().is_symlink());
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

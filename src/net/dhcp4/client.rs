@@ -38,6 +38,12 @@ const NAK_BACKOFF: Backoff = Backoff {
 };
 /// Distinct DHCP servers remembered per interface (a segment with more is beyond diagnosis).
 const MAX_SERVERS: usize = 8;
+/// A probe from another host for an address we hold is answered with an announcement at most
+/// this often (RFC 5227 §2.4 (b): defend, but do not become an ARP amplifier).
+pub const DEFEND_INTERVAL: Duration = Duration::from_secs(1);
+/// DNS (option 6) and NTP (option 42) servers kept from one lease; the rest are dropped (glibc
+/// and musl read three nameservers; a list of 63 is an attack, not a plan).
+pub const MAX_SERVERS_PER_OPTION: usize = 4;
 
 /// What the client is, on the wire.
 #[derive(Debug, Clone)]
@@ -181,6 +187,9 @@ pub enum Action {
     Send(Transmit),
     /// Send an RFC 5227 ARP probe for this address and report what comes back.
     ArpProbe(Ipv4Addr),
+    /// Send an RFC 5227 §2.3 ARP announcement for this address (ours): defends it against
+    /// another host's probe.
+    ArpAnnounce(Ipv4Addr),
     Event(Event),
 }
 
@@ -255,6 +264,11 @@ pub struct Client {
     refused_by: Vec<Ipv4Addr>,
     /// NAKs since the last bind: paces the restarts ([`NAK_BACKOFF`]).
     naks: u32,
+    /// An address another host probed for while we were REQUESTING it: announced when the
+    /// ACK comes (the server chose us, the other host was or will be NAKed).
+    contested: Option<Ipv4Addr>,
+    /// The last announcement sent to defend the address we hold ([`DEFEND_INTERVAL`]).
+    last_defended: Option<Instant>,
 }
 
 impl Client {
@@ -277,6 +291,8 @@ impl Client {
             servers: Vec::new(),
             refused_by: Vec::new(),
             naks: 0,
+            contested: None,
+            last_defended: None,
         }
     }
 
@@ -562,6 +578,14 @@ impl Client {
     }
 
     /// An ARP packet was seen on the interface (not sent by us).
+    ///
+    /// RFC 5227: a packet whose *sender* IP is the address (a reply, or another host's
+    /// announcement) means another host uses it: a conflict, the address is declined. A probe
+    /// (sender IP 0.0.0.0) for the address is another host *asking* whether it is free: not a
+    /// use. While we REQUEST the address it is noted (the server decides: if it ACKs us, the other
+    /// host gets a NAK, and we announce); once we hold the ACK we defend the address with an
+    /// announcement. Declining on a probe made one node of 50 give up a good lease and wait 10 s
+    /// when dnsmasq offered one address to two nodes (issue 17, point 10).
     pub fn handle_arp(
         &mut self,
         now: Instant,
@@ -573,14 +597,11 @@ impl Client {
         if sender_mac == self.config.mac {
             return Vec::new();
         }
-        // RFC 5227 §2.1.1: a reply from the address, or another host probing for it.
-        let claims = |ip: Ipv4Addr| {
-            sender_ip == ip || (is_probe && sender_ip.is_unspecified() && target_ip == ip)
-        };
+        let probe_for = |ip: Ipv4Addr| is_probe && sender_ip.is_unspecified() && target_ip == ip;
         match &mut self.state {
             State::Requesting {
                 offer, conflict, ..
-            } if claims(offer.address) => {
+            } if sender_ip == offer.address => {
                 log::warn!(
                     "{}: {} is already used by {}; will DECLINE it",
                     self.config.ifname,
@@ -590,11 +611,21 @@ impl Client {
                 *conflict = true;
                 Vec::new()
             }
+            State::Requesting { offer, .. } if probe_for(offer.address) => {
+                log::info!(
+                    "{}: {} also probes for {}; the server decides, we announce it if ACKed",
+                    self.config.ifname,
+                    fmt_mac(&sender_mac),
+                    offer.address
+                );
+                self.contested = Some(offer.address);
+                Vec::new()
+            }
             State::Bound {
                 lease,
                 watch_until: Some(w),
                 ..
-            } if now < *w && claims(lease.address) => {
+            } if now < *w && sender_ip == lease.address => {
                 let lease = lease.clone();
                 log::warn!(
                     "{}: {} is already used by {}; declining it",
@@ -604,12 +635,37 @@ impl Client {
                 );
                 self.decline(now, &lease)
             }
+            State::Bound { lease, .. }
+            | State::Renewing { lease, .. }
+            | State::Rebinding { lease, .. }
+                if probe_for(lease.address) =>
+            {
+                let address = lease.address;
+                if self
+                    .last_defended
+                    .is_some_and(|t| now.saturating_duration_since(t) < DEFEND_INTERVAL)
+                {
+                    return Vec::new();
+                }
+                log::info!(
+                    "{}: {} probes for {}, which we hold: announcing it",
+                    self.config.ifname,
+                    fmt_mac(&sender_mac),
+                    address
+                );
+                self.last_defended = Some(now);
+                vec![Action::ArpAnnounce(address)]
+            }
             _ => Vec::new(),
         }
     }
 
     /// A DHCP payload arrived for UDP port 68 on this interface.
     pub fn handle_packet(&mut self, now: Instant, bytes: &[u8]) -> Vec<Action> {
+        if let Err(why) = check_options(bytes) {
+            self.drop_packet(format_args!("malformed options ({why})"));
+            return Vec::new();
+        }
         let msg = match v4::Message::decode(&mut Decoder::new(bytes)) {
             Ok(m) => m,
             Err(e) => {
@@ -671,6 +727,15 @@ impl Client {
                 },
                 MessageType::Ack,
             ) => match parse_lease(&msg) {
+                // RFC 2131 §4.3.2: the REQUEST named one server; an ACK from another (a rogue
+                // on the segment answering everyone's REQUEST) is not the lease we asked for.
+                Ok(lease) if lease.server != offer.server => {
+                    self.drop_packet(format_args!(
+                        "ACK from {}, but our REQUEST named {}",
+                        lease.server, offer.server
+                    ));
+                    Vec::new()
+                }
                 Ok(lease) if lease.address != offer.address => {
                     self.drop_packet(format_args!(
                         "ACK for {} but {} was offered",
@@ -707,6 +772,18 @@ impl Client {
                 State::Renewing { lease: old, .. } | State::Rebinding { lease: old, .. },
                 MessageType::Ack,
             ) => match parse_lease(&msg) {
+                // RENEWING asks the lease's server by unicast: only it answers. (REBINDING
+                // broadcasts to any server, RFC 2131 §4.4.5.)
+                Ok(lease)
+                    if matches!(self.state, State::Renewing { .. })
+                        && lease.server != old.server =>
+                {
+                    self.drop_packet(format_args!(
+                        "renewal ACK from {}, but the lease is {}'s",
+                        lease.server, old.server
+                    ));
+                    Vec::new()
+                }
                 Ok(lease) if lease.address == old.address => {
                     log::info!(
                         "{}: lease on {} renewed for {}s by {}",
@@ -793,6 +870,19 @@ impl Client {
                 let mut actions = self.note_nak(&msg);
                 actions.extend(self.restart(now, started));
                 actions
+            }
+            (State::Renewing { lease, .. } | State::Rebinding { lease, .. }, MessageType::Nak)
+                if server_id(&msg) != Some(lease.server) =>
+            {
+                // Anyone on the segment can send a NAK; only the server that leased the address
+                // may take it back (issue 17, point 4).
+                self.drop_packet(format_args!(
+                    "NAK for {} from {}, not the lease's server {}",
+                    lease.address,
+                    server_id(&msg).map_or("an unnamed server".into(), |s| s.to_string()),
+                    lease.server
+                ));
+                self.note_nak(&msg)
             }
             (State::Renewing { lease, .. } | State::Rebinding { lease, .. }, MessageType::Nak) => {
                 log::warn!(
@@ -890,6 +980,7 @@ impl Client {
     fn select(&mut self, now: Instant, xid: u32, started: Instant, offer: Lease) -> Vec<Action> {
         let tx = self.request_selecting(xid, started, now, &offer);
         let probe = Action::ArpProbe(offer.address);
+        self.contested = None;
         self.state = State::Requesting {
             xid,
             started,
@@ -994,12 +1085,19 @@ impl Client {
     fn bind(&mut self, now: Instant, lease: Lease, watch_until: Option<Instant>) -> Vec<Action> {
         self.last_address = Some(lease.address);
         self.naks = 0;
+        let mut actions = Vec::new();
+        if self.contested.take() == Some(lease.address) {
+            // Another host probed for it while we asked: tell it the address is taken.
+            self.last_defended = Some(now);
+            actions.push(Action::ArpAnnounce(lease.address));
+        }
         self.state = State::Bound {
             lease: lease.clone(),
             bound_at: now,
             watch_until,
         };
-        vec![Action::Event(Event::Bound(lease))]
+        actions.push(Action::Event(Event::Bound(lease)));
+        actions
     }
 
     fn decline(&mut self, now: Instant, lease: &Lease) -> Vec<Action> {
@@ -1178,6 +1276,39 @@ impl Client {
     }
 }
 
+/// Where the options start: after the 236-byte BOOTP header and the magic cookie.
+const OPTIONS_AT: usize = 240;
+
+/// Walks the options field of a DHCP packet: every option must fit in the packet and the list
+/// must end with END (255). dhcproto decodes what fits and drops the rest, so a reply whose last
+/// option claims more bytes than are left would otherwise be bound with its options trimmed;
+/// such a packet was not built by a sane server and is dropped (issue 17, point 8). A packet
+/// too short for the header is left to the decoder's own error.
+pub fn check_options(bytes: &[u8]) -> Result<(), String> {
+    let Some(mut rest) = bytes.get(OPTIONS_AT..) else {
+        return Ok(());
+    };
+    while let Some((&code, tail)) = rest.split_first() {
+        match code {
+            0 => rest = tail,
+            255 => return Ok(()),
+            _ => {
+                let Some((&len, data)) = tail.split_first() else {
+                    return Err(format!("option {code} has no length byte"));
+                };
+                let Some(after) = data.get(usize::from(len)..) else {
+                    return Err(format!(
+                        "option {code} claims {len} bytes, {} left",
+                        data.len()
+                    ));
+                };
+                rest = after;
+            }
+        }
+    }
+    Err("no END option".into())
+}
+
 fn secs(s: u32) -> Duration {
     Duration::from_secs(u64::from(s))
 }
@@ -1351,6 +1482,7 @@ pub fn parse_offer(msg: &v4::Message) -> Result<(Lease, Vec<String>), String> {
             ok
         })
         .collect();
+    let dns = capped(dns, "DNS");
     let domain = match opts.get(OptionCode::DomainName) {
         Some(DhcpOption::DomainName(d)) if is_valid_domain(d) => {
             Some(d.trim_end_matches('.').to_string())
@@ -1380,7 +1512,10 @@ pub fn parse_offer(msg: &v4::Message) -> Result<(Lease, Vec<String>), String> {
         }
         _ => None,
     };
-    let ntp = ip_list(opts, OptionCode::NtpServers, "NTP", &mut problems);
+    let ntp = capped(
+        ip_list(opts, OptionCode::NtpServers, "NTP", &mut problems),
+        "NTP",
+    );
     let lease = Lease {
         address,
         prefix,
@@ -1397,6 +1532,19 @@ pub fn parse_offer(msg: &v4::Message) -> Result<(Lease, Vec<String>), String> {
         mtu,
     };
     Ok((lease, problems))
+}
+
+/// The first [`MAX_SERVERS_PER_OPTION`] of `list` (logged when longer). Not a flaw that makes
+/// the OFFER wait for another: a site may well list five resolvers.
+fn capped(mut list: Vec<Ipv4Addr>, what: &str) -> Vec<Ipv4Addr> {
+    if list.len() > MAX_SERVERS_PER_OPTION {
+        log::info!(
+            "keeping the first {MAX_SERVERS_PER_OPTION} of {} {what} servers",
+            list.len()
+        );
+        list.truncate(MAX_SERVERS_PER_OPTION);
+    }
+    list
 }
 
 /// The usable unicast addresses of an address-list option; each other one is logged and

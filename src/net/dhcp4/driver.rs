@@ -114,6 +114,11 @@ pub async fn run(
                         log::warn!("{ifname}: could not send ARP probe for {ip}: {e}");
                     }
                 }
+                Action::ArpAnnounce(ip) => {
+                    if let Err(e) = arp.announce(ip).await {
+                        log::warn!("{ifname}: could not announce {ip}: {e}");
+                    }
+                }
                 Action::Event(event) => {
                     let update = Update {
                         ifindex,

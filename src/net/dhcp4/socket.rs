@@ -201,6 +201,13 @@ impl ArpSocket {
         send_all(&self.fd, &build_arp_probe(self.mac, ip), &to).await
     }
 
+    /// ARP announcement for `ip` (RFC 5227 §2.3): a request with sender and target IP both
+    /// `ip`, broadcast. Defends an address we hold against another host's probe.
+    pub async fn announce(&self, ip: Ipv4Addr) -> io::Result<()> {
+        let to = link_addr(self.ifindex, ETH_P_ARP, BROADCAST_MAC)?;
+        send_all(&self.fd, &build_arp_announce(self.mac, ip), &to).await
+    }
+
     /// Next ARP packet (request or reply) whose sender is NOT our own MAC. The caller decides
     /// whether it is a conflict (sender IP == probed IP, or a probe from someone else for the
     /// same target IP, RFC 5227 §2.1.1).
@@ -321,6 +328,13 @@ pub fn build_arp_probe(mac: [u8; 6], ip: Ipv4Addr) -> Vec<u8> {
     p.extend_from_slice(&[0; 4]);
     p.extend_from_slice(&[0; 6]);
     p.extend_from_slice(&ip.octets());
+    p
+}
+
+/// RFC 5227 §2.3 announcement: like a probe, but the sender IP is `ip` too.
+pub fn build_arp_announce(mac: [u8; 6], ip: Ipv4Addr) -> Vec<u8> {
+    let mut p = build_arp_probe(mac, ip);
+    p[14..18].copy_from_slice(&ip.octets());
     p
 }
 
@@ -622,5 +636,20 @@ mod tests {
         assert_eq!(seen.sender_ip, DST);
         reply[7] = 3; // RARP request
         assert_eq!(parse_arp(&reply), None);
+    }
+
+    #[test]
+    fn an_announcement_names_the_address_as_sender_and_target() {
+        let mac = [0x02, 0, 0, 0, 0, 0x42];
+        let seen = parse_arp(&build_arp_announce(mac, DST)).unwrap();
+        assert_eq!(
+            seen,
+            ArpSeen {
+                sender_ip: DST,
+                sender_mac: mac,
+                target_ip: DST,
+                is_request: true,
+            }
+        );
     }
 }

@@ -1094,3 +1094,250 @@ fn an_offer_arriving_while_requesting_is_not_taken_but_its_server_is_named() {
         "{actions:?}"
     );
 }
+
+// ---- issue 17: trust nothing on the wire --------------------------------------------------
+
+const OTHER_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x42];
+
+fn arp_actions(actions: &[Action]) -> Vec<Action> {
+    actions
+        .iter()
+        .filter(|a| matches!(a, Action::ArpProbe(_) | Action::ArpAnnounce(_)))
+        .cloned()
+        .collect()
+}
+
+/// Point 10: dnsmasq offered one address to two nodes; node B's ARP probe (sender 0.0.0.0)
+/// reached node A just after A's ACK. A must keep its lease and announce it, not decline it and
+/// wait 10 s.
+#[test]
+fn another_hosts_probe_after_our_ack_is_defended_not_declined() {
+    let t0 = Instant::now();
+    let (mut c, lease) = to_bound(t0);
+    let t = t0 + Duration::from_millis(50); // inside the conflict watch
+    let actions = c.handle_arp(t, Ipv4Addr::UNSPECIFIED, OTHER_MAC, lease.address, true);
+    assert_eq!(actions, vec![Action::ArpAnnounce(lease.address)]);
+    assert_eq!(c.state_name(), "BOUND");
+    // A second probe right after is not answered again (no ARP amplifier) ...
+    assert!(c
+        .handle_arp(t, Ipv4Addr::UNSPECIFIED, OTHER_MAC, lease.address, true)
+        .is_empty());
+    // ... one after DEFEND_INTERVAL is.
+    assert_eq!(
+        c.handle_arp(
+            t + DEFEND_INTERVAL,
+            Ipv4Addr::UNSPECIFIED,
+            OTHER_MAC,
+            lease.address,
+            true
+        ),
+        vec![Action::ArpAnnounce(lease.address)]
+    );
+    // The watch still ends in Confirmed: the lease was never given up.
+    assert_eq!(
+        events(&c.handle_timeout(t0 + CONFLICT_WINDOW)),
+        vec![Event::Confirmed]
+    );
+}
+
+#[test]
+fn another_hosts_probe_while_requesting_is_announced_at_bind() {
+    let t0 = Instant::now();
+    let (mut c, request) = to_requesting(t0);
+    assert!(c
+        .handle_arp(t0, Ipv4Addr::UNSPECIFIED, OTHER_MAC, OFFERED, true)
+        .is_empty());
+    let actions = c.handle_packet(t0, &reply(&request, MessageType::Ack, |_| {}));
+    assert!(sent(&actions).is_empty(), "no DECLINE: {actions:?}");
+    assert_eq!(arp_actions(&actions), vec![Action::ArpAnnounce(OFFERED)]);
+    assert!(matches!(events(&actions)[0], Event::Bound(_)));
+    assert_eq!(c.state_name(), "BOUND");
+}
+
+#[test]
+fn an_announcement_from_another_host_is_a_conflict() {
+    // While requesting: an announcement (sender = target = the address) → DECLINE at the ACK.
+    let t0 = Instant::now();
+    let (mut c, request) = to_requesting(t0);
+    assert!(c
+        .handle_arp(t0, OFFERED, OTHER_MAC, OFFERED, true)
+        .is_empty());
+    let actions = c.handle_packet(t0, &reply(&request, MessageType::Ack, |_| {}));
+    assert_eq!(
+        sent(&actions)[0].0.opts().msg_type(),
+        Some(MessageType::Decline)
+    );
+    // Just after binding: an announcement → DECLINE and deconfigure.
+    let (mut c, lease) = to_bound(t0);
+    let actions = c.handle_arp(
+        t0 + Duration::from_millis(10),
+        lease.address,
+        OTHER_MAC,
+        lease.address,
+        true,
+    );
+    assert_eq!(
+        sent(&actions)[0].0.opts().msg_type(),
+        Some(MessageType::Decline)
+    );
+    assert_eq!(c.state_name(), "DECLINED");
+}
+
+#[test]
+fn a_probe_for_another_address_or_our_own_probe_is_ignored() {
+    let t0 = Instant::now();
+    let (mut c, lease) = to_bound(t0);
+    assert!(c
+        .handle_arp(
+            t0,
+            Ipv4Addr::UNSPECIFIED,
+            OTHER_MAC,
+            Ipv4Addr::new(10, 1, 0, 99),
+            true
+        )
+        .is_empty());
+    assert!(c
+        .handle_arp(t0, Ipv4Addr::UNSPECIFIED, MAC, lease.address, true)
+        .is_empty());
+}
+
+/// Point 4: the REQUEST named SERVER; an ACK from a rogue that answers everyone is dropped.
+#[test]
+fn an_ack_from_a_server_the_request_did_not_name_is_dropped() {
+    let t0 = Instant::now();
+    let (mut c, request) = to_requesting(t0);
+    let rogue = Ipv4Addr::new(10, 1, 0, 66);
+    let actions = c.handle_packet(
+        t0,
+        &reply(&request, MessageType::Ack, |m| {
+            m.opts_mut().insert(DhcpOption::ServerIdentifier(rogue));
+            m.opts_mut().insert(DhcpOption::Router(vec![rogue]));
+        }),
+    );
+    assert!(actions.is_empty(), "{actions:?}");
+    assert_eq!(c.state_name(), "REQUESTING");
+    // The real server's ACK still binds.
+    let ev = events(&c.handle_packet(t0, &reply(&request, MessageType::Ack, |_| {})));
+    assert!(
+        matches!(&ev[0], Event::Bound(l) if l.server == SERVER),
+        "{ev:?}"
+    );
+}
+
+fn renewing(t0: Instant) -> (Client, v4::Message, Lease) {
+    let (mut c, lease) = to_bound(t0);
+    let _ = c.handle_timeout(t0 + CONFLICT_WINDOW);
+    let t1 = t0 + Duration::from_secs(lease.t1_secs as u64);
+    let (renew, _) = sent(&c.handle_timeout(t1)).remove(0);
+    assert_eq!(c.state_name(), "RENEWING");
+    (c, renew, lease)
+}
+
+#[test]
+fn a_nak_while_renewing_or_rebinding_from_another_server_is_dropped() {
+    let t0 = Instant::now();
+    let rogue = Ipv4Addr::new(10, 1, 0, 66);
+    let (mut c, renew, lease) = renewing(t0);
+    let t1 = t0 + Duration::from_secs(lease.t1_secs as u64);
+    let actions = c.handle_packet(t1, &nak(&renew, rogue));
+    assert!(sent(&actions).is_empty(), "{actions:?}");
+    assert!(
+        !events(&actions)
+            .iter()
+            .any(|e| matches!(e, Event::Deconfigured(_))),
+        "{actions:?}"
+    );
+    assert_eq!(c.state_name(), "RENEWING");
+    // REBINDING: the same.
+    let t2 = t0 + Duration::from_secs(lease.t2_secs as u64);
+    let mut now = c.poll_at();
+    while now < t2 {
+        let _ = c.handle_timeout(now);
+        now = c.poll_at();
+    }
+    let (rebind, _) = sent(&c.handle_timeout(t2)).remove(0);
+    assert_eq!(c.state_name(), "REBINDING");
+    let actions = c.handle_packet(t2, &nak(&rebind, rogue));
+    assert!(sent(&actions).is_empty(), "{actions:?}");
+    assert_eq!(c.state_name(), "REBINDING");
+    // The lease's own server may still take it back.
+    let actions = c.handle_packet(t2, &nak(&rebind, SERVER));
+    assert!(matches!(events(&actions)[0], Event::Deconfigured(_)));
+}
+
+#[test]
+fn a_renewal_ack_from_another_server_is_dropped() {
+    let t0 = Instant::now();
+    let rogue = Ipv4Addr::new(10, 1, 0, 66);
+    let (mut c, renew, lease) = renewing(t0);
+    let t1 = t0 + Duration::from_secs(lease.t1_secs as u64);
+    let actions = c.handle_packet(
+        t1,
+        &reply(&renew, MessageType::Ack, |m| {
+            m.opts_mut().insert(DhcpOption::ServerIdentifier(rogue));
+        }),
+    );
+    assert!(actions.is_empty(), "{actions:?}");
+    assert_eq!(c.state_name(), "RENEWING");
+}
+
+#[test]
+fn dns_and_ntp_lists_are_capped() {
+    let t0 = Instant::now();
+    let (mut c, request) = to_requesting(t0);
+    let many: Vec<Ipv4Addr> = (2..60).map(|i| Ipv4Addr::new(10, 1, 0, i)).collect();
+    let ev = events(&c.handle_packet(
+        t0,
+        &reply(&request, MessageType::Ack, |m| {
+            m.opts_mut()
+                .insert(DhcpOption::DomainNameServer(many.clone()));
+            m.opts_mut().insert(DhcpOption::NtpServers(many.clone()));
+        }),
+    ));
+    let Event::Bound(lease) = &ev[0] else {
+        panic!("{ev:?}")
+    };
+    assert_eq!(lease.dns, many[..MAX_SERVERS_PER_OPTION].to_vec());
+    assert_eq!(lease.ntp, many[..MAX_SERVERS_PER_OPTION].to_vec());
+}
+
+/// Strips END (and trailing padding) from an encoded reply and makes its last option claim
+/// `extra` more bytes than are left.
+fn overrun(mut bytes: Vec<u8>, extra: u8) -> Vec<u8> {
+    let mut at = 240;
+    let mut last = None;
+    while at < bytes.len() && bytes[at] != 255 {
+        if bytes[at] == 0 {
+            at += 1;
+            continue;
+        }
+        last = Some(at);
+        at += 2 + bytes[at + 1] as usize;
+    }
+    bytes.truncate(at);
+    let last = last.expect("options");
+    bytes[last + 1] += extra;
+    bytes
+}
+
+/// Point 8: options running past the end of the packet (no END) are dropped, not trimmed.
+#[test]
+fn a_reply_whose_options_run_past_the_end_is_dropped() {
+    let t0 = Instant::now();
+    let (mut c, request) = to_requesting(t0);
+    let ack = reply(&request, MessageType::Ack, |_| {});
+    assert_eq!(check_options(&ack), Ok(()));
+    let bad = overrun(ack.clone(), 7);
+    assert!(check_options(&bad).unwrap_err().contains("left"), "{bad:?}");
+    assert!(c.handle_packet(t0, &bad).is_empty());
+    assert_eq!(c.state_name(), "REQUESTING");
+    // No END at all, every option whole: dropped too.
+    let no_end = overrun(ack.clone(), 0);
+    assert_eq!(check_options(&no_end), Err("no END option".into()));
+    assert!(c.handle_packet(t0, &no_end).is_empty());
+    // The well-formed one binds.
+    assert!(matches!(
+        events(&c.handle_packet(t0, &ack))[0],
+        Event::Bound(_)
+    ));
+}
