@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::cmdline::Settings;
 use crate::fetch::hubs::HubSet;
 use crate::handoff;
+use crate::machine::MachineRecord;
 use crate::net::{self, NetConfig};
 use crate::provision::{self, FetchConfig, FetchRecord};
 use crate::register::{self, Farm, RegisterConfig};
@@ -53,18 +54,35 @@ const LAB_REGISTER_ATTEMPTS: u32 = 8;
 
 /// Runs the pipeline. Returns only when not PID 1 (for `boot --no-handoff` in a lab).
 pub fn run(console: &Console, settings: &Settings, opts: BootOptions) -> bool {
+    let mut machine = None;
     if opts.pid1 {
-        // How this node was booted (firmware, network or local media), so a farmer at the
-        // console sees it next to the farm settings.
-        console.line(crate::bootpath::decide(&crate::bootpath::Facts::read(
-            Path::new("/"),
-        )));
-        coldplug(console, &opts);
+        // How this node was booted (firmware, Secure Boot, network or local media), so a
+        // farmer at the console sees it next to the farm settings.
+        if let Err(e) = crate::bootpath::mount_efivarfs() {
+            console.line(format_args!("boot path: {e}"));
+        }
+        let path = crate::bootpath::decide(&crate::bootpath::Facts::read(Path::new("/")));
+        console.line(&path);
+        let report = coldplug(console, &opts);
+        let mut record = MachineRecord {
+            boot_path: path.to_string(),
+            secure_boot: path.secure_boot,
+            modules_loaded: report.loaded.iter().map(|l| l.module.clone()).collect(),
+            modules_failed: report
+                .failed
+                .iter()
+                .map(|(m, e)| format!("{m}: {e}"))
+                .collect(),
+            nics_without_driver: report.nics_without_driver,
+            firmware_missing: Vec::new(),
+        };
+        check_firmware(console, &mut record);
+        machine = Some(record);
     } else {
         console.line("drivers: not loading kernel modules (not PID 1)");
     }
 
-    let Some(state) = bring_up(console, settings, &opts) else {
+    let Some(state) = bring_up(console, settings, &opts, &mut machine) else {
         return false;
     };
     console.line(format_args!(
@@ -104,12 +122,23 @@ pub fn run(console: &Console, settings: &Settings, opts: BootOptions) -> bool {
 
 /// The network stage, retried as PID 1 until online. `None` when it failed and this is not
 /// PID 1.
-fn bring_up(console: &Console, settings: &Settings, opts: &BootOptions) -> Option<State> {
+fn bring_up(
+    console: &Console,
+    settings: &Settings,
+    opts: &BootOptions,
+    machine: &mut Option<MachineRecord>,
+) -> Option<State> {
     let mut attempt = 0;
     let state = loop {
         let result = smol::block_on(net::run(&opts.net, console));
         match result {
-            Ok(state) => {
+            Ok(mut state) => {
+                // Drivers that load firmware when the link is opened (r8169, bnx2x) have
+                // asked for it by now.
+                if let Some(m) = machine.as_mut() {
+                    check_firmware(console, m);
+                }
+                state.machine = machine.clone();
                 show(console, &state);
                 write_state(console, &opts.state_dir, &state);
                 if state.online {
@@ -150,7 +179,8 @@ fn recover_network(console: &Console, settings: &Settings, opts: &BootOptions, s
                 .map_or(0, |d| d.as_secs() as i64)
         )
     ));
-    if let Some(back) = bring_up(console, settings, opts) {
+    let mut machine = state.machine.clone();
+    if let Some(back) = bring_up(console, settings, opts, &mut machine) {
         console.line(format_args!(
             "network back after {}s",
             lost.elapsed().as_secs()
@@ -171,7 +201,7 @@ fn pause_before_retry(console: &Console, what: &str, attempt: u32) {
     std::thread::sleep(wait);
 }
 
-fn coldplug(console: &Console, opts: &BootOptions) {
+fn coldplug(console: &Console, opts: &BootOptions) -> crate::drivers::ColdplugReport {
     let report = crate::drivers::coldplug(
         Path::new("/sys"),
         &opts.modules_root().join(&opts.release),
@@ -179,6 +209,18 @@ fn coldplug(console: &Console, opts: &BootOptions) {
     );
     for line in report.summary_lines() {
         console.line(format_args!("drivers: {line}"));
+    }
+    report
+}
+
+/// Firmware the kernel log says is missing and `machine` does not list yet: on the console and
+/// into the record.
+fn check_firmware(console: &Console, machine: &mut MachineRecord) {
+    for m in crate::machine::missing_firmware_now(Path::new("/")) {
+        if !machine.firmware_missing.iter().any(|k| k.file == m.file) {
+            console.line(format_args!("drivers: {}", m.line()));
+            machine.firmware_missing.push(m);
+        }
     }
 }
 
@@ -246,7 +288,13 @@ fn fetch_stage(
         write_state(console, &opts.state_dir, state);
         if fetched.modules_installed {
             if opts.pid1 {
-                coldplug(console, opts);
+                let report = coldplug(console, opts);
+                if let Some(m) = state.machine.as_mut() {
+                    m.modules_loaded
+                        .extend(report.loaded.iter().map(|l| l.module.clone()));
+                    m.nics_without_driver = report.nics_without_driver;
+                    check_firmware(console, m);
+                }
             } else {
                 console.line("drivers: new modules installed; not loading them (not PID 1)");
             }

@@ -20,6 +20,7 @@ pub mod fetch;
 pub mod handoff;
 pub mod keep;
 pub mod links;
+pub mod machine;
 pub mod net;
 pub mod probe;
 pub mod provision;

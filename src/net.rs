@@ -1569,5 +1569,6 @@ fn build_state(b: Built) -> State {
         timings_ms: b.timings,
         fetch: None,
         registration: None,
+        machine: None,
     }
 }

@@ -871,6 +871,7 @@ mod tests {
             timings_ms: Timings::default(),
             fetch: None,
             registration: None,
+            machine: None,
         }
     }
 

@@ -232,6 +232,10 @@ pub struct State {
     /// The registration (`boot` with `zos.registrar=` only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub registration: Option<crate::register::RegistrationRecord>,
+    /// The machine as PID 1 found it (`boot` as PID 1 only): boot path and Secure Boot,
+    /// modules loaded, NICs without a driver, missing firmware.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine: Option<crate::machine::MachineRecord>,
 }
 
 impl State {
@@ -340,6 +344,7 @@ mod tests {
             },
             fetch: None,
             registration: None,
+            machine: None,
         };
         let v: serde_json::Value = serde_json::to_value(&state).unwrap();
         assert_eq!(v["interfaces"][0]["role"], "oob");
