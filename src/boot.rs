@@ -58,7 +58,7 @@ pub fn run(console: &Console, settings: &Settings, opts: BootOptions) -> bool {
     if opts.pid1 {
         // How this node was booted (firmware, Secure Boot, network or local media), so a
         // farmer at the console sees it next to the farm settings.
-        if let Err(e) = crate::bootpath::mount_efivarfs() {
+        if let Err(e) = crate::bootpath::mount_efivarfs(&opts.modules_root().join(&opts.release)) {
             console.line(format_args!("boot path: {e}"));
         }
         let path = crate::bootpath::decide(&crate::bootpath::Facts::read(Path::new("/")));

@@ -36,21 +36,34 @@ pub fn secure_boot(var: &[u8]) -> Option<bool> {
 }
 
 /// Mounts efivarfs on /sys/firmware/efi/efivars when the machine booted by UEFI and nothing is
-/// mounted there yet (PID 1; the kernel does not mount it). Errors are only returned: the boot
-/// path then says "Secure Boot unknown".
-pub fn mount_efivarfs() -> Result<(), String> {
+/// mounted there yet (PID 1; the kernel does not mount it). Debian builds efivarfs as a module:
+/// when the kernel does not know the file system (ENODEV), it is loaded from `modules_dir` and
+/// the mount tried again. Errors are only returned: the boot path then says "Secure Boot
+/// unknown".
+pub fn mount_efivarfs(modules_dir: &Path) -> Result<(), String> {
+    use nix::errno::Errno;
+    use nix::mount::{mount, MsFlags};
     let dir = "/sys/firmware/efi/efivars";
     if !Path::new("/sys/firmware/efi").is_dir() || crate::early::is_mounted(dir) {
         return Ok(());
     }
-    use nix::mount::{mount, MsFlags};
-    mount(
-        Some("efivarfs"),
-        dir,
-        Some("efivarfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-        None::<&str>,
-    )
+    let try_mount = || {
+        mount(
+            Some("efivarfs"),
+            dir,
+            Some("efivarfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            None::<&str>,
+        )
+    };
+    match try_mount() {
+        Err(Errno::ENODEV) => {
+            crate::drivers::load_by_name(modules_dir, "efivarfs", "")
+                .map_err(|e| format!("loading the efivarfs module: {e}"))?;
+            try_mount()
+        }
+        other => other,
+    }
     .map_err(|e| format!("mount efivarfs on {dir}: {e}"))
 }
 

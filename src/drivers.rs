@@ -407,8 +407,12 @@ fn describe(modalias: &str) -> Option<(&'static str, String, String)> {
         };
         return Some(("USB", format!("{vendor}:{product}"), class.to_string()));
     }
-    let device = modalias.strip_prefix("virtio:d")?.get(..8)?;
+    // `virtio:d00000001v00001AF4`: 32-bit ids, shown as their low 16 bits like PCI's.
+    let device = modalias.strip_prefix("virtio:d")?.get(4..8)?;
     let vendor = modalias.rsplit_once('v').map_or("", |(_, v)| v);
+    let vendor = vendor
+        .get(vendor.len().saturating_sub(4)..)
+        .unwrap_or(vendor);
     Some((
         "virtio",
         format!(
@@ -1281,11 +1285,7 @@ kernel/net/core/failover.ko:
         );
         assert_eq!(
             describe(VIRTIO_NET_DEV),
-            Some((
-                "virtio",
-                "1af4:00000001".into(),
-                "virtio network device".into()
-            ))
+            Some(("virtio", "1af4:0001".into(), "virtio network device".into()))
         );
         // An InfiniBand HCA is class 02, subclass 07.
         assert_eq!(
