@@ -266,7 +266,8 @@ while IFS= read -r f; do
   pkg=$(awk -v f="$f" '$1 == f { print $2; exit }' "$stage/firmware.packages")
   printf '%s %s\n' "$f" "${pkg:--}" >>"$root/etc/zos/firmware.map"
   src=''
-  for c in "/lib/firmware/$f" "/lib/firmware/$f.zst" "/lib/firmware/$f.xz"; do
+  # Debian's 6.1 kernels decompress .xz firmware themselves (FW_LOADER_COMPRESS_XZ), not .zst.
+  for c in "/lib/firmware/$f" "/lib/firmware/$f.xz"; do
     if [ -e "$c" ]; then src=$c; break; fi
   done
   if [ -n "$src" ]; then
