@@ -9,7 +9,11 @@
 #   --cmdline ARGS     the farm's kernel command line (farmer id, runmode, version, zos.* keys);
 #                      console=tty0 console=ttyS0,115200 is put in front unless ARGS name a
 #                      console= themselves (the last console= is where zos-netboot writes)
-#   --kernel PATH      default: the newest /boot/vmlinuz-*-cloud-amd64 (Debian's cloud kernel)
+#   --without MODULE   passed to build-initramfs.sh (repeatable): an image without that driver
+#   --zstd-level N     passed to build-initramfs.sh (default 19; 12 is ten times faster)
+#   --kernel PATH      default: the newest /boot/vmlinuz-*-amd64 that is not a cloud kernel
+#                      (Debian's signed linux-image-amd64: every NIC driver, Secure Boot);
+#                      /boot/vmlinuz-*-cloud-amd64 makes small images for virtual machines
 #   --kernel-version   the modules' version for the initramfs (default: from vmlinuz-VER)
 #   --initrd FILE      use this initramfs instead of building one with
 #                      scripts/build-initramfs.sh (--bin, --next-root, --ca are passed to it)
@@ -22,13 +26,18 @@
 #                         (works over TFTP and HTTP alike) with the command line
 #   zos-netboot.efi       unified kernel image: systemd's EFI stub + kernel + initrd + command
 #                         line (objcopy onto linuxx64.efi.stub)
-#   usb.img               MBR disk image, one FAT EFI system partition; boots under BIOS and UEFI
-#                         with GRUB (Debian's grub-pc-bin / grub-efi-amd64-bin), both reading
-#                         the command line from the first line of /boot/grub/grub.cfg; UEFI
-#                         chainloads the UKI at \EFI\Linux\zos-netboot.efi with it
-#   zos.iso               El Torito: BIOS (isolinux) and UEFI (a FAT image whose
-#                         \EFI\BOOT\BOOTX64.EFI is the UKI); also bootable when dd'd (isohybrid)
-#   efi-fat.img           a FAT image holding only \EFI\BOOT\BOOTX64.EFI = the UKI
+#   usb.img               MBR disk image, one FAT EFI system partition; boots under BIOS (GRUB
+#                         from grub-pc-bin) and UEFI with or without Secure Boot (Debian's
+#                         signed chain: shim-signed's shimx64 as \EFI\BOOT\BOOTX64.EFI →
+#                         grub-efi-amd64-signed's grubx64 → the signed kernel), both reading the
+#                         command line from the first line of /boot/grub/grub.cfg and booting
+#                         /zos/vmlinuz + /zos/initrd.img
+#   zos.iso               El Torito: BIOS (isolinux) and UEFI (a FAT image with the same signed
+#                         shim + GRUB, which read the ISO's /boot/grub/grub.cfg); also bootable
+#                         when dd'd (isohybrid)
+#   efi-fat.img           a FAT image holding only \EFI\BOOT\BOOTX64.EFI = the UKI (unsigned:
+#                         machines without Secure Boot, or sign it: docs/media.md)
+#   nic-ids.txt           the NICs the initramfs has a driver for (PCI/USB vendor:device)
 #   SHA256SUMS, SIZES     checksums; one line per artifact with its size
 #
 # Same inputs → same bytes: SOURCE_DATE_EPOCH (default: the last commit's time) for every
@@ -43,6 +52,7 @@ die() { printf 'build-media.sh: %s\n' "$*" >&2; exit 1; }
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$self"; }
 
 out='' cmdline='' kernel='' kver='' initrd='' bin='' next_root='' ca='' check=1
+without=() level=19
 while [ $# -gt 0 ]; do
   case "$1" in
     --out) out=${2:?--out needs a DIR}; shift 2 ;;
@@ -54,6 +64,8 @@ while [ $# -gt 0 ]; do
     --next-root) next_root=${2:?--next-root needs a DIR}; shift 2 ;;
     --ca) ca=${2:?--ca needs a PEM}; shift 2 ;;
     --no-check) check=0; shift ;;
+    --without) without+=("${2:?--without needs a MODULE}"); shift 2 ;;
+    --zstd-level) level=${2:?--zstd-level needs N}; shift 2 ;;
     -h | --help) usage; exit 0 ;;
     *) usage >&2; die "unknown argument: $1" ;;
   esac
@@ -69,11 +81,15 @@ grub_efi=/usr/lib/grub/x86_64-efi
 isolinux=/usr/lib/ISOLINUX/isolinux.bin
 isohdpfx=/usr/lib/ISOLINUX/isohdpfx.bin
 ldlinux=/usr/lib/syslinux/modules/bios/ldlinux.c32
+shim=/usr/lib/shim/shimx64.efi.signed
+mokmanager=/usr/lib/shim/mmx64.efi.signed
+grub_signed=/usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed
 for tool in objcopy grub-mkimage mformat mcopy mmd sfdisk xorriso sha256sum timeout; do
   command -v "$tool" >/dev/null || die "$tool is missing (bash scripts/setup.sh installs it)"
 done
-for f in "$stub" "$grub_pc/boot.img" "$grub_efi/linux.mod" "$isolinux" "$isohdpfx" "$ldlinux"; do
-  [ -f "$f" ] || die "$f is missing (bash scripts/setup.sh: systemd-boot-efi, grub-pc-bin, grub-efi-amd64-bin, isolinux, syslinux-common)"
+for f in "$stub" "$grub_pc/boot.img" "$grub_efi/linux.mod" "$isolinux" "$isohdpfx" "$ldlinux" \
+  "$shim" "$mokmanager" "$grub_signed"; do
+  [ -f "$f" ] || die "$f is missing (bash scripts/setup.sh: systemd-boot-efi, grub-pc-bin, grub-efi-amd64-bin, isolinux, syslinux-common, shim-signed, grub-efi-amd64-signed)"
 done
 
 # Everything that decides the bytes is resolved once, so both builds of the check see it.
@@ -85,8 +101,8 @@ case "$SOURCE_DATE_EPOCH" in '' | *[!0-9]*) die "SOURCE_DATE_EPOCH must be a num
 export SOURCE_DATE_EPOCH
 
 if [ -z "$kernel" ]; then
-  kernel=$(find /boot -maxdepth 1 -name 'vmlinuz-*-cloud-amd64' 2>/dev/null | sort -V | tail -n 1)
-  [ -n "$kernel" ] || die "no /boot/vmlinuz-*-cloud-amd64 (apt-get install linux-image-cloud-amd64) and no --kernel"
+  kernel=$(find /boot -maxdepth 1 -name 'vmlinuz-*-amd64' ! -name '*-cloud-amd64' 2>/dev/null | sort -V | tail -n 1)
+  [ -n "$kernel" ] || die "no /boot/vmlinuz-*-amd64 (apt-get install linux-image-amd64) and no --kernel"
 fi
 [ -r "$kernel" ] || die "kernel $kernel is not readable"
 kernel=$(realpath "$kernel")
@@ -106,7 +122,8 @@ trap 'rm -rf "$stage"' EXIT
 
 # --- the initramfs, once (build-initramfs.sh checks its own reproducibility) ---------------------
 if [ -z "$initrd" ]; then
-  args=(--out "$stage/initrd.img" --kernel-version "$kver")
+  args=(--out "$stage/initrd.img" --kernel-version "$kver" --nic-ids "$stage/nic-ids.txt" --zstd-level "$level")
+  for m in "${without[@]}"; do args+=(--without "$m"); done
   [ -z "$bin" ] || args+=(--bin "$bin")
   [ -z "$next_root" ] || args+=(--next-root "$next_root")
   [ -z "$ca" ] || args+=(--ca "$ca")
@@ -115,6 +132,17 @@ if [ -z "$initrd" ]; then
 fi
 [ -s "$initrd" ] || die "initrd $initrd is empty or missing"
 initrd=$(realpath "$initrd")
+if [ ! -s "$stage/nic-ids.txt" ]; then
+  # A given --initrd: its list from its own modules.alias.
+  { zstd -dc "$initrd" 2>/dev/null || gzip -dc "$initrd" 2>/dev/null || true; } |
+    cpio -i --quiet --to-stdout '*/modules.alias' 2>/dev/null |
+    awk 'BEGIN { print "# NICs with a driver in this initramfs: bus vendor:device module" }
+      /^alias pci:v0000[0-9A-F][0-9A-F][0-9A-F][0-9A-F]d0000[0-9A-F][0-9A-F][0-9A-F][0-9A-F]/ {
+        printf "pci %s:%s %s\n", tolower(substr($2, 10, 4)), tolower(substr($2, 19, 4)), $3 }
+      /^alias usb:v[0-9A-F][0-9A-F][0-9A-F][0-9A-F]p[0-9A-F][0-9A-F][0-9A-F][0-9A-F]/ {
+        printf "usb %s:%s %s\n", tolower(substr($2, 6, 4)), tolower(substr($2, 11, 4)), $3 }' |
+    LC_ALL=C sort -u >"$stage/nic-ids.txt"
+fi
 
 # All FAT images: fixed volume serial, label and geometry; files keep their SOURCE_DATE_EPOCH
 # mtime (mcopy -m), and mtools stamps new directories with SOURCE_DATE_EPOCH too.
@@ -160,6 +188,15 @@ pe_pin_timestamp() {
 
 mib_of() { echo $((($(stat -c %s "$1") + 1048575) / 1048576)); }
 
+# signed_chain FAT: shim as the removable-media boot path, GRUB and MokManager beside it, and the
+# signed GRUB's \EFI\debian\grub.cfg.
+signed_chain() {
+  fat_put "$1" "$w/fat/shimx64.efi" ::/EFI/BOOT/BOOTX64.EFI
+  fat_put "$1" "$w/fat/grubx64.efi" ::/EFI/BOOT/grubx64.efi
+  fat_put "$1" "$w/fat/mmx64.efi" ::/EFI/BOOT/mmx64.efi
+  fat_put "$1" "$w/fat/debian-grub.cfg" ::/EFI/debian/grub.cfg
+}
+
 # build DIR: every artifact into DIR.
 build() {
   local d=$1
@@ -169,7 +206,8 @@ build() {
   mkdir -p "$w"
   cp "$kernel" "$d/vmlinuz"
   cp "$initrd" "$d/initrd.img"
-  chmod 0644 "$d/vmlinuz" "$d/initrd.img"
+  cp "$stage/nic-ids.txt" "$d/nic-ids.txt"
+  chmod 0644 "$d/vmlinuz" "$d/initrd.img" "$d/nic-ids.txt"
 
   # --- boot.ipxe ------------------------------------------------------------------------------
   # Relative URLs: iPXE resolves them against the script's own URL (tftp:// or http://).
@@ -218,14 +256,28 @@ EOF
   local mods_common="part_msdos fat normal configfile echo test linux"
   timeout 120 grub-mkimage -O i386-pc -o "$w/core.img" -p '(hd0,msdos1)/boot/grub' \
     biosdisk $mods_common serial terminal || die "grub-mkimage i386-pc failed"
-  timeout 120 grub-mkimage -O x86_64-efi -o "$w/fat/grubx64.efi" -p /boot/grub \
-    $mods_common chain serial terminal efi_gop || die "grub-mkimage x86_64-efi failed"
+  # UEFI: Debian's signed chain, so that Secure Boot machines boot it too. shim (signed by
+  # Microsoft's UEFI CA) starts grubx64.efi from its own directory (signed by Debian, verified
+  # by shim), which reads \EFI\debian\grub.cfg (its built-in prefix); that one finds the medium
+  # and reads the one /boot/grub/grub.cfg. GRUB's `linux` has shim verify the kernel (Debian's
+  # signed vmlinuz); the initrd is not verified. mmx64.efi: MokManager, which shim starts when
+  # a farmer enrolls a key.
+  cp "$shim" "$w/fat/shimx64.efi"
+  cp "$grub_signed" "$w/fat/grubx64.efi"
+  cp "$mokmanager" "$w/fat/mmx64.efi"
+  cat >"$w/fat/debian-grub.cfg" <<'EOF'
+# Debian's signed GRUB reads this file (\EFI\debian\grub.cfg). The command line is in
+# /boot/grub/grub.cfg of this medium, not here.
+search --no-floppy --file --set=root /zos/zos-netboot.medium
+set prefix=($root)/boot/grub
+configfile ($root)/boot/grub/grub.cfg
+EOF
   [ "$(stat -c %s "$w/core.img")" -lt $((2047 * 512)) ] || die "GRUB core.img does not fit before the partition"
   cat >"$w/fat/grub.cfg" <<EOF
 set zos_cmdline="$full_cmdline"
-# ^ The kernel command line of this stick (farmer_id, runmode, version, zos.* keys): edit the
-#   line above, nothing else. BIOS boots /zos/vmlinuz + /zos/initrd.img with it, UEFI hands
-#   it to the unified kernel image \\EFI\\Linux\\zos-netboot.efi (it replaces the built-in one).
+# ^ The kernel command line of this medium (farmer_id, runmode, version, zos.* keys): edit the
+#   line above, nothing else. BIOS and UEFI (Secure Boot or not) boot /zos/vmlinuz (Debian's
+#   signed kernel) + /zos/initrd.img with it.
 serial --unit=0 --speed=115200
 terminal_input serial console
 terminal_output serial console
@@ -233,16 +285,12 @@ set timeout=1
 set default=0
 echo "zos-netboot: ZOS from local media: \$zos_cmdline"
 menuentry "ZOS (zos-netboot)" {
-  if [ "\$grub_platform" = "efi" ]; then
-    echo "zos-netboot: UEFI: starting \\EFI\\Linux\\zos-netboot.efi"
-    chainloader /EFI/Linux/zos-netboot.efi \$zos_cmdline
-  else
-    echo "zos-netboot: BIOS: loading /zos/vmlinuz and /zos/initrd.img"
-    linux /zos/vmlinuz \$zos_cmdline
-    initrd /zos/initrd.img
-  fi
+  echo "zos-netboot: \$grub_platform: loading /zos/vmlinuz and /zos/initrd.img"
+  linux /zos/vmlinuz \$zos_cmdline
+  initrd /zos/initrd.img
 }
 EOF
+  printf 'zos-netboot boot medium: GRUB finds its grub.cfg by this file\n' >"$w/fat/zos-netboot.medium"
   # isolinux (the ISO under BIOS).
   cat >"$w/isolinux.cfg" <<EOF
 SERIAL 0 115200
@@ -262,11 +310,12 @@ EOF
 
   # --- usb.img ----------------------------------------------------------------------------------
   local payload=$((($(stat -c %s "$d/vmlinuz") + $(stat -c %s "$d/initrd.img") + \
-    $(stat -c %s "$d/zos-netboot.efi") + $(stat -c %s "$w/fat/grubx64.efi")) / 1048576))
+    $(stat -c %s "$w/fat/grubx64.efi") + $(stat -c %s "$w/fat/shimx64.efi") + \
+    $(stat -c %s "$w/fat/mmx64.efi")) / 1048576))
   local part_mib=$((payload + payload / 8 + 8))
   fat_image "$w/esp.img" $((part_mib * 1024)) 5A4F5302 ZOSBOOT
-  fat_put "$w/esp.img" "$w/fat/grubx64.efi" ::/EFI/BOOT/BOOTX64.EFI
-  fat_put "$w/esp.img" "$w/fat/zos-netboot.efi" ::/EFI/Linux/zos-netboot.efi
+  signed_chain "$w/esp.img"
+  fat_put "$w/esp.img" "$w/fat/zos-netboot.medium" ::/zos/zos-netboot.medium
   fat_put "$w/esp.img" "$w/fat/grub.cfg" ::/boot/grub/grub.cfg
   fat_put "$w/esp.img" "$w/fat/vmlinuz" ::/zos/vmlinuz
   fat_put "$w/esp.img" "$w/fat/initrd.img" ::/zos/initrd.img
@@ -288,7 +337,14 @@ EOF
   cp "$d/vmlinuz" "$d/initrd.img" "$w/iso/zos/"
   cp "$isolinux" "$ldlinux" "$w/isolinux.cfg" "$w/iso/isolinux/"
   cp "$d/zos-netboot.efi" "$w/iso/EFI/BOOT/BOOTX64.EFI"
-  cp "$d/efi-fat.img" "$w/iso/isolinux/efiboot.img"
+  mkdir -p "$w/iso/boot/grub"
+  cp "$w/fat/grub.cfg" "$w/iso/boot/grub/grub.cfg"
+  cp "$w/fat/zos-netboot.medium" "$w/iso/zos/"
+  # The El Torito EFI image: only the signed chain; GRUB reads the ISO's /boot/grub/grub.cfg.
+  local efikib=$(((($(stat -c %s "$w/fat/grubx64.efi") + $(stat -c %s "$w/fat/shimx64.efi") + \
+    $(stat -c %s "$w/fat/mmx64.efi")) / 1048576 + 2) * 1024))
+  fat_image "$w/iso/isolinux/efiboot.img" "$efikib" 5A4F5303 ZOSISOEFI
+  signed_chain "$w/iso/isolinux/efiboot.img"
   chmod -R u+rwX,go+rX,go-w "$w/iso"
   find "$w/iso" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
   rm -f "$d/zos.iso"
@@ -301,7 +357,7 @@ EOF
     "$w/iso" >"$w/xorriso.log" 2>&1 || { cat "$w/xorriso.log" >&2; die "xorriso failed"; }
 
   rm -rf "$w"
-  (cd "$d" && sha256sum vmlinuz initrd.img boot.ipxe zos-netboot.efi usb.img zos.iso efi-fat.img >SHA256SUMS)
+  (cd "$d" && sha256sum vmlinuz initrd.img boot.ipxe zos-netboot.efi usb.img zos.iso efi-fat.img nic-ids.txt >SHA256SUMS)
   (cd "$d" && for f in vmlinuz initrd.img boot.ipxe zos-netboot.efi usb.img zos.iso efi-fat.img; do
     s=$(stat -c %s "$f")
     awk -v f="$f" -v s="$s" 'BEGIN { printf "%-16s %10d bytes  %7.2f MiB\n", f, s, s / 1048576 }'
@@ -322,7 +378,7 @@ else
   built="$stage/a"
 fi
 mkdir -p "$out"
-for f in vmlinuz initrd.img boot.ipxe zos-netboot.efi usb.img zos.iso efi-fat.img SHA256SUMS SIZES; do
+for f in vmlinuz initrd.img boot.ipxe zos-netboot.efi usb.img zos.iso efi-fat.img nic-ids.txt SHA256SUMS SIZES; do
   mv -f "$built/$f" "$out/$f"
 done
 echo "build-media.sh: $out (command line: $full_cmdline)"

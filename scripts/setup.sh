@@ -22,10 +22,46 @@ packages=(
   # tests/flist_qemu_e2e.rs); tar for the v1 .flist; python3-snappy for the blocks
   # tests/grid/flistgen.py makes
   redis-server tar python3-snappy
+  # real machines (issue 15): the full Debian kernel (every Ethernet driver) is the media's
+  # default, the NIC firmware from the non-free-firmware component (enabled below), and the
+  # signed Secure Boot chain: shim (Microsoft-signed) → GRUB (Debian-signed) → the signed
+  # kernel; sbsigntool to sign the bare UKI with a farmer's own keys (docs/media.md)
+  linux-image-amd64 shim-signed grub-efi-amd64-signed sbsigntool
+  firmware-misc-nonfree firmware-realtek firmware-bnx2 firmware-bnx2x firmware-netxen
+  firmware-qlogic firmware-myricom firmware-netronome firmware-cavium firmware-linux-free
 )
 target=x86_64-unknown-linux-musl
 
 die() { printf 'setup.sh: %s\n' "$*" >&2; exit 1; }
+
+# The NIC firmware packages live in Debian's non-free-firmware component (bookworm and later).
+# Add it to every Debian source that lacks it: deb822 (/etc/apt/sources.list.d/*.sources, the
+# default since bookworm) and the classic one-line format (/etc/apt/sources.list, *.list). Only
+# entries of deb.debian.org / security.debian.org style archives that list `main` are changed.
+enable_non_free_firmware() {
+  local changed=0 f
+  for f in /etc/apt/sources.list.d/*.sources; do
+    [ -f "$f" ] || continue
+    if awk '/^Components:/ && / main( |$)/ && !/non-free-firmware/ { found = 1 } END { exit !found }' "$f"; then
+      [ "$(id -u)" -eq 0 ] || die "$f lacks the non-free-firmware component; run as root"
+      sed -i -E '/^Components:/ { / main( |$)/ { /non-free-firmware/! s/$/ non-free-firmware/ } }' "$f"
+      echo "setup.sh: added non-free-firmware to $f"
+      changed=1
+    fi
+  done
+  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+    [ -f "$f" ] || continue
+    if grep -Eq '^[[:space:]]*deb(-src)?[[:space:]].*debian.*[[:space:]]main([[:space:]]|$)' "$f" &&
+      grep -E '^[[:space:]]*deb(-src)?[[:space:]].*debian.*[[:space:]]main([[:space:]]|$)' "$f" | grep -vq non-free-firmware; then
+      [ "$(id -u)" -eq 0 ] || die "$f lacks the non-free-firmware component; run as root"
+      sed -i -E '/^[[:space:]]*deb(-src)?[[:space:]].*debian.*[[:space:]]main([[:space:]]|$)/ { /non-free-firmware/! s/[[:space:]]*$/ non-free-firmware/ }' "$f"
+      echo "setup.sh: added non-free-firmware to $f"
+      changed=1
+    fi
+  done
+  [ "$changed" = 0 ] || echo "setup.sh: apt-get update follows"
+}
+enable_non_free_firmware
 
 missing=()
 for p in "${packages[@]}"; do

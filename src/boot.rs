@@ -14,6 +14,7 @@ use crate::fetch::hubs::HubSet;
 use crate::fetch::stage::{self, FetchConfig, FetchRecord};
 use crate::net::{self, NetConfig};
 use crate::pid1::handoff;
+use crate::pid1::machine::MachineRecord;
 use crate::register::{self, Farm, RegisterConfig};
 use crate::retry::Backoff;
 use crate::state::{NetState, State};
@@ -55,18 +56,38 @@ const LAB_REGISTER_ATTEMPTS: u32 = 8;
 
 /// Runs the pipeline. Returns only when not PID 1 (for `boot --no-handoff` in a lab).
 pub fn run(console: &Console, settings: &Settings, opts: BootOptions) -> bool {
+    let mut machine = None;
     if opts.pid1 {
-        // How this node was booted (firmware, network or local media), so a farmer at the
-        // console sees it next to the farm settings.
-        console.line(crate::pid1::bootpath::decide(
-            &crate::pid1::bootpath::Facts::read(Path::new("/")),
-        ));
-        coldplug(console, &opts);
+        // How this node was booted (firmware, Secure Boot, network or local media), so a
+        // farmer at the console sees it next to the farm settings.
+        if let Err(e) =
+            crate::pid1::bootpath::mount_efivarfs(&opts.modules_root().join(&opts.release))
+        {
+            console.line(format_args!("boot path: {e}"));
+        }
+        let path =
+            crate::pid1::bootpath::decide(&crate::pid1::bootpath::Facts::read(Path::new("/")));
+        console.line(&path);
+        let report = coldplug(console, &opts);
+        let mut record = MachineRecord {
+            boot_path: path.to_string(),
+            secure_boot: path.secure_boot,
+            modules_loaded: report.loaded.iter().map(|l| l.module.clone()).collect(),
+            modules_failed: report
+                .failed
+                .iter()
+                .map(|(m, e)| format!("{m}: {e}"))
+                .collect(),
+            nics_without_driver: report.nics_without_driver,
+            firmware_missing: Vec::new(),
+        };
+        check_firmware(console, &mut record);
+        machine = Some(record);
     } else {
         console.line("drivers: not loading kernel modules (not PID 1)");
     }
 
-    let Some((mut state, mut settling)) = bring_up(console, settings, &opts) else {
+    let Some((mut state, mut settling)) = bring_up(console, settings, &opts, &mut machine) else {
         return false;
     };
     console.line(format_args!(
@@ -148,6 +169,7 @@ fn bring_up(
     console: &Console,
     settings: &Settings,
     opts: &BootOptions,
+    machine: &mut Option<MachineRecord>,
 ) -> Option<(State, Settling)> {
     let mut attempt = 0;
     let state = loop {
@@ -162,7 +184,13 @@ fn bring_up(
         });
         match result {
             Ok((net, stage)) => {
-                let state = State::new(net);
+                // Drivers that load firmware when the link is opened (r8169, bnx2x) have
+                // asked for it by now.
+                if let Some(m) = machine.as_mut() {
+                    check_firmware(console, m);
+                }
+                let mut state = State::new(net);
+                state.machine = machine.clone();
                 show(console, &state);
                 write_state(console, &opts.paths, &state);
                 if let (true, Some(stage)) = (state.net.online, stage) {
@@ -212,7 +240,8 @@ fn recover_network(
                 .map_or(0, |d| d.as_secs() as i64)
         )
     ));
-    if let Some((back, next)) = bring_up(console, settings, opts) {
+    let mut machine = state.machine.clone();
+    if let Some((back, next)) = bring_up(console, settings, opts, &mut machine) {
         *settling = next;
         console.line(format_args!(
             "network back after {}s",
@@ -230,7 +259,7 @@ fn pause_before_retry(console: &Console, what: &str, attempt: u32) {
     std::thread::sleep(wait);
 }
 
-fn coldplug(console: &Console, opts: &BootOptions) {
+fn coldplug(console: &Console, opts: &BootOptions) -> crate::pid1::drivers::ColdplugReport {
     let report = crate::pid1::drivers::coldplug(
         Path::new("/sys"),
         &opts.modules_root().join(&opts.release),
@@ -238,6 +267,18 @@ fn coldplug(console: &Console, opts: &BootOptions) {
     );
     for line in report.summary_lines() {
         console.line(format_args!("drivers: {line}"));
+    }
+    report
+}
+
+/// Firmware the kernel log says is missing and `machine` does not list yet: on the console and
+/// into the record.
+fn check_firmware(console: &Console, machine: &mut MachineRecord) {
+    for m in crate::pid1::machine::missing_firmware_now(Path::new("/")) {
+        if !machine.firmware_missing.iter().any(|k| k.file == m.file) {
+            console.line(format_args!("drivers: {}", m.line()));
+            machine.firmware_missing.push(m);
+        }
     }
 }
 
@@ -330,7 +371,13 @@ fn fetch_stage(
         write_state(console, &opts.paths, state);
         if fetched.modules_installed {
             if opts.pid1 {
-                coldplug(console, opts);
+                let report = coldplug(console, opts);
+                if let Some(m) = state.machine.as_mut() {
+                    m.modules_loaded
+                        .extend(report.loaded.iter().map(|l| l.module.clone()));
+                    m.nics_without_driver = report.nics_without_driver;
+                    check_firmware(console, m);
+                }
             } else {
                 console.line("drivers: new modules installed; not loading them (not PID 1)");
             }

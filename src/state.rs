@@ -24,6 +24,10 @@ pub struct State {
     /// The registration (`boot` with `zos.registrar=` only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub registration: Option<crate::register::RegistrationRecord>,
+    /// The machine as PID 1 found it (`boot` as PID 1 only): boot path and Secure Boot,
+    /// modules loaded, NICs without a driver, missing firmware.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine: Option<crate::pid1::machine::MachineRecord>,
 }
 
 impl State {
@@ -35,6 +39,7 @@ impl State {
             net,
             fetch: None,
             registration: None,
+            machine: None,
         }
     }
 

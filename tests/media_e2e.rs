@@ -9,7 +9,17 @@
 //!   (dnsmasq reserves it for the NIC's MAC) and the console says it was a network boot.
 //! * `media_uefi_usb`, `media_uefi_iso`, `media_uefi_efi_fat`: OVMF boots usb.img (after the
 //!   test changed the farmer id in the stick's grub.cfg: the edited id must be the one the node
-//!   reports), zos.iso and the bare UKI on a FAT image.
+//!   reports) and zos.iso through shim and Debian's signed GRUB, and the bare UKI on a FAT image;
+//!   each says Secure Boot was off.
+//! * Real machines (issue 15; the media carry Debian's full kernel): `machines_nic_*` boot the
+//!   same usb.img (SeaBIOS) with each NIC model QEMU emulates (e1000, e1000e, rtl8139, vmxnet3,
+//!   pcnet, ne2k_pci, virtio-net-pci, usb-net behind qemu-xhci): the console names the driver
+//!   loaded for the NIC's id and the node is online with a lease; `machines_two_models` has two
+//!   models in one VM; `machines_nic_without_driver` boots an image built `--without ne2k_pci`
+//!   with an ne2k_pci and an e1000e NIC: the first is named with its id (console and state),
+//!   no hang, online through the second; `machines_secure_boot_*`: OVMF with Secure Boot
+//!   enforced and Microsoft's keys boots usb.img and zos.iso to online (the console says Secure
+//!   Boot on, the kernel that it is enabled) and refuses the unsigned UKI (efi-fat.img).
 //! * `media_bios_usb`, `media_bios_iso`: SeaBIOS boots usb.img and zos.iso.
 //!
 //! Every boot asserts the farm line with the farmer id given to build-media.sh (or the edited
@@ -64,11 +74,27 @@ fn media_ready(t: &str, uefi: bool, tun: bool, tools: &[&str]) -> bool {
         "/usr/lib/grub/x86_64-efi/linux.mod",
         "/usr/lib/ISOLINUX/isolinux.bin",
         "/usr/lib/syslinux/modules/bios/ldlinux.c32",
+        "/usr/lib/shim/shimx64.efi.signed",
+        "/usr/lib/shim/mmx64.efi.signed",
+        "/usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed",
     ];
     if let Some(f) = files.iter().find(|f| !Path::new(f).is_file()) {
         return skip(
             t,
-            &format!("needs {f} (systemd-boot-efi, grub-pc-bin, grub-efi-amd64-bin, isolinux, syslinux-common: bash scripts/setup.sh)"),
+            &format!("needs {f} (systemd-boot-efi, grub-pc-bin, grub-efi-amd64-bin, isolinux, syslinux-common, shim-signed, grub-efi-amd64-signed: bash scripts/setup.sh)"),
+        );
+    }
+    // The media's default kernel: Debian's full, signed one (every NIC driver).
+    let full = fs::read_dir("/boot").ok().is_some_and(|d| {
+        d.flatten().any(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n.starts_with("vmlinuz-") && n.ends_with("-amd64") && !n.ends_with("-cloud-amd64")
+        })
+    });
+    if !full {
+        return skip(
+            t,
+            "needs Debian's full kernel /boot/vmlinuz-*-amd64 (apt-get install linux-image-amd64: bash scripts/setup.sh)",
         );
     }
     if uefi && ovmf().is_none() {
@@ -255,7 +281,10 @@ fn cdrom(file: &Path) -> Vec<String> {
 }
 
 const UEFI_UKI: &str =
-    "boot path: UEFI firmware, local media: the firmware started a unified kernel image";
+    "boot path: UEFI firmware, Secure Boot off, local media: the firmware started a unified kernel image";
+/// usb.img and zos.iso under UEFI: shim → signed GRUB → /zos/vmlinuz.
+const UEFI_LOADER: &str =
+    "boot path: UEFI firmware, Secure Boot off, local media: a boot loader started /zos/vmlinuz";
 const BIOS_LOADER: &str =
     "boot path: BIOS firmware, local media: a boot loader started /zos/vmlinuz";
 
@@ -287,7 +316,7 @@ fn media_bios_iso() {
 
 /// The stick's command line is the first line of /boot/grub/grub.cfg on its FAT partition
 /// (1 MiB into the image): the test changes the farmer id there, as a farmer would on a built
-/// stick, and UEFI (GRUB chainloading the UKI with it) must boot with the new one.
+/// stick, and UEFI (shim → Debian's signed GRUB → the kernel with it) must boot with the new one.
 #[test]
 fn media_uefi_usb() {
     let t = "media_uefi_usb";
@@ -340,7 +369,7 @@ fn media_uefi_usb() {
     );
     let mut args = ovmf_args(&dir);
     args.extend(disk(&stick));
-    local_boot(t, &dir, args, "4343", UEFI_UKI);
+    local_boot(t, &dir, args, "4343", UEFI_LOADER);
 }
 
 #[test]
@@ -353,7 +382,7 @@ fn media_uefi_iso() {
     let dir = TestDir::new(t);
     let mut args = ovmf_args(&dir);
     args.extend(cdrom(&m.join("zos.iso")));
-    local_boot(t, &dir, args, FARMER, UEFI_UKI);
+    local_boot(t, &dir, args, FARMER, UEFI_LOADER);
 }
 
 #[test]
@@ -609,4 +638,415 @@ fn media_pxe_tftp() {
 #[test]
 fn media_pxe_http() {
     pxe("media_pxe_http", Serve::Http);
+}
+
+// ------------------------------------------------------------------------------------------
+// Real machines (issue 15): every NIC model QEMU emulates, a NIC without a driver, Secure Boot
+
+const BIOS_DIRECT: &str = "boot path: BIOS firmware, kernel loaded directly";
+const SB_LOADER: &str =
+    "boot path: UEFI firmware, Secure Boot on, local media: a boot loader started /zos/vmlinuz";
+
+/// A NIC model: QEMU's device, the start of its modalias, the drivers that may take it (QEMU's
+/// rtl8139 matches both 8139cp and 8139too; usb-net is CDC Ethernet and RNDIS).
+struct Model {
+    device: &'static str,
+    modalias: &'static str,
+    drivers: &'static [&'static str],
+}
+
+const MODELS: &[Model] = &[
+    Model {
+        device: "e1000",
+        modalias: "pci:v00008086d0000100E",
+        drivers: &["e1000"],
+    },
+    Model {
+        device: "e1000e",
+        modalias: "pci:v00008086d000010D3",
+        drivers: &["e1000e"],
+    },
+    Model {
+        device: "rtl8139",
+        modalias: "pci:v000010ECd00008139",
+        drivers: &["8139cp", "8139too"],
+    },
+    Model {
+        device: "vmxnet3",
+        modalias: "pci:v000015ADd000007B0",
+        drivers: &["vmxnet3"],
+    },
+    Model {
+        device: "pcnet",
+        modalias: "pci:v00001022d00002000",
+        drivers: &["pcnet32"],
+    },
+    Model {
+        device: "ne2k_pci",
+        modalias: "pci:v000010ECd00008029",
+        drivers: &["ne2k_pci"],
+    },
+    Model {
+        device: "virtio-net-pci",
+        modalias: "virtio:d00000001",
+        drivers: &["virtio_net"],
+    },
+    Model {
+        device: "usb-net",
+        modalias: "usb:v0525pA4A2",
+        drivers: &["cdc_ether", "rndis_host"],
+    },
+];
+
+fn model(device: &str) -> &'static Model {
+    MODELS
+        .iter()
+        .find(|m| m.device == device)
+        .expect("a model of MODELS")
+}
+
+/// `-netdev user` (restrict=on: nothing leaves the VM) + the model's device with `mac`; usb-net
+/// sits behind an xHCI controller.
+fn model_nic(m: &Model, id: &str, mac: &str) -> Vec<String> {
+    let mut args = vec!["-netdev".into(), format!("user,id={id},restrict=on")];
+    if m.device == "usb-net" {
+        args.extend([
+            "-device".into(),
+            "qemu-xhci,id=xhci".into(),
+            "-device".into(),
+            format!("usb-net,netdev={id},mac={mac}"),
+        ]);
+    } else {
+        args.extend([
+            "-device".into(),
+            format!("{},netdev={id},mac={mac},romfile=", m.device),
+        ]);
+    }
+    args
+}
+
+/// The console line of the coldplug loading one of the model's drivers for it.
+fn driver_line<'a>(console: &'a str, m: &Model) -> Option<&'a str> {
+    console.lines().find(|l| {
+        m.drivers
+            .iter()
+            .any(|d| l.contains(&format!("drivers: loaded {d} (for {}", m.modalias)))
+    })
+}
+
+/// Boots `args` (firmware and medium, plus NICs) to online and returns the console and state.
+fn machine_boot(
+    t: &str,
+    dir: &TestDir,
+    args: Vec<String>,
+    path: &str,
+) -> (Ipv4Addr, String, serde_json::Value, f64) {
+    let _one = one_boot();
+    let mut vm = Vm::start_qemu(None, dir, &args, MEDIA_BOOT_SECS);
+    let (addr, console) = check_boot(
+        t,
+        &mut vm,
+        &[],
+        FARMER,
+        path,
+        Ipv4Addr::new(10, 0, 2, 0),
+        24,
+    );
+    let online = vm
+        .seen
+        .iter()
+        .find(|(m, _)| m == "online in")
+        .map_or(0.0, |(_, d)| d.as_secs_f64());
+    let state = printed_state(&console).expect("checked by check_boot");
+    (addr, console, state, online)
+}
+
+/// The same usb.img under SeaBIOS with one NIC of `device`: the console names its driver, the
+/// node is online with a lease from QEMU's DHCP server.
+fn nic_model(device: &str) {
+    let t = &format!("machines_nic_{}", device.replace('-', "_"));
+    if !media_ready(t, false, false, &[]) {
+        return;
+    }
+    let m = media();
+    let dir = TestDir::new(t);
+    let mut args = bios_serial(&dir);
+    args.extend(disk(&m.join("usb.img")));
+    let nic = model(device);
+    args.extend(model_nic(nic, "n1", MAC));
+    let (addr, console, state, online) = machine_boot(t, &dir, args, BIOS_LOADER);
+    let line = driver_line(&console, nic).unwrap_or_else(|| {
+        panic!(
+            "{t}: the console names none of {:?} loaded for {}:\n{console}",
+            nic.drivers, nic.modalias
+        )
+    });
+    assert!(
+        state["machine"]["nics_without_driver"]
+            .as_array()
+            .is_some_and(|a| a.is_empty()),
+        "{t}: state lists NICs without a driver: {}",
+        state["machine"]
+    );
+    say(&format!(
+        "{t}: {line}\n{t}: online as {addr}, QEMU start → online {online:.1}s"
+    ));
+}
+
+#[test]
+fn machines_nic_e1000() {
+    nic_model("e1000");
+}
+
+#[test]
+fn machines_nic_e1000e() {
+    nic_model("e1000e");
+}
+
+#[test]
+fn machines_nic_rtl8139() {
+    nic_model("rtl8139");
+}
+
+#[test]
+fn machines_nic_vmxnet3() {
+    nic_model("vmxnet3");
+}
+
+#[test]
+fn machines_nic_pcnet() {
+    nic_model("pcnet");
+}
+
+#[test]
+fn machines_nic_ne2k_pci() {
+    nic_model("ne2k_pci");
+}
+
+#[test]
+fn machines_nic_virtio_net_pci() {
+    nic_model("virtio-net-pci");
+}
+
+#[test]
+fn machines_nic_usb_net() {
+    nic_model("usb-net");
+}
+
+/// Two models in one VM (e1000e first, so the OOB one, and rtl8139), each on its own QEMU
+/// network: both drivers named, both NICs in the state, online.
+#[test]
+fn machines_two_models() {
+    let t = "machines_two_models";
+    if !media_ready(t, false, false, &[]) {
+        return;
+    }
+    let m = media();
+    let dir = TestDir::new(t);
+    let mut args = bios_serial(&dir);
+    args.extend(disk(&m.join("usb.img")));
+    let (a, b) = (model("e1000e"), model("rtl8139"));
+    let mac2 = "52:54:00:7a:00:02";
+    args.extend(model_nic(a, "n1", MAC));
+    args.extend(model_nic(b, "n2", mac2));
+    let (addr, console, state, _) = machine_boot(t, &dir, args, BIOS_LOADER);
+    for nic in [a, b] {
+        assert!(
+            driver_line(&console, nic).is_some(),
+            "{t}: no driver line for {}:\n{console}",
+            nic.device
+        );
+    }
+    let macs: Vec<&str> = state["interfaces"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|i| i["mac"].as_str()).collect())
+        .unwrap_or_default();
+    assert!(
+        macs.contains(&MAC) && macs.contains(&mac2),
+        "{t}: state interfaces {macs:?} lack {MAC} or {mac2}"
+    );
+    say(&format!("{t}: both NICs found, online as {addr}"));
+}
+
+/// An image built `--without ne2k_pci` (gzip: quicker to build), booted directly with an
+/// ne2k_pci and an e1000e NIC: the console names the first with its id and class, the state
+/// lists it, and the node is online through the second.
+#[test]
+fn machines_nic_without_driver() {
+    let t = "machines_nic_without_driver";
+    if !media_ready(t, false, false, &[]) {
+        return;
+    }
+    let m = media();
+    let dir = TestDir::new(t);
+    let image = dir.join("initrd-without-ne2k.img");
+    let bin = m
+        .parent()
+        .and_then(|p| p.parent())
+        .expect("target/media-e2e/media")
+        .join("x86_64-unknown-linux-musl/release/zos-netboot");
+    let next_root = m.parent().expect("target/media-e2e").join("next-root");
+    let kver = {
+        let out = run_cmd(&["file", "-bL", &m.join("vmlinuz").to_string_lossy()], 30);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.split_once("version ")
+            .and_then(|(_, v)| v.split_whitespace().next())
+            .map(str::to_string)
+            .unwrap_or_else(|| panic!("{t}: no version in `file vmlinuz`: {text}"))
+    };
+    let built = run_cmd(
+        &[
+            "bash",
+            &format!("{REPO}/scripts/build-initramfs.sh"),
+            "--out",
+            &image.to_string_lossy(),
+            "--kernel-version",
+            &kver,
+            "--bin",
+            &bin.to_string_lossy(),
+            "--next-root",
+            &next_root.to_string_lossy(),
+            "--without",
+            "ne2k_pci",
+            "--compress",
+            "gzip",
+            // gzip makes it larger than the media's zstd image, whose budget is what counts.
+            "--budget",
+            "0",
+        ],
+        600,
+    );
+    assert!(
+        built.status.success(),
+        "{t}: build-initramfs.sh --without ne2k_pci failed:\n{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let mut args: Vec<String> = vec![
+        "-kernel".into(),
+        m.join("vmlinuz").to_string_lossy().into_owned(),
+        "-initrd".into(),
+        image.to_string_lossy().into_owned(),
+        "-append".into(),
+        format!("console=ttyS0,115200 {CMDLINE}"),
+    ];
+    let mac2 = "52:54:00:7a:00:02";
+    args.extend(model_nic(model("e1000e"), "n1", MAC));
+    args.extend(model_nic(model("ne2k_pci"), "n2", mac2));
+    let (addr, console, state, _) = machine_boot(t, &dir, args, BIOS_DIRECT);
+    let want = "no driver in this image for PCI 10ec:8029 (Ethernet controller) at 0000:";
+    assert!(
+        console.contains(want),
+        "{t}: the console does not say `{want}`:\n{console}"
+    );
+    assert!(
+        driver_line(&console, model("e1000e")).is_some(),
+        "{t}: e1000e not loaded"
+    );
+    let missing = &state["machine"]["nics_without_driver"];
+    assert_eq!(
+        missing.as_array().map(|a| a.len()),
+        Some(1),
+        "{t}: state: {missing}"
+    );
+    assert_eq!(missing[0]["id"], "10ec:8029", "{t}: state: {missing}");
+    assert_eq!(missing[0]["bus"], "PCI");
+    assert_eq!(missing[0]["modules"], serde_json::json!([]));
+    say(&format!(
+        "{t}: named the ne2k_pci card, online as {addr} through e1000e"
+    ));
+}
+
+/// OVMF with Secure Boot enforced and Microsoft's keys enrolled (Debian's ovmf:
+/// OVMF_CODE_4M.secboot.fd + OVMF_VARS_4M.ms.fd, SMM on, the flash's secure property).
+fn secure_boot_args(dir: &TestDir) -> Option<Vec<String>> {
+    let code = Path::new("/usr/share/OVMF/OVMF_CODE_4M.secboot.fd");
+    let vars = Path::new("/usr/share/OVMF/OVMF_VARS_4M.ms.fd");
+    if !code.is_file() || !vars.is_file() {
+        return None;
+    }
+    let copy = dir.join("OVMF_VARS.ms.fd");
+    fs::copy(vars, &copy).unwrap_or_else(|e| panic!("copy {}: {e}", vars.display()));
+    Some(vec![
+        "-machine".into(),
+        "smm=on".into(),
+        "-global".into(),
+        "driver=cfi.pflash01,property=secure,value=on".into(),
+        "-drive".into(),
+        format!(
+            "if=pflash,format=raw,unit=0,readonly=on,file={}",
+            code.display()
+        ),
+        "-drive".into(),
+        format!("if=pflash,format=raw,unit=1,file={}", copy.display()),
+    ])
+}
+
+fn secure_boot(t: &str, medium: Vec<String>) {
+    if !media_ready(t, true, false, &[]) {
+        return;
+    }
+    let dir = TestDir::new(t);
+    let Some(mut args) = secure_boot_args(&dir) else {
+        skip(
+            t,
+            "needs /usr/share/OVMF/OVMF_CODE_4M.secboot.fd and OVMF_VARS_4M.ms.fd (apt-get install ovmf)",
+        );
+        return;
+    };
+    args.extend(medium);
+    args.extend(model_nic(model("virtio-net-pci"), "n1", MAC));
+    let (addr, console, state, online) = machine_boot(t, &dir, args, SB_LOADER);
+    assert!(
+        console.contains("Secure boot enabled"),
+        "{t}: the kernel did not log `Secure boot enabled`:\n{console}"
+    );
+    assert_eq!(state["machine"]["secure_boot"], true, "{t}: state");
+    say(&format!(
+        "{t}: Secure Boot on, online as {addr}, QEMU start → online {online:.1}s"
+    ));
+}
+
+#[test]
+fn machines_secure_boot_usb() {
+    secure_boot("machines_secure_boot_usb", disk(&media().join("usb.img")));
+}
+
+#[test]
+fn machines_secure_boot_iso() {
+    secure_boot("machines_secure_boot_iso", cdrom(&media().join("zos.iso")));
+}
+
+/// The bare UKI is not signed: the Secure Boot firmware must refuse to start it (OVMF says
+/// `Access Denied` for the boot option), and zos-netboot never runs.
+#[test]
+fn machines_secure_boot_refuses_the_unsigned_uki() {
+    let t = "machines_secure_boot_refuses_the_unsigned_uki";
+    if !media_ready(t, true, false, &[]) {
+        return;
+    }
+    let m = media();
+    let dir = TestDir::new(t);
+    let Some(mut args) = secure_boot_args(&dir) else {
+        skip(t, "needs OVMF_CODE_4M.secboot.fd and OVMF_VARS_4M.ms.fd");
+        return;
+    };
+    args.extend(disk(&m.join("efi-fat.img")));
+    let _one = one_boot();
+    let mut vm = Vm::start_qemu(None, &dir, &args, 90);
+    let refused = vm.wait_for("Access Denied", 1, std::time::Duration::from_secs(80));
+    let console = vm.console_text();
+    drop(vm);
+    assert!(
+        refused,
+        "{t}: OVMF did not say `Access Denied` for the unsigned UKI:\n{console}"
+    );
+    assert!(
+        !console.contains("zos-netboot 0.1.0"),
+        "{t}: zos-netboot ran under Secure Boot from an unsigned image:\n{console}"
+    );
+    let line = console
+        .lines()
+        .find(|l| l.contains("Access Denied"))
+        .unwrap_or_default();
+    say(&format!("{t}: refused: {}", line.trim()));
 }

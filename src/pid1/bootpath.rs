@@ -4,6 +4,10 @@
 //! loader on local media (GRUB and SYSLINUX add `BOOT_IMAGE=<kernel path>`), or nothing said
 //! (the UEFI firmware started a unified kernel image, or the kernel was loaded directly).
 //!
+//! Under UEFI it also says whether Secure Boot was on: the firmware's `SecureBoot` EFI variable
+//! (efivarfs, which PID 1 mounts when the kernel has not: [`mount_efivarfs`]); its data is one
+//! byte after the 4-byte attributes, 1 = enforcing.
+//!
 //! [`decide`] is a pure function of [`Facts`] (unit-tested); [`Facts::read`] gathers them.
 use std::fmt;
 use std::path::Path;
@@ -15,6 +19,52 @@ pub struct Facts {
     pub efi: bool,
     /// The kernel command line (`/proc/cmdline`).
     pub cmdline: String,
+    /// The `SecureBoot` EFI variable's file (attributes + data), when it could be read.
+    pub secure_boot_var: Option<Vec<u8>>,
+}
+
+/// The global-variable GUID's `SecureBoot` in efivarfs.
+pub const SECURE_BOOT_VAR: &str =
+    "sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c";
+
+/// Secure Boot from the variable's file: 4 bytes of attributes, then 1 byte (1 = on).
+pub fn secure_boot(var: &[u8]) -> Option<bool> {
+    match var {
+        [_, _, _, _, v, ..] => Some(*v == 1),
+        _ => None,
+    }
+}
+
+/// Mounts efivarfs on /sys/firmware/efi/efivars when the machine booted by UEFI and nothing is
+/// mounted there yet (PID 1; the kernel does not mount it). Debian builds efivarfs as a module:
+/// when the kernel does not know the file system (ENODEV), it is loaded from `modules_dir` and
+/// the mount tried again. Errors are only returned: the boot path then says "Secure Boot
+/// unknown".
+pub fn mount_efivarfs(modules_dir: &Path) -> Result<(), String> {
+    use nix::errno::Errno;
+    use nix::mount::{mount, MsFlags};
+    let dir = "/sys/firmware/efi/efivars";
+    if !Path::new("/sys/firmware/efi").is_dir() || crate::pid1::early::is_mounted(dir) {
+        return Ok(());
+    }
+    let try_mount = || {
+        mount(
+            Some("efivarfs"),
+            dir,
+            Some("efivarfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            None::<&str>,
+        )
+    };
+    match try_mount() {
+        Err(Errno::ENODEV) => {
+            crate::pid1::drivers::load_by_name(modules_dir, "efivarfs", "")
+                .map_err(|e| format!("loading the efivarfs module: {e}"))?;
+            try_mount()
+        }
+        other => other,
+    }
+    .map_err(|e| format!("mount efivarfs on {dir}: {e}"))
 }
 
 impl Facts {
@@ -24,6 +74,7 @@ impl Facts {
         Facts {
             efi: root.join("sys/firmware/efi").is_dir(),
             cmdline: std::fs::read_to_string(root.join("proc/cmdline")).unwrap_or_default(),
+            secure_boot_var: std::fs::read(root.join(SECURE_BOOT_VAR)).ok(),
         }
     }
 }
@@ -49,6 +100,8 @@ pub enum Source {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BootPath {
     pub firmware: Firmware,
+    /// Under UEFI: whether Secure Boot was on (`None`: the variable could not be read).
+    pub secure_boot: Option<bool>,
     pub source: Source,
 }
 
@@ -95,7 +148,12 @@ pub fn decide(facts: &Facts) -> BootPath {
     } else {
         Source::Direct
     };
-    BootPath { firmware, source }
+    let secure_boot = facts.secure_boot_var.as_deref().and_then(secure_boot);
+    BootPath {
+        firmware,
+        secure_boot: if facts.efi { secure_boot } else { None },
+        source,
+    }
 }
 
 impl fmt::Display for BootPath {
@@ -105,6 +163,13 @@ impl fmt::Display for BootPath {
             Firmware::Bios => "BIOS",
         };
         write!(f, "boot path: {fw} firmware, ")?;
+        if self.firmware == Firmware::Uefi {
+            match self.secure_boot {
+                Some(true) => write!(f, "Secure Boot on, ")?,
+                Some(false) => write!(f, "Secure Boot off, ")?,
+                None => write!(f, "Secure Boot unknown (no SecureBoot EFI variable), ")?,
+            }
+        }
         match &self.source {
             Source::Network {
                 mac: Some(mac),
@@ -134,7 +199,41 @@ mod tests {
         decide(&Facts {
             efi,
             cmdline: cmdline.into(),
+            secure_boot_var: efi.then(|| vec![6, 0, 0, 0, 0]),
         })
+    }
+
+    #[test]
+    fn secure_boot_from_the_efi_variable() {
+        assert_eq!(secure_boot(&[6, 0, 0, 0, 1]), Some(true));
+        assert_eq!(secure_boot(&[6, 0, 0, 0, 0]), Some(false));
+        assert_eq!(secure_boot(&[6, 0, 0]), None);
+        let on = decide(&Facts {
+            efi: true,
+            cmdline: "BOOT_IMAGE=/zos/vmlinuz".into(),
+            secure_boot_var: Some(vec![6, 0, 0, 0, 1]),
+        });
+        assert_eq!(on.secure_boot, Some(true));
+        assert_eq!(
+            on.to_string(),
+            "boot path: UEFI firmware, Secure Boot on, local media: a boot loader started /zos/vmlinuz"
+        );
+        let unknown = decide(&Facts {
+            efi: true,
+            cmdline: String::new(),
+            secure_boot_var: None,
+        });
+        assert!(unknown.to_string().starts_with(
+            "boot path: UEFI firmware, Secure Boot unknown (no SecureBoot EFI variable), "
+        ));
+        // BIOS has no Secure Boot, whatever a stray file says.
+        let bios = decide(&Facts {
+            efi: false,
+            cmdline: String::new(),
+            secure_boot_var: Some(vec![6, 0, 0, 0, 1]),
+        });
+        assert_eq!(bios.secure_boot, None);
+        assert!(!bios.to_string().contains("Secure Boot"));
     }
 
     #[test]
@@ -208,7 +307,7 @@ mod tests {
         );
         assert!(path(true, "")
             .to_string()
-            .starts_with("boot path: UEFI firmware, local media: the firmware started a unified"));
+            .starts_with("boot path: UEFI firmware, Secure Boot off, local media: the firmware started a unified"));
         assert_eq!(path(false, "console=ttyS0").source, Source::Direct);
         // A key that merely ends like one is not it.
         assert_eq!(path(false, "XBOOTIF=01-aa").source, Source::Direct);
@@ -224,8 +323,11 @@ mod tests {
         let f = Facts::read(&dir);
         assert!(!f.efi);
         std::fs::create_dir_all(dir.join("sys/firmware/efi")).unwrap();
+        std::fs::create_dir_all(dir.join("sys/firmware/efi/efivars")).unwrap();
+        std::fs::write(dir.join(SECURE_BOOT_VAR), [6, 0, 0, 0, 1]).unwrap();
         let f = Facts::read(&dir);
         assert!(f.efi);
+        assert_eq!(decide(&f).secure_boot, Some(true));
         assert!(matches!(
             decide(&f).source,
             Source::Network { mac: Some(_), .. }

@@ -6,17 +6,27 @@
 //! `/init` walks sysfs itself. Loading one driver can reveal new devices (virtio_pci creates the
 //! `virtio0` device that needs virtio_net), so the walk repeats until a round loads nothing new.
 //!
-//! The tables and the glob matcher are pure; [`coldplug_with`] takes the loader as a parameter so the
-//! round logic is tested on a fake sysfs tree without touching the kernel.
+//! A USB host controller's devices appear some time after its driver is loaded (the hub
+//! enumerates its ports in a kernel thread), so after a round that loaded one the scan repeats
+//! until the device list has been quiet for a while ([`Settle`]). The kernel loads firmware by
+//! itself from /lib/firmware; `machine.rs` reads what it missed from the kernel log.
+//!
+//! A network device that no driver took after the last round is a [`NoDriver`]: bus,
+//! vendor:device and class in words, and whether the image has a module for it at all.
+//!
+//! The tables, the glob matcher and [`Settle`] are pure; [`coldplug_with`] takes the loader and
+//! the sleep as parameters so the round logic is tested on a fake sysfs tree without touching the
+//! kernel or the clock.
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::CString;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::kmod::{finit_module, init_module, ModuleInitFlags};
+use serde::{Deserialize, Serialize};
 
 /// Enough for PCI → virtio → (rarely) a bus below that; more means something keeps inventing devices.
 const MAX_ROUNDS: u32 = 5;
@@ -234,6 +244,191 @@ impl DepTable {
     }
 }
 
+/// `modules.softdep`: `softdep <module> pre: <module>… post: <module>…`. Only `pre:` is used
+/// (r8169 wants the `realtek` PHY driver loaded before it; the kernel would otherwise fall back
+/// to the generic PHY driver, which is wrong for some chips).
+#[derive(Debug, Clone, Default)]
+pub struct SoftdepTable {
+    pre: HashMap<String, Vec<String>>,
+}
+
+impl SoftdepTable {
+    pub fn parse(text: &str) -> Self {
+        let mut pre: HashMap<String, Vec<String>> = HashMap::new();
+        for line in text.lines() {
+            let mut words = line.split_whitespace();
+            if words.next() != Some("softdep") {
+                continue;
+            }
+            let Some(module) = words.next() else { continue };
+            let mut in_pre = false;
+            for w in words {
+                match w {
+                    "pre:" => in_pre = true,
+                    "post:" => in_pre = false,
+                    m if in_pre => pre.entry(normalise(module)).or_default().push(normalise(m)),
+                    _ => {}
+                }
+            }
+        }
+        SoftdepTable { pre }
+    }
+
+    /// Modules to load before `module`.
+    pub fn pre(&self, module: &str) -> &[String] {
+        self.pre.get(module).map_or(&[], |v| &v[..])
+    }
+}
+
+/// When a round loaded a driver whose devices appear later (a USB host controller: its hub
+/// enumerates the ports in a kernel thread), the scan is repeated until the device list has not
+/// changed for `quiet`, or `limit` has passed. Pure: fed the time since the round and the
+/// number of devices seen.
+#[derive(Debug, Clone)]
+pub struct Settle {
+    quiet: Duration,
+    limit: Duration,
+    last_change: Duration,
+    seen: usize,
+}
+
+/// Between two scans while settling.
+pub const SETTLE_STEP: Duration = Duration::from_millis(100);
+
+impl Settle {
+    /// USB: a device needs a debounce (100 ms), a port reset and a few control transfers; a
+    /// hub behind a hub doubles that. 1.5 s without a new device is taken as "all there".
+    pub const USB: (Duration, Duration) = (Duration::from_millis(1500), Duration::from_secs(6));
+
+    pub fn new(seen: usize, (quiet, limit): (Duration, Duration)) -> Self {
+        Settle {
+            quiet,
+            limit,
+            last_change: Duration::ZERO,
+            seen,
+        }
+    }
+
+    /// Whether to stop scanning, after a scan at `now` (since the round) that saw `seen` devices.
+    pub fn settled(&mut self, now: Duration, seen: usize) -> bool {
+        if seen != self.seen {
+            self.seen = seen;
+            self.last_change = now;
+        }
+        now >= self.limit || now.saturating_sub(self.last_change) >= self.quiet
+    }
+}
+
+/// A network device no driver took after the last round.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NoDriver {
+    /// `PCI`, `USB` or `virtio`.
+    pub bus: String,
+    /// `vendor:device`, lower-case hex (PCI `8086:15f3`, USB `0bda:8153`).
+    pub id: String,
+    /// The device class in words (`Ethernet controller`, `CDC Ethernet`).
+    pub class: String,
+    /// The sysfs name: `0000:00:03.0` (PCI), `1-1:1.0` (USB interface).
+    pub address: String,
+    /// Modules of the image whose aliases match it (loaded, or failed to load, but it is not
+    /// bound); empty: the image has no driver for it.
+    pub modules: Vec<String>,
+}
+
+impl NoDriver {
+    /// The console line: what the device is and what to do.
+    pub fn line(&self) -> String {
+        let what = format!(
+            "{} {} ({}) at {}",
+            self.bus, self.id, self.class, self.address
+        );
+        if self.modules.is_empty() {
+            format!(
+                "no driver in this image for {what}: this NIC cannot be used; report it with this line \
+                 (README: checking a machine before the datacentre)"
+            )
+        } else {
+            format!(
+                "{what} has no driver bound although the image has {}: see the failures above and the \
+                 kernel log (firmware?)",
+                self.modules.join(", ")
+            )
+        }
+    }
+}
+
+/// The PCI base class 0x02 (network controller) subclasses, as lspci names them.
+fn pci_network_class(subclass: &str) -> &'static str {
+    match subclass {
+        "00" => "Ethernet controller",
+        "01" => "Token ring network controller",
+        "02" => "FDDI network controller",
+        "03" => "ATM network controller",
+        "04" => "ISDN controller",
+        "07" => "Infiniband controller",
+        "08" => "Fabric controller",
+        _ => "Network controller",
+    }
+}
+
+/// `(bus, vendor:device, class in words)` of a network device's modalias; `None` for anything
+/// that is not a network device ([`is_network`]).
+fn describe(modalias: &str) -> Option<(&'static str, String, String)> {
+    if !is_network(modalias) {
+        return None;
+    }
+    if let Some((vendor, device, _)) = pci_ids(modalias) {
+        let sub = modalias
+            .rfind("sc")
+            .and_then(|i| modalias.get(i + 2..i + 4))
+            .unwrap_or("80");
+        let class = pci_network_class(&sub.to_ascii_lowercase());
+        return Some(("PCI", format!("{vendor}:{device}"), class.to_string()));
+    }
+    if let Some(rest) = modalias.strip_prefix("usb:v") {
+        let vendor = rest.get(..4)?.to_ascii_lowercase();
+        let product = rest
+            .get(4..)?
+            .strip_prefix('p')?
+            .get(..4)?
+            .to_ascii_lowercase();
+        let field = |tag: &str| {
+            modalias
+                .find(tag)
+                .and_then(|i| modalias.get(i + tag.len()..i + tag.len() + 2))
+        };
+        let class = match (field("ic"), field("isc")) {
+            (Some("02"), Some("06")) => "CDC Ethernet",
+            (Some("02"), Some("0D")) => "CDC NCM",
+            (Some("02"), Some("0C")) => "CDC EEM",
+            (Some("02"), Some("02")) => "CDC ACM (RNDIS)",
+            (Some("E0"), _) => "RNDIS",
+            _ => "USB network interface",
+        };
+        return Some(("USB", format!("{vendor}:{product}"), class.to_string()));
+    }
+    // `virtio:d00000001v00001AF4`: 32-bit ids, shown as their low 16 bits like PCI's.
+    let device = modalias.strip_prefix("virtio:d")?.get(4..8)?;
+    let vendor = modalias.rsplit_once('v').map_or("", |(_, v)| v);
+    let vendor = vendor
+        .get(vendor.len().saturating_sub(4)..)
+        .unwrap_or(vendor);
+    Some((
+        "virtio",
+        format!(
+            "{}:{}",
+            vendor.to_ascii_lowercase(),
+            device.to_ascii_lowercase()
+        ),
+        "virtio network device".to_string(),
+    ))
+}
+
+/// Whether a modalias is a USB host controller (PCI class 0x0C03): its devices come later.
+fn is_usb_host(modalias: &str) -> bool {
+    modalias.starts_with("pci:") && modalias.contains("bc0Csc03")
+}
+
 /// One module this run inserted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Loaded {
@@ -252,10 +447,13 @@ pub struct ColdplugReport {
     pub failed: Vec<(String, String)>,
     /// Modalias strings of unbound PCI/virtio/USB network devices that no module matches.
     pub unmatched: Vec<String>,
-    /// Unbound PCI devices of class 0x02 (network) after the last round: `"0000:00:03.0 (1af4:1000)"`.
-    pub nics_without_driver: Vec<String>,
+    /// Network devices (PCI class 0x02, USB CDC/RNDIS, virtio net) no driver took after the
+    /// last round.
+    pub nics_without_driver: Vec<NoDriver>,
     /// sysfs scans that had at least one module to load.
     pub rounds: u32,
+    /// Time spent waiting for a USB host controller's devices to appear.
+    pub settle_ms: u64,
 }
 
 impl ColdplugReport {
@@ -281,27 +479,8 @@ impl ColdplugReport {
                 format!("FAILED to load {module}: {error}")
             });
         }
-        for modalias in self.unmatched.iter().filter(|m| !m.starts_with("pci:")) {
-            lines.push(format!(
-                "NO DRIVER for network device {modalias}: the image lacks its module — report it with this line"
-            ));
-        }
         for nic in &self.nics_without_driver {
-            // The entry reads "<address> (<vendor>:<device>)"; a PCI modalias in `unmatched` with the
-            // same ids means no module matched at all, otherwise a module loaded or failed to.
-            let ids = nic
-                .split_once(" (")
-                .map_or("", |(_, ids)| ids.trim_end_matches(')'));
-            let no_module = self
-                .unmatched
-                .iter()
-                .filter_map(|m| pci_ids(m))
-                .any(|(vendor, device, _)| format!("{vendor}:{device}") == ids);
-            lines.push(if no_module {
-                format!("NO DRIVER for network card {nic}: the image lacks its module — report it with this line")
-            } else {
-                format!("NO DRIVER for network card {nic}: its module is in the image but did not take the card (see the failures above and the kernel log)")
-            });
+            lines.push(nic.line());
         }
         lines
     }
@@ -414,16 +593,22 @@ fn is_network(modalias: &str) -> bool {
     false
 }
 
-/// Coldplug with the real kernel loader; see [`coldplug_with`].
+/// Coldplug with the real kernel loader and clock; see [`coldplug_with`].
 pub fn coldplug(sys: &Path, modules_dir: &Path, proc_modules: &Path) -> ColdplugReport {
-    coldplug_with(sys, modules_dir, proc_modules, &mut |path| {
-        load_module(path, "")
-    })
+    coldplug_with(
+        sys,
+        modules_dir,
+        proc_modules,
+        &mut |path| load_module(path, ""),
+        &mut std::thread::sleep,
+    )
 }
 
 /// Reads every `modalias` under `<sys>/devices`, matches unbound devices against
 /// `<modules_dir>/modules.alias`, inserts each needed module after its `modules.dep` dependencies
-/// with `load`, and rescans until a round inserts nothing (at most [`MAX_ROUNDS`] rounds with work).
+/// with `load` (soft `pre:` dependencies first), and rescans until a round inserts nothing (at
+/// most [`MAX_ROUNDS`] rounds with work); after a round that loaded a USB host controller it
+/// rescans every [`SETTLE_STEP`] (`sleep`) until the device list is quiet ([`Settle::USB`]).
 /// Modules in `proc_modules`, or inserted or failed earlier in this run, are not tried again.
 /// Never panics; every failure lands in the report.
 pub fn coldplug_with(
@@ -431,6 +616,7 @@ pub fn coldplug_with(
     modules_dir: &Path,
     proc_modules: &Path,
     load: &mut dyn FnMut(&Path) -> Result<(), String>,
+    sleep: &mut dyn FnMut(Duration),
 ) -> ColdplugReport {
     let mut report = ColdplugReport::default();
     let mut read_table = |file: &str| {
@@ -445,6 +631,10 @@ pub fn coldplug_with(
     };
     let aliases = AliasTable::parse(&read_table("modules.alias"));
     let deps = DepTable::parse(&read_table("modules.dep"));
+    // Optional: a kernel without soft dependencies has no such file.
+    let softdeps = SoftdepTable::parse(
+        &fs::read_to_string(modules_dir.join("modules.softdep")).unwrap_or_default(),
+    );
 
     let mut inserted: HashSet<String> = HashSet::new();
     let mut devices = scan_devices(&sys.join("devices"));
@@ -480,6 +670,9 @@ pub fn coldplug_with(
         }
         report.rounds += 1;
         let mut progress = false;
+        let usb_host = wanted
+            .iter()
+            .any(|(_, asking)| asking.iter().any(|m| is_usb_host(m)));
         for (module, for_devices) in wanted {
             let order = match deps.load_order(&module) {
                 Ok(order) => order,
@@ -488,11 +681,23 @@ pub fn coldplug_with(
                     continue;
                 }
             };
+            // Soft dependencies first when the image has them (a missing one is not an error:
+            // the kernel loads the module without it).
+            let mut order: Vec<(String, String)> = softdeps
+                .pre(&module)
+                .iter()
+                .filter_map(|pre| deps.load_order(pre).ok())
+                .flatten()
+                .chain(order)
+                .collect();
+            let mut seen_names = HashSet::new();
+            order.retain(|(name, _)| seen_names.insert(name.clone()));
             for (name, relative) in order {
                 if present.contains(&name) || inserted.contains(&name) {
                     continue;
                 }
                 let is_target = name == module;
+                let is_softdep = !is_target && softdeps.pre(&module).contains(&name);
                 if let Some((_, e)) = report.failed.iter().find(|(f, _)| *f == name) {
                     let why = format!("needs {name}, which failed: {e}");
                     report.failed.push((module.clone(), why));
@@ -515,6 +720,11 @@ pub fn coldplug_with(
                         });
                     }
                     Err(e) => {
+                        if is_softdep {
+                            // Wanted before, not needed: go on with the module itself.
+                            report.failed.push((name, e));
+                            continue;
+                        }
                         if !is_target {
                             report
                                 .failed
@@ -527,23 +737,46 @@ pub fn coldplug_with(
             }
         }
         devices = scan_devices(&sys.join("devices"));
+        if progress && usb_host {
+            let mut settle = Settle::new(devices.len(), Settle::USB);
+            let mut waited = Duration::ZERO;
+            loop {
+                sleep(SETTLE_STEP);
+                waited += SETTLE_STEP;
+                devices = scan_devices(&sys.join("devices"));
+                if settle.settled(waited, devices.len()) {
+                    break;
+                }
+            }
+            report.settle_ms += waited.as_millis() as u64;
+        }
         if !progress {
             break;
         }
     }
 
     for device in devices.iter().filter(|d| !d.bound) {
-        if is_network(&device.modalias) && aliases.lookup(&device.modalias).is_empty() {
+        let Some((bus, id, class)) = describe(&device.modalias) else {
+            continue;
+        };
+        let modules = aliases.lookup(&device.modalias);
+        if modules.is_empty() {
             report.unmatched.push(device.modalias.clone());
         }
-        if let Some((vendor, product, class)) = pci_ids(&device.modalias) {
-            if class == "02" {
-                let address = device.dir.file_name().unwrap_or_default().to_string_lossy();
-                report
-                    .nics_without_driver
-                    .push(format!("{address} ({vendor}:{product})"));
-            }
-        }
+        // virtio's PCI function is bound by virtio_pci; its virtio0 child is the NIC. A PCI
+        // function still unbound is reported under PCI.
+        report.nics_without_driver.push(NoDriver {
+            bus: bus.to_string(),
+            id,
+            class,
+            address: device
+                .dir
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned(),
+            modules,
+        });
     }
     report
 }
@@ -880,7 +1113,17 @@ kernel/net/core/failover.ko:
             &s.0.join("modules"),
             &s.0.join("proc_modules"),
             load,
+            &mut |_| panic!("no USB host controller here: nothing to wait for"),
         )
+    }
+
+    /// `(address, modules)` of each NIC without a driver.
+    fn without(report: &ColdplugReport) -> Vec<(String, Vec<String>)> {
+        report
+            .nics_without_driver
+            .iter()
+            .map(|n| (n.address.clone(), n.modules.clone()))
+            .collect()
     }
 
     #[test]
@@ -929,7 +1172,16 @@ kernel/net/core/failover.ko:
         assert_eq!(report.loaded[5].needed_by.as_deref(), Some("virtio_net"));
         assert_eq!(report.loaded[6].for_devices, [VIRTIO_NET_DEV]);
         assert_eq!(report.unmatched, [I40E_NIC]);
-        assert_eq!(report.nics_without_driver, ["0000:00:04.0 (8086:1572)"]);
+        assert_eq!(
+            report.nics_without_driver,
+            [NoDriver {
+                bus: "PCI".into(),
+                id: "8086:1572".into(),
+                class: "Ethernet controller".into(),
+                address: "0000:00:04.0".into(),
+                modules: vec![],
+            }]
+        );
 
         let lines = report.summary_lines();
         assert!(lines
@@ -939,7 +1191,8 @@ kernel/net/core/failover.ko:
             .iter()
             .any(|l| l.starts_with("loaded net_failover (needed by virtio_net) in ")));
         assert!(lines.contains(
-            &"NO DRIVER for network card 0000:00:04.0 (8086:1572): the image lacks its module — report it with this line"
+            &"no driver in this image for PCI 8086:1572 (Ethernet controller) at 0000:00:04.0: this NIC \
+              cannot be used; report it with this line (README: checking a machine before the datacentre)"
                 .to_string()
         ));
     }
@@ -969,12 +1222,15 @@ kernel/net/core/failover.ko:
             ]
         );
         assert_eq!(
-            report.nics_without_driver,
-            ["0000:00:03.0 (1af4:1000)", "0000:00:04.0 (8086:1572)"]
+            without(&report),
+            [
+                ("0000:00:03.0".to_string(), vec!["virtio_pci".to_string()]),
+                ("0000:00:04.0".to_string(), vec![])
+            ]
         );
         let lines = report.summary_lines();
         assert!(lines.iter().any(|l| l.starts_with(
-            "NO DRIVER for network card 0000:00:03.0 (1af4:1000): its module is in the image"
+            "PCI 1af4:1000 (Ethernet controller) at 0000:00:03.0 has no driver bound although the image has virtio_pci"
         )));
         assert!(
             lines.contains(&"FAILED to load virtio_ring: ENOEXEC: Exec format error".to_string())
@@ -1014,7 +1270,118 @@ kernel/net/core/failover.ko:
         assert_eq!(report.failed[0].0, "modules.alias");
         assert!(report.summary_lines()[1].starts_with("FAILED: cannot read "));
         assert_eq!(report.unmatched, [VIRTIO_NIC]);
-        assert_eq!(report.nics_without_driver, ["0000:00:03.0 (1af4:1000)"]);
+        assert_eq!(without(&report), [("0000:00:03.0".to_string(), vec![])]);
+    }
+
+    #[test]
+    fn usb_and_virtio_nics_are_described() {
+        assert_eq!(
+            describe("usb:v0BDAp8153d3000dc00dsc00dp00ic02isc06ip00in00"),
+            Some(("USB", "0bda:8153".into(), "CDC Ethernet".into()))
+        );
+        assert_eq!(
+            describe("usb:v0525pA4A2d0333dc02dsc00dp00icE0isc01ip03in00"),
+            Some(("USB", "0525:a4a2".into(), "RNDIS".into()))
+        );
+        assert_eq!(
+            describe(VIRTIO_NET_DEV),
+            Some(("virtio", "1af4:0001".into(), "virtio network device".into()))
+        );
+        // An InfiniBand HCA is class 02, subclass 07.
+        assert_eq!(
+            describe("pci:v000015B3d00001017sv000015B3sd00000020bc02sc07i00").map(|d| d.2),
+            Some("Infiniband controller".into())
+        );
+        assert_eq!(describe(HOST_BRIDGE), None);
+        assert!(is_usb_host(
+            "pci:v00001B36d0000000Dsv00001AF4sd00001100bc0Csc03i30"
+        ));
+        assert!(!is_usb_host(VIRTIO_NIC));
+    }
+
+    #[test]
+    fn softdeps_pre_are_parsed() {
+        let t = SoftdepTable::parse(
+            "# Soft dependencies\nsoftdep r8169 pre: realtek\nsoftdep a-b pre: c d post: e\n",
+        );
+        assert_eq!(t.pre("r8169"), ["realtek"]);
+        assert_eq!(t.pre("a_b"), ["c", "d"]);
+        assert!(t.pre("e1000e").is_empty());
+    }
+
+    #[test]
+    fn settle_waits_for_quiet_or_the_limit() {
+        let ms = Duration::from_millis;
+        let mut s = Settle::new(3, (ms(1500), ms(6000)));
+        assert!(!s.settled(ms(100), 3));
+        // The USB NIC appears at 700 ms: quiet counts from there.
+        assert!(!s.settled(ms(700), 5));
+        assert!(!s.settled(ms(2100), 5));
+        assert!(s.settled(ms(2200), 5));
+        // A device list that never stops changing ends at the limit.
+        let mut s = Settle::new(0, (ms(1500), ms(6000)));
+        assert!((1..60).all(|i| !s.settled(ms(i * 100), i as usize)));
+        assert!(s.settled(ms(6000), 61));
+    }
+
+    /// A USB NIC behind an xHCI controller: loading xhci_pci makes the NIC appear only after a
+    /// few scans (the hub thread); coldplug waits for it and loads its driver in the next round,
+    /// r8152's softdep first.
+    #[test]
+    fn coldplug_waits_for_usb_devices_and_loads_softdeps_first() {
+        const XHCI: &str = "pci:v00001B36d0000000Dsv00001AF4sd00001100bc0Csc03i30";
+        const R8152_NIC: &str = "usb:v0BDAp8153d3000dcFFdsc00dp00icFFisc00ip00in00";
+        let s = Scratch::new("usb");
+        s.write("sys/devices/pci0000:00/0000:00:05.0/modalias", XHCI);
+        s.write(
+            "modules/modules.alias",
+            "alias pci:v*d*sv*sd*bc0Csc03i30* xhci_pci\nalias usb:v0BDAp8153d*dc*dsc*dp*ic*isc*ip*in* r8152\n",
+        );
+        s.write(
+            "modules/modules.dep",
+            "kernel/drivers/usb/host/xhci-pci.ko:\nkernel/drivers/net/usb/r8152.ko:\nkernel/drivers/net/phy/realtek.ko:\n",
+        );
+        s.write(
+            "modules/modules.softdep",
+            "softdep r8152 pre: realtek missing_one\n",
+        );
+        s.write("proc_modules", "");
+        let mut loaded = Vec::new();
+        let mut sleeps = 0;
+        let report = coldplug_with(
+            &s.0.join("sys"),
+            &s.0.join("modules"),
+            &s.0.join("proc_modules"),
+            &mut |path| {
+                let name = module_name(&path.to_string_lossy());
+                if name == "xhci_pci" {
+                    fs::create_dir(s.0.join("sys/devices/pci0000:00/0000:00:05.0/driver")).unwrap();
+                }
+                loaded.push(name);
+                Ok(())
+            },
+            &mut |d| {
+                assert_eq!(d, SETTLE_STEP);
+                sleeps += 1;
+                if sleeps == 4 {
+                    s.write(
+                        "sys/devices/pci0000:00/0000:00:05.0/usb1/1-1/1-1:1.0/modalias",
+                        R8152_NIC,
+                    );
+                }
+            },
+        );
+        assert_eq!(loaded, ["xhci_pci", "realtek", "r8152"]);
+        assert_eq!(report.rounds, 2);
+        // Found after 400 ms, then 1.5 s of quiet.
+        assert_eq!(report.settle_ms, 1900);
+        assert_eq!(sleeps, 19);
+        // The USB NIC was not bound by the fake kernel: named with its id, with its module.
+        assert_eq!(
+            report.nics_without_driver.len(),
+            0,
+            "r8152 interface class FF is not flagged as a network device"
+        );
     }
 
     #[test]

@@ -4,3 +4,4 @@ pub mod bootpath;
 pub mod drivers;
 pub mod early;
 pub mod handoff;
+pub mod machine;

@@ -1161,6 +1161,9 @@ pub fn build_media_once(cmdline: &str) -> (PathBuf, String) {
                 &bin.to_string_lossy(),
                 "--next-root",
                 &nr,
+                // 8 s instead of 80 s for the full kernel's 89 MB cpio (10 % larger).
+                "--zstd-level",
+                "12",
             ],
             900,
         )?;
