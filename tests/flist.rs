@@ -538,9 +538,16 @@ struct Redis {
 
 impl Drop for Redis {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        stop(&mut self.child);
     }
+}
+
+/// Stops a server started under `timeout`: SIGTERM, which `timeout` passes on to the server
+/// (a SIGKILL would end `timeout` alone and leave the server running), then waits.
+fn stop(child: &mut Child) {
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    let _ = child.wait();
 }
 
 fn start_redis(test: &str) -> Option<Redis> {
@@ -579,8 +586,7 @@ fn start_redis(test: &str) -> Option<Redis> {
         .take(200)
         .any(|l| l.is_ok_and(|l| l.contains("Ready to accept connections")));
     if !ready {
-        let _ = child.kill();
-        let _ = child.wait();
+        stop(&mut child);
         skip(test, "needs redis-server (it did not get ready)");
         return None;
     }
@@ -868,8 +874,7 @@ struct Server(Child);
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        stop(&mut self.0);
     }
 }
 

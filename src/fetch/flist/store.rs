@@ -3,7 +3,8 @@
 //! URLs (as on the command line and in a v2 `route` table):
 //! - `zdb://host[:port][/namespace]` — 0-db (or Redis) over RESP; port 9900 by default;
 //!   `SELECT namespace [password]` unless the namespace is `default` or absent, then
-//!   `GET <raw id>`. A password goes in the user-info: `zdb://:password@host:port/ns`.
+//!   `GET <raw id>`. A password goes in the user-info: `zdb://:password@host:port/ns`
+//!   (`%XX` escapes for `/`, `@`, `:` and `%` in it).
 //! - `http://base`, `https://base` — `GET base/hh/<hex id>` (hh = the first byte in hex), and
 //!   `base/<hex id>` when that is 404.
 //! - `dir:///path` — the file `/path/<hex id>` (rfs's layout), else `/path/hh/<hex id>`.
@@ -71,10 +72,12 @@ impl Store {
             Some((u, h)) => (Some(u), h),
             None => (None, authority),
         };
-        let password = userinfo
-            .and_then(|u| u.split_once(':').map(|(_, p)| p).or(Some(u)))
-            .filter(|p| !p.is_empty())
-            .map(str::to_string);
+        let password = match userinfo.and_then(|u| u.split_once(':').map(|(_, p)| p).or(Some(u))) {
+            Some(p) if !p.is_empty() => {
+                Some(percent_decode(p).ok_or_else(|| bad("bad %-escape in the password"))?)
+            }
+            _ => None,
+        };
         let (host, port) = if let Some(h) = hostport.strip_prefix('[') {
             let (h, after) = h
                 .split_once(']')
@@ -128,6 +131,24 @@ impl Store {
             Store::Dir { path } => format!("dir://{}", path.display()),
         }
     }
+}
+
+/// `%XX` escapes decoded (a password with `/`, `@` or `:` is written `%2F`, `%40`, `%3A`).
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let h = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(h, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 /// Why a store did not give a block.

@@ -238,6 +238,11 @@ fn store_urls() {
         }
     );
     assert!(Store::parse("zdb://h:notaport").is_err());
+    let Store::Zdb { password, .. } = Store::parse("zdb://:a%2Fb%40c@h/ns").unwrap() else {
+        panic!("zdb")
+    };
+    assert_eq!(password.as_deref(), Some("a/b@c"));
+    assert!(Store::parse("zdb://:bad%4@h/ns").is_err());
     assert!(Store::parse("dir://relative").is_err());
     assert!(Store::parse("ftp://x").is_err());
     assert_eq!(
