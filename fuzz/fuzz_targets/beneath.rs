@@ -14,7 +14,9 @@ fn listing(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut todo = vec![dir.to_path_buf()];
     while let Some(d) = todo.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in entries.flatten() {
             let p = e.path();
             if e.file_type().is_ok_and(|t| t.is_dir()) {
@@ -67,7 +69,11 @@ fuzz_target!(|data: &[u8]| {
         .map(|e| e.unwrap().file_name())
         .collect();
     names.sort();
-    assert_eq!(names, vec!["outside", "root"], "something was written beside the root");
+    assert_eq!(
+        names,
+        vec!["outside", "root"],
+        "something was written beside the root"
+    );
     assert!(
         listing(&outside).is_empty(),
         "written outside the root: {:?}",

@@ -25,7 +25,11 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(entries) = v1::walk(&kv).and_then(finish) {
         for e in &entries {
             assert!(e.path.starts_with('/'));
-            assert!(!e.path.split('/').any(|c| c == ".." || c == "."), "{}", e.path);
+            assert!(
+                !e.path.split('/').any(|c| c == ".." || c == "."),
+                "{}",
+                e.path
+            );
             assert!(!e.path.contains('\0'));
         }
     }

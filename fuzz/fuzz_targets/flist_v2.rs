@@ -40,7 +40,9 @@ fuzz_target!(|data: &[u8]| {
         check(flist::parse(data));
         return;
     }
-    let Ok(conn) = rusqlite::Connection::open_in_memory() else { return };
+    let Ok(conn) = rusqlite::Connection::open_in_memory() else {
+        return;
+    };
     conn.execute_batch(
         "CREATE TABLE inode (ino INTEGER PRIMARY KEY AUTOINCREMENT, parent INTEGER,
             name VARCHAR(255), size INTEGER, uid INTEGER, gid INTEGER, mode INTEGER,
@@ -56,25 +58,43 @@ fuzz_target!(|data: &[u8]| {
             match tag % 4 {
                 0 => {
                     let row = (
-                        c.int(1)?, c.int(1)?, c.bytes()?, c.int(4)?, c.int(4)?, c.int(4)?,
-                        c.int(4)?, c.int(2)?, c.int(4)?,
+                        c.int(1)?,
+                        c.int(1)?,
+                        c.bytes()?,
+                        c.int(4)?,
+                        c.int(4)?,
+                        c.int(4)?,
+                        c.int(4)?,
+                        c.int(2)?,
+                        c.int(4)?,
                     );
                     let _ = conn.execute(
                         "INSERT INTO inode VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9)",
-                        rusqlite::params![row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7, row.8],
+                        rusqlite::params![
+                            row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7, row.8
+                        ],
                     );
                 }
                 1 => {
                     let (ino, target) = (c.int(1)?, c.bytes()?);
-                    let _ = conn.execute("INSERT INTO extra VALUES (?1, ?2)", rusqlite::params![ino, target]);
+                    let _ = conn.execute(
+                        "INSERT INTO extra VALUES (?1, ?2)",
+                        rusqlite::params![ino, target],
+                    );
                 }
                 2 => {
                     let (ino, id, key) = (c.int(1)?, c.bytes()?, c.bytes()?);
-                    let _ = conn.execute("INSERT INTO block VALUES (?1, ?2, ?3)", rusqlite::params![ino, id, key]);
+                    let _ = conn.execute(
+                        "INSERT INTO block VALUES (?1, ?2, ?3)",
+                        rusqlite::params![ino, id, key],
+                    );
                 }
                 _ => {
                     let (s, e, url) = (c.int(2)?, c.int(2)?, c.bytes()?);
-                    let _ = conn.execute("INSERT INTO route VALUES (?1, ?2, ?3)", rusqlite::params![s, e, url]);
+                    let _ = conn.execute(
+                        "INSERT INTO route VALUES (?1, ?2, ?3)",
+                        rusqlite::params![s, e, url],
+                    );
                 }
             }
             Some(())
@@ -90,7 +110,11 @@ fn check(r: Result<flist::Flist, flist::Error>) {
     if let Ok(f) = r {
         for e in &f.entries {
             assert!(e.path.starts_with('/'));
-            assert!(!e.path.split('/').any(|c| c == ".." || c == "."), "{}", e.path);
+            assert!(
+                !e.path.split('/').any(|c| c == ".." || c == "."),
+                "{}",
+                e.path
+            );
             if e.kind == flist::Kind::File && e.size > 0 {
                 assert!(!e.blocks.is_empty());
             }

@@ -38,7 +38,9 @@ fuzz_target!(|data: &[u8]| {
     let mut links = Vec::new();
     let mut todo = vec![target.clone()];
     while let Some(d) = todo.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in entries.flatten() {
             match e.file_type() {
                 Ok(t) if t.is_dir() => todo.push(e.path()),
