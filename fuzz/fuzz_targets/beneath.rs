@@ -48,7 +48,17 @@ fuzz_target!(|data: &[u8]| {
         }
         // Planting is done by path, as an attacker's earlier archive would have: only within
         // the root's own names (no `..`, not absolute), so the planting itself stays inside.
-        let plantable = !a.starts_with('/') && !a.split('/').any(|c| c == "..");
+        // And never through a link planted before: every directory above the name must be a
+        // real directory (else the planting itself, done by path, would follow it out).
+        let plantable = !a.starts_with('/')
+            && !a.split('/').any(|c| c == "..")
+            && Path::new(a).parent().is_none_or(|parent| {
+                let mut at = root_path.clone();
+                parent.components().all(|c| {
+                    at.push(c);
+                    std::fs::symlink_metadata(&at).is_ok_and(|m| m.is_dir())
+                })
+            });
         match op {
             "L" if plantable => {
                 if let Some(t) = words.next().filter(|t| !t.contains('\0')) {
