@@ -28,7 +28,7 @@ use crate::net::dhcp4::apply;
 use crate::net::dhcp4::client::{self, Client, Config, Event, Lease, ServerSeen};
 use crate::net::dhcp4::driver::{self, Update};
 use crate::net::links::{self, Nic};
-use crate::net::node::{resolv, Input, NicSpec, Node, NodeConfig, Output};
+use crate::net::node::{resolv, Input, NicSpec, Node, NodeConfig, Output, SlaacWatch};
 use crate::net::slaac;
 use crate::net::slaac::ra::{NdUserOpt, NdUserOptSocket};
 use crate::net::slaac::watch::{self, Change};
@@ -180,8 +180,7 @@ pub async fn run(cfg: &KeepConfig, console: &Console) -> Result<(), KeepError> {
 
     let mut node = Node::new(NodeConfig {
         oob: None,
-        // SLAAC is followed for as long as keep runs; nothing waits for it to settle.
-        ipv6_wait: Some(Duration::from_secs(86_400)),
+        slaac: SlaacWatch::Always,
         probes: false,
         resolv_adopt_first: true,
     });

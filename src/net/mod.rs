@@ -33,7 +33,7 @@ use dhcp4::driver::{self, Update};
 use links::{Nic, Notifications};
 use probe::{Family, ProbeConfig, ProbeResult};
 
-use node::{resolv, Input, NicSpec, Node, NodeConfig, Output, Scope, OOB_METRIC};
+use node::{resolv, Input, NicSpec, Node, NodeConfig, Output, Scope, SlaacWatch, OOB_METRIC};
 use rtnetlink::packet_route::link::BondMode;
 use rtnetlink::LinkUnspec;
 use slaac::ra::{NdUserOpt, NdUserOptSocket, RaSocket, RouterAdvert};
@@ -196,7 +196,7 @@ pub async fn start(cfg: &NetConfig, console: &Console) -> Result<Stage, NetError
     let mut nics: BTreeMap<u32, NicRun> = BTreeMap::new();
     let mut node = Node::new(NodeConfig {
         oob: cfg.oob.clone(),
-        ipv6_wait: cfg.ipv6_wait,
+        slaac: cfg.ipv6_wait.map_or(SlaacWatch::Off, SlaacWatch::Until),
         probes: !cfg.probes.is_empty(),
         resolv_adopt_first: false,
     });

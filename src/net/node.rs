@@ -144,13 +144,25 @@ pub fn resolv<'a>(
     (dns, search)
 }
 
+/// Whether the node core follows SLAAC on the NICs that have the duty.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SlaacWatch {
+    /// IPv6 is not looked at (`dhcp4`).
+    #[default]
+    Off,
+    /// Watched, and waited for up to this long per NIC before the state is final (the boot).
+    Until(Duration),
+    /// Watched for as long as the process runs; nothing waits for it to settle (`keep`).
+    Always,
+}
+
 /// What the node core is told about itself once.
 #[derive(Debug, Clone, Default)]
 pub struct NodeConfig {
     /// `zos.oob=`: only this NIC may be the OOB NIC.
     pub oob: Option<String>,
-    /// SLAAC is watched (and waited for up to this long per NIC before the state is final).
-    pub ipv6_wait: Option<Duration>,
+    /// Whether SLAAC is watched, and for how long the state waits for it.
+    pub slaac: SlaacWatch,
     /// Probe targets are configured: online needs one to answer.
     pub probes: bool,
     /// `keep`: resolv.conf was written by the boot from the same sources, so the first
@@ -415,7 +427,7 @@ impl Node {
         oper_up: bool,
         out: &mut Vec<Output>,
     ) {
-        let watching = self.cfg.ipv6_wait.is_some();
+        let watching = self.cfg.slaac != SlaacWatch::Off;
         let Some(n) = self.nics.get_mut(&ifindex) else {
             return;
         };
@@ -635,15 +647,20 @@ impl Node {
     /// True once no watched NIC can still be expected to become ready for IPv6 (see
     /// [`Watch::settled`]); the state is final then.
     pub fn settled(&self, now: Instant) -> bool {
-        self.cfg
-            .ipv6_wait
-            .is_none_or(|w| self.watch.settled(now, w))
+        match self.cfg.slaac {
+            SlaacWatch::Off => true,
+            SlaacWatch::Until(w) => self.watch.settled(now, w),
+            SlaacWatch::Always => false,
+        }
     }
 
     /// When to call [`Node::handle`] again without an input, at the latest (None: only on
     /// input): when SLAAC settles by itself.
     pub fn poll_at(&self) -> Option<Instant> {
-        self.cfg.ipv6_wait.and_then(|w| self.watch.deadline(w))
+        match self.cfg.slaac {
+            SlaacWatch::Until(w) => self.watch.deadline(w),
+            SlaacWatch::Off | SlaacWatch::Always => None,
+        }
     }
 
     pub fn oob(&self) -> Option<u32> {
@@ -731,7 +748,11 @@ mod tests {
     fn node(probes: bool, ipv6: bool, oob: Option<&str>) -> Node {
         let mut n = Node::new(NodeConfig {
             oob: oob.map(str::to_string),
-            ipv6_wait: ipv6.then(|| Duration::from_secs(3)),
+            slaac: if ipv6 {
+                SlaacWatch::Until(Duration::from_secs(3))
+            } else {
+                SlaacWatch::Off
+            },
             probes,
             resolv_adopt_first: false,
         });
@@ -1017,7 +1038,7 @@ mod tests {
     fn keep_adopts_what_the_boot_wrote_and_rewrites_only_changes() {
         let t = Instant::now();
         let mut n = Node::new(NodeConfig {
-            ipv6_wait: Some(Duration::from_secs(3)),
+            slaac: SlaacWatch::Always,
             resolv_adopt_first: true,
             ..NodeConfig::default()
         });
