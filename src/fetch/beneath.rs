@@ -710,4 +710,68 @@ mod tests {
             assert_eq!(e, Errno::ELOOP);
         }
     }
+
+    /// The `Dir` operations the tarball installer is built on: each works by name in its
+    /// directory and none follows a link, whatever the link points at.
+    #[test]
+    fn dir_operations_never_follow_links() {
+        let s = Scratch::new("dirops");
+        let sentinel = s.outside().join("sentinel");
+        fs::write(&sentinel, "precious").unwrap();
+        for root in roots(&s.root()) {
+            let top = root.as_dir().unwrap();
+            symlink(s.outside(), s.root().join("out")).unwrap();
+            // A link where a directory is expected: refused, with the reason.
+            let e = top.open_dir(Path::new("out")).unwrap_err();
+            assert!(e.to_string().contains("symlink"), "{e}");
+            assert_eq!(
+                top.stat(OsStr::new("out")).unwrap().unwrap().kind,
+                Kind::Symlink
+            );
+            assert!(
+                top.mkdir(OsStr::new("out"), 0o755).is_err(),
+                "mkdir never reuses"
+            );
+            // A fresh directory under a random name, a second one differs.
+            let (d1, n1) = top.create_temp_dir(".zos-unpack-t-", 0o700).unwrap();
+            let (_, n2) = top.create_temp_dir(".zos-unpack-t-", 0o700).unwrap();
+            assert_ne!(n1, n2);
+            // A hard link to a symlink links the symlink, not its target.
+            let l = d1
+                .symlink_temp(s.outside().as_os_str(), OsStr::new("x"))
+                .unwrap();
+            let h = d1.hard_link_temp(&d1, &l, OsStr::new("y")).unwrap();
+            assert_eq!(d1.stat(&h).unwrap().unwrap().kind, Kind::Symlink);
+            // Moving between two directories by descriptor.
+            d1.rename(&l, OsStr::new("link")).unwrap();
+            d1.rename_to(OsStr::new("link"), &top, OsStr::new("moved"))
+                .unwrap();
+            assert_eq!(fs::read_link(s.root().join("moved")).unwrap(), s.outside());
+            let mut names = d1.names().unwrap();
+            names.sort();
+            assert_eq!(names, vec![h.clone()]);
+            // Removing a tree with links to outside in it removes the links only.
+            top.remove_all(&n1).unwrap();
+            top.remove_all(&n2).unwrap();
+            top.remove_all(OsStr::new("out")).unwrap();
+            top.remove_all(OsStr::new("moved")).unwrap();
+            top.remove_all(OsStr::new("missing")).unwrap();
+            assert_eq!(fs::read_dir(s.root()).unwrap().count(), 0);
+            assert_eq!(fs::read_to_string(&sentinel).unwrap(), "precious");
+        }
+    }
+
+    /// A 255-byte name (NAME_MAX) still gets a temporary name: it cannot hold the name itself.
+    #[test]
+    fn a_name_at_name_max_still_gets_a_temporary_name() {
+        let s = Scratch::new("namemax");
+        let root = Root::open(&s.root()).unwrap();
+        let long = "n".repeat(255);
+        root.write_file(Path::new(&long), &mut &b"x"[..], 0o644)
+            .unwrap();
+        let dir = root.as_dir().unwrap();
+        dir.symlink_temp(OsStr::new("t"), OsStr::new(&long))
+            .unwrap();
+        assert_eq!(fs::read(s.root().join(&long)).unwrap(), b"x");
+    }
 }

@@ -2003,4 +2003,178 @@ mod tests {
         }
         assert!(s.listing().is_empty(), "{:?}", s.listing());
     }
+
+    /// `<scratch>/outside` with one file in it: what must look the same after every install.
+    fn sentinel(s: &Scratch) -> PathBuf {
+        let outside = s.0.join("outside");
+        fs::create_dir_all(&outside).unwrap();
+        fs::write(outside.join("sentinel"), "precious").unwrap();
+        outside
+    }
+
+    fn untouched(outside: &Path) {
+        let names: Vec<_> = fs::read_dir(outside)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            names,
+            ["sentinel"],
+            "something was written outside the root"
+        );
+        assert_eq!(
+            fs::read_to_string(outside.join("sentinel")).unwrap(),
+            "precious"
+        );
+    }
+
+    /// Issue 17 point 3: links planted by the archive itself or already in the next root
+    /// (an earlier artifact's) where a later entry's parent, a merge destination's parent or
+    /// the staging directory is: the install refuses, naming the entry or path, and nothing
+    /// outside the root changes.
+    #[test]
+    fn planted_links_never_take_a_write_outside_the_root() {
+        let s = Scratch::new();
+        let t = s.target();
+        let outside = sentinel(&s);
+        let out = outside.to_str().unwrap();
+        // In the archive: `etc -> /outside`, then `etc/passwd`.
+        let bytes = Tar::new()
+            .symlink("etc", out)
+            .file("etc/passwd", b"root::0:0")
+            .bytes();
+        assert_eq!(
+            refusal(unpack(&s.write("a.tar", &bytes), &t)),
+            ("etc/passwd".into(), Rule::ThroughSymlink("etc".into()))
+        );
+        // In the archive: the chain `a -> .`, `b -> a/../..`, then a file below `b`.
+        let bytes = Tar::new()
+            .symlink("a", ".")
+            .symlink("b", "a/../..")
+            .file("b/outside/x", b"x")
+            .bytes();
+        assert_eq!(
+            refusal(unpack(&s.write("b.tar", &bytes), &t)).1,
+            Rule::LinkDotDotAfterName("a/../..".into())
+        );
+        untouched(&outside);
+        assert!(s.listing().is_empty(), "{:?}", s.listing());
+        // In the next root, from an earlier artifact: a link at a merge destination's parent,
+        // at the top and one level down.
+        fs::create_dir(t.join("usr")).unwrap();
+        std::os::unix::fs::symlink(&outside, t.join("etc")).unwrap();
+        std::os::unix::fs::symlink(&outside, t.join("usr/lib")).unwrap();
+        for (entry, at) in [("etc/passwd", "etc"), ("usr/lib/libc.so", "usr/lib")] {
+            let bytes = Tar::new().file(entry, b"x").bytes();
+            match unpack(&s.write("c.tar", &bytes), &t) {
+                Err(e @ InstallError::Conflict { .. }) => {
+                    assert!(e.to_string().contains("symlink"), "{e}");
+                    assert!(e.to_string().contains(at), "{e}");
+                }
+                other => panic!("{entry}: {other:?}"),
+            }
+        }
+        // Where the staging directory of a restarted run would be: the link is removed, its
+        // target left alone.
+        let stale = format!(".zos-unpack-{}", std::process::id());
+        std::os::unix::fs::symlink(&outside, t.join(&stale)).unwrap();
+        std::os::unix::fs::symlink(&outside, t.join(format!("{stale}-0000000000000000"))).unwrap();
+        let bytes = Tar::new().file("srv/x", b"inside").bytes();
+        unpack(&s.write("d.tar", &bytes), &t).unwrap();
+        assert_eq!(fs::read(t.join("srv/x")).unwrap(), b"inside");
+        assert!(
+            !s.listing().iter().any(|l| l.contains(".zos-")),
+            "{:?}",
+            s.listing()
+        );
+        untouched(&outside);
+    }
+
+    /// The caller opens the target beneath the next root and hands the descriptor over: a
+    /// path swapped for a link afterwards is not looked up again (the old `unpack_with(path)`
+    /// after the check re-resolved it and wrote through the link).
+    #[test]
+    fn a_target_swapped_for_a_symlink_after_it_was_opened_is_not_followed() {
+        let s = Scratch::new();
+        let t = s.target();
+        let outside = sentinel(&s);
+        let dir = Root::open(&t)
+            .unwrap()
+            .create_dirs(Path::new("/opt/app"))
+            .unwrap();
+        fs::rename(t.join("opt/app"), t.join("opt/moved")).unwrap();
+        std::os::unix::fs::symlink(&outside, t.join("opt/app")).unwrap();
+        let bytes = Tar::new().file("bin/tool", b"x").bytes();
+        unpack_into(&s.write("a.tar", &bytes), &dir, &Policy::ROOTFS).unwrap();
+        assert_eq!(fs::read(t.join("opt/moved/bin/tool")).unwrap(), b"x");
+        untouched(&outside);
+    }
+
+    /// A directory of the next root swapped back and forth with a link to outside while
+    /// archives merge into it (the window between looking at a path and using it that every
+    /// by-path install has): with descriptors, a merge lands inside or fails, never outside.
+    #[test]
+    fn a_directory_swapped_for_a_symlink_during_installs_is_never_written_through() {
+        use std::sync::atomic::{AtomicBool, AtomicU64};
+        let s = Scratch::new();
+        let t = s.target();
+        let outside = sentinel(&s);
+        fs::create_dir(t.join("etc")).unwrap();
+        std::os::unix::fs::symlink(&outside, t.join("etc.link")).unwrap();
+        let mut tar = Tar::new().dir("etc/");
+        for i in 0..32 {
+            tar = tar.file(&format!("etc/f{i}"), b"x");
+        }
+        let archive = s.write("etc.tar", &tar.bytes());
+        let stop = AtomicBool::new(false);
+        let swaps = AtomicU64::new(0);
+        let (mut ok, mut failed) = (0, 0);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                let (etc, real, link) = (t.join("etc"), t.join("etc.real"), t.join("etc.link"));
+                while !stop.load(Ordering::Relaxed) {
+                    let _ = fs::rename(&etc, &real);
+                    let _ = fs::rename(&link, &etc);
+                    std::thread::yield_now();
+                    let _ = fs::rename(&etc, &link);
+                    let _ = fs::rename(&real, &etc);
+                    swaps.fetch_add(1, Ordering::Relaxed);
+                    std::thread::yield_now();
+                }
+            });
+            for _ in 0..60 {
+                match unpack(&archive, &t) {
+                    Ok(_) => ok += 1,
+                    Err(_) => failed += 1,
+                }
+            }
+            stop.store(true, Ordering::Relaxed);
+        });
+        eprintln!(
+            "{ok} installs, {failed} refused, {} swaps",
+            swaps.load(Ordering::Relaxed)
+        );
+        untouched(&outside);
+        assert!(swaps.load(Ordering::Relaxed) > 0, "the swaps never ran");
+    }
+
+    /// A 255-byte file name (NAME_MAX) cannot be part of its temporary name; it installs.
+    #[test]
+    fn an_entry_name_of_255_bytes_is_installed() {
+        let s = Scratch::new();
+        let long = "n".repeat(255);
+        // The header's name field holds 100 bytes: a GNU long name.
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = Header::new_gnu();
+        h.set_size(1);
+        h.set_mode(0o644);
+        h.set_mtime(0);
+        h.set_uid(0);
+        h.set_gid(0);
+        b.append_data(&mut h, format!("d/{long}"), &b"x"[..])
+            .unwrap();
+        let archive = s.write("long.tar", &b.into_inner().unwrap());
+        unpack(&archive, &s.target()).unwrap();
+        assert_eq!(fs::read(s.target().join("d").join(&long)).unwrap(), b"x");
+    }
 }
