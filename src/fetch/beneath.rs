@@ -88,7 +88,7 @@ impl Stat {
         };
         Stat {
             kind,
-            dev: st.st_dev as u64,
+            dev: st.st_dev,
         }
     }
 }
