@@ -440,6 +440,12 @@ pub fn open_beneath(
     walk_only: bool,
 ) -> Result<OwnedFd, Errno> {
     let flags = flags | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW;
+    // An empty path is the directory itself (openat2 would say ENOENT).
+    let rel = if rel.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        rel
+    };
     if !walk_only {
         let how = OpenHow::new()
             .flags(flags)
@@ -720,6 +726,15 @@ mod tests {
         fs::write(&sentinel, "precious").unwrap();
         for root in roots(&s.root()) {
             let top = root.as_dir().unwrap();
+            // The empty path is the directory itself (openat2 alone says ENOENT).
+            assert_eq!(
+                top.open_dir(Path::new(""))
+                    .unwrap()
+                    .stat_self()
+                    .unwrap()
+                    .kind,
+                Kind::Dir
+            );
             symlink(s.outside(), s.root().join("out")).unwrap();
             // A link where a directory is expected: refused, with the reason.
             let e = top.open_dir(Path::new("out")).unwrap_err();
