@@ -20,7 +20,7 @@
 //!
 //! A [`Dir`] is an open directory beneath the root; everything made in it is made by name with
 //! a `*at` call relative to its descriptor (`mkdirat`, `symlinkat`, `linkat`, `renameat`,
-//! `unlinkat`, `fchownat`/`utimensat` with `AT_SYMLINK_NOFOLLOW`), every directory below it is
+//! `unlinkat`, `fchownat` with `AT_SYMLINK_NOFOLLOW`), every directory below it is
 //! opened with [`open_beneath`], and owners, modes and mtimes are set on open descriptors
 //! ([`set_attrs`]). The tarball installer ([`crate::fetch::install`]) and the flist writer work
 //! only through these: no write of the fetch stage into the next root goes by path.
@@ -33,9 +33,7 @@ use std::path::{Component, Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::fcntl::{openat, openat2, renameat, AtFlags, OFlag, OpenHow, ResolveFlag};
-use nix::sys::stat::{
-    fchmod, fstatat, futimens, mkdirat, utimensat, FileStat, Mode, UtimensatFlags,
-};
+use nix::sys::stat::{fchmod, fstatat, futimens, mkdirat, FileStat, Mode};
 use nix::sys::time::TimeSpec;
 use nix::unistd::{fchown, fchownat, linkat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags};
 
@@ -320,14 +318,6 @@ impl Dir {
             AtFlags::AT_SYMLINK_NOFOLLOW,
         )
         .map_err(|e| context(e, "cannot chown", &self.path.join(name)))
-    }
-
-    /// Access and modification time of `name` itself (`AT_SYMLINK_NOFOLLOW`), seconds.
-    pub fn set_mtime(&self, name: &OsStr, mtime: i64) -> io::Result<()> {
-        one_component(name)?;
-        let t = TimeSpec::new(mtime, 0);
-        utimensat(&self.fd, name, &t, &t, UtimensatFlags::NoFollowSymlink)
-            .map_err(|e| context(e, "cannot set the mtime of", &self.path.join(name)))
     }
 
     /// The names in this directory (not `.` and `..`), in directory order.
