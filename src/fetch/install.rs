@@ -7,7 +7,8 @@
 //! and never fill the RAM disk without bound.
 //!
 //! **All or nothing.** Entries are extracted into a staging directory inside the target
-//! (`target/.zos-unpack-<pid>`, same filesystem, invisible to the next root's paths). Only when
+//! (`target/.zos-unpack-<pid>-<16 random hex>`, made with `mkdirat` so never one that exists or
+//! a planted link; same filesystem, invisible to the next root's paths). Only when
 //! the whole archive has been read and every entry passed are they moved into place, each with
 //! one `rename(2)`: whole new subtrees at once, existing directories merged, existing files and
 //! links atomically replaced. Before the first rename the merge is checked in full (a file where
@@ -17,6 +18,16 @@
 //! leave a partial install; it is reported as [`InstallError::Io`] and the caller treats the
 //! artifact as failed like any other error. This beats extracting in place and cleaning up:
 //! clean-up cannot restore files the archive overwrote.
+//!
+//! **Through descriptors only** (issue 17, point 3). The target is opened once (by the caller,
+//! beneath the next root: [`unpack_into`]); from there every write goes through
+//! [`super::beneath`]: directories are opened one component at a time with `O_NOFOLLOW`
+//! (`openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)` where more than one), entries are made
+//! with `mkdirat`/`symlinkat`/`linkat`/`openat(O_EXCL)` relative to their directory's
+//! descriptor, owners, modes and mtimes are set on descriptors, and the merge moves entries with
+//! `renameat` between the staging and the target descriptors. No path is resolved twice, so a
+//! symlink that appears on the way (one the archive made, one an earlier artifact planted in the
+//! next root, one swapped in while we work) makes the install fail, never write through it.
 //!
 //! Rules, each with a test; a refusal names the entry and the [`Rule`]:
 //! - paths: no absolute path, no `..` component, at most 4096 bytes; `.` and `//` are dropped.
@@ -35,8 +46,9 @@
 //!   after the hand-off. Nothing else unusual (sparse files, unknown types) is accepted.
 //! - limits ([`Policy`]): entry count, total bytes written, extension header sizes — a tar bomb
 //!   stops at the cap, with the staging directory removed.
-//! - each regular file, link and symlink is created under a temporary name in its directory and
-//!   renamed onto its final name; modes, owners (root only) and mtimes come from the archive,
+//! - each regular file, link and symlink is created under a random temporary name in its
+//!   directory (`O_EXCL`, `symlinkat`, `linkat`: never an existing name) and renamed onto its
+//!   final name; modes, owners (root only) and mtimes come from the archive,
 //!   directories get theirs once everything inside them is written.
 //!
 //! Formats are recognised by their magic bytes, never by the file name; a tar must be POSIX
@@ -44,13 +56,15 @@
 //! manifest's sha256, checked by the downloader before this runs; the formats' own checksums
 //! (gzip CRC-32, zstd XXH64) are not recomputed, which keeps two hash implementations and a
 //! second pass over the data out of the binary. gzip's length field is still checked.
+use std::ffi::{OsStr, OsString};
 use std::fmt;
-use std::fs::{self, File, FileTimes, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Read};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, UNIX_EPOCH};
 
+use super::beneath::{set_attrs, Dir, Kind, Root};
 use super::manifest::check_release;
 
 /// Longest path (or link target) accepted: Linux's PATH_MAX.
@@ -255,6 +269,12 @@ fn io_err(what: impl fmt::Display, p: &Path) -> impl FnOnce(io::Error) -> Instal
     move |err| InstallError::Io { what, err }
 }
 
+/// A filesystem error from [`super::beneath`] (which names the path) after `what`.
+fn at(what: impl fmt::Display) -> impl FnOnce(io::Error) -> InstallError {
+    let what = what.to_string();
+    move |err| InstallError::Io { what, err }
+}
+
 fn archive_err(e: io::Error) -> InstallError {
     InstallError::Archive(e.to_string())
 }
@@ -268,6 +288,18 @@ pub fn unpack(archive: &Path, target: &Path) -> Result<Unpacked, InstallError> {
 pub fn unpack_with(
     archive: &Path,
     target: &Path,
+    policy: &Policy,
+) -> Result<Unpacked, InstallError> {
+    let target = open_target(target)?;
+    extract(archive, &target, policy, None)
+}
+
+/// Unpacks into `target`, a directory already opened beneath the next root
+/// ([`Root::create_dirs`](super::beneath::Root::create_dirs) of the artifact's `dest`): the
+/// staging directory is made in it and every entry written through descriptors below it.
+pub fn unpack_into(
+    archive: &Path,
+    target: &Dir,
     policy: &Policy,
 ) -> Result<Unpacked, InstallError> {
     extract(archive, target, policy, None)
@@ -288,31 +320,16 @@ pub fn install_modules(
         what: format!("kernel release {release:?} cannot name a directory ({why})"),
         err: io::ErrorKind::InvalidInput.into(),
     })?;
+    // The initramfs's own `/lib/modules`, not a path from the network.
     fs::create_dir_all(modules_root).map_err(io_err("cannot create", modules_root))?;
+    let target = open_target(modules_root)?;
     let policy = Policy::MODULES.within_memory(mem_available());
-    extract(archive, modules_root, &policy, Some(release))
+    extract(archive, &target, &policy, Some(release))
 }
 
-/// Removes the staging directory however extraction ends.
-struct Staging(PathBuf);
-
-impl Drop for Staging {
-    fn drop(&mut self) {
-        if let Err(e) = fs::remove_dir_all(&self.0) {
-            if e.kind() != io::ErrorKind::NotFound {
-                log::warn!("could not remove {}: {e}", self.0.display());
-            }
-        }
-    }
-}
-
-fn extract(
-    archive: &Path,
-    target: &Path,
-    policy: &Policy,
-    release: Option<&str>,
-) -> Result<Unpacked, InstallError> {
-    let reader = open_archive(archive)?;
+/// Opens the target directory given by path (ours: the next root or `/lib/modules`, so a link
+/// in it is followed; nothing below it ever is).
+fn open_target(target: &Path) -> Result<Dir, InstallError> {
     let meta = fs::metadata(target).map_err(io_err("cannot use", target))?;
     if !meta.is_dir() {
         return Err(InstallError::Conflict {
@@ -320,46 +337,105 @@ fn extract(
             why: "is not a directory",
         });
     }
-    let root = target.join(format!(".zos-unpack-{}", std::process::id()));
-    // As PID 1 a restart after a panic has the same pid: a leftover is ours.
-    match fs::remove_dir_all(&root) {
-        Ok(()) => log::info!("removed a leftover {}", root.display()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io_err("cannot remove", &root)(e)),
+    Root::open(target)
+        .and_then(|root| root.as_dir())
+        .map_err(io_err("cannot use", target))
+}
+
+/// The staging directory's name: `.zos-unpack-<pid>-<16 random hex>`.
+const STAGING: &str = ".zos-unpack-";
+
+/// Removes the staging directory however extraction ends (through the target's descriptor,
+/// never following a link).
+struct Staging<'a> {
+    parent: &'a Dir,
+    name: OsString,
+    dir: Dir,
+}
+
+impl Drop for Staging<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = self.parent.remove_all(&self.name) {
+            log::warn!("could not remove {}: {e}", self.dir.path().display());
+        }
     }
-    fs::DirBuilder::new()
-        .mode(0o700)
-        .create(&root)
-        .map_err(io_err("cannot create", &root))?;
-    let staging = Staging(root);
+}
+
+/// Removes staging directories a previous run of this process left (as PID 1 a restart after
+/// a panic has the same pid: a leftover with our pid is ours). An archive cannot make one: the
+/// name is reserved ([`Rule::ReservedName`]).
+fn remove_leftovers(target: &Dir) -> Result<(), InstallError> {
+    let ours = format!("{STAGING}{}", std::process::id());
+    let names = target
+        .names()
+        .map_err(at("cannot clear old staging directories"))?;
+    for name in names {
+        let b = name.as_bytes();
+        if b == ours.as_bytes() || b.starts_with(format!("{ours}-").as_bytes()) {
+            target
+                .remove_all(&name)
+                .map_err(at("cannot remove a leftover staging directory"))?;
+            log::info!("removed a leftover {}", target.path().join(&name).display());
+        }
+    }
+    Ok(())
+}
+
+fn extract(
+    archive: &Path,
+    target: &Dir,
+    policy: &Policy,
+    release: Option<&str>,
+) -> Result<Unpacked, InstallError> {
+    let reader = open_archive(archive)?;
+    remove_leftovers(target)?;
+    let (dir, name) = target
+        .create_temp_dir(&format!("{STAGING}{}-", std::process::id()), 0o700)
+        .map_err(at("cannot create the staging directory"))?;
+    let staging = Staging {
+        parent: target,
+        name,
+        dir,
+    };
     let mut x = Extractor {
-        root: &staging.0,
+        root: &staging.dir,
         policy,
         release,
         owners: policy.owners && nix::unistd::geteuid().is_root(),
         entries: 0,
         out: Unpacked::default(),
         dirs: Vec::new(),
-        tmp_seq: 0,
+        last_parent: None,
     };
     x.run(reader)?;
     x.finish_dirs()?;
+    let out = std::mem::take(&mut x.out);
+    drop(x);
     if let Some(release) = release {
-        let dir = staging.0.join(release);
-        let dep = dir.join("modules.dep");
-        let real_dir = fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir());
-        if !real_dir || !fs::symlink_metadata(&dep).is_ok_and(|m| m.is_file()) {
+        let release = OsStr::new(release);
+        let is = |d: &Dir, name: &OsStr, kind| {
+            d.stat(name).ok().flatten().is_some_and(|s| s.kind == kind)
+        };
+        let has_dep = is(&staging.dir, release, Kind::Dir)
+            && staging
+                .dir
+                .open_dir(Path::new(release))
+                .is_ok_and(|d| is(&d, OsStr::new("modules.dep"), Kind::File));
+        if !has_dep {
             return Err(InstallError::Archive(format!(
-                "modules tarball has no {release}/modules.dep (run depmod when building it)"
+                "modules tarball has no {}/modules.dep (run depmod when building it)",
+                release.to_string_lossy()
             )));
         }
     }
-    let dev = fs::symlink_metadata(&staging.0)
-        .map_err(io_err("cannot stat", &staging.0))?
-        .dev();
-    merge(&staging.0, target, dev, true)?;
-    merge(&staging.0, target, dev, false)?;
-    Ok(x.out)
+    let dev = staging
+        .dir
+        .stat_self()
+        .map_err(at("the staging directory"))?
+        .dev;
+    merge(&staging.dir, target, dev, true)?;
+    merge(&staging.dir, target, dev, false)?;
+    Ok(out)
 }
 
 // ------------------------------------------------------------------------------------------
@@ -587,7 +663,7 @@ impl<R: BufRead> Read for Zstd<R> {
 
 struct Extractor<'a> {
     /// The staging directory.
-    root: &'a Path,
+    root: &'a Dir,
     policy: &'a Policy,
     release: Option<&'a str>,
     owners: bool,
@@ -595,12 +671,14 @@ struct Extractor<'a> {
     out: Unpacked,
     /// Directories whose mode/owner/mtime are applied at the end (their contents change them).
     dirs: Vec<DirMeta>,
-    /// Next temporary name (see [`temp_name`]).
-    tmp_seq: u64,
+    /// The parents of the last entry and their directory: an archive lists a directory's
+    /// entries together, so most entries need no walk.
+    last_parent: Option<(Vec<Vec<u8>>, Dir)>,
 }
 
 struct DirMeta {
-    path: PathBuf,
+    /// Below the staging directory.
+    rel: PathBuf,
     mode: u32,
     mtime: u64,
     owner: Option<(u32, u32)>,
@@ -728,24 +806,20 @@ impl Extractor<'_> {
         let dir = self
             .parents(parents, true)
             .map_err(|e| e.for_entry(&label))?;
-        let dest = dir.join(os(last));
+        let name = os(last);
         let owner = self.owner(&meta).map_err(fail)?;
         match kind {
             b'5' => {
-                match fs::symlink_metadata(&dest) {
-                    Ok(m) if m.is_dir() => {}
-                    Ok(_) => return Err(fail(Rule::TypeConflict)),
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                        fs::DirBuilder::new()
-                            .mode(0o700)
-                            .create(&dest)
-                            .map_err(io_err("cannot create", &dest))?;
+                match dir.stat(name).map_err(at(&label))? {
+                    Some(s) if s.kind == Kind::Dir => {}
+                    Some(_) => return Err(fail(Rule::TypeConflict)),
+                    None => {
+                        dir.mkdir(name, 0o700).map_err(at(&label))?;
                         self.out.dirs += 1;
                     }
-                    Err(e) => return Err(io_err("cannot stat", &dest)(e)),
                 }
                 self.dirs.push(DirMeta {
-                    path: dest,
+                    rel: parts.iter().map(|p| os(p)).collect(),
                     mode: meta.mode & 0o7777,
                     mtime: meta.mtime,
                     owner,
@@ -757,7 +831,7 @@ impl Extractor<'_> {
                 if size > self.policy.max_bytes.saturating_sub(self.out.bytes) {
                     return Err(fail(Rule::TooManyBytes(self.policy.max_bytes)));
                 }
-                let (tmp, mut file) = temp_file(&dir, &mut self.tmp_seq)?;
+                let (mut file, tmp) = dir.create_temp(name, 0o600).map_err(at(&label))?;
                 let written = io::copy(entry, &mut file);
                 let done = match written {
                     Ok(n) if n == size => finish_file(&file, &meta, owner),
@@ -767,9 +841,9 @@ impl Extractor<'_> {
                     Err(e) => Err(archive_err(e)),
                 };
                 drop(file);
-                let done = done.and_then(|()| place(&tmp, &dest, &label));
+                let done = done.and_then(|()| place(&dir, &tmp, name, &label));
                 if done.is_err() {
-                    let _ = fs::remove_file(&tmp);
+                    let _ = dir.remove(&tmp);
                 }
                 done?;
                 self.out.files += 1;
@@ -779,17 +853,14 @@ impl Extractor<'_> {
             b'2' => {
                 let target = meta.link.as_deref().unwrap_or_default();
                 self.check_symlink(parents, target).map_err(fail)?;
-                let tmp = temp_name(&dir, &mut self.tmp_seq, |tmp| {
-                    std::os::unix::fs::symlink(os(target), tmp)
-                })?;
+                let tmp = dir.symlink_temp(os(target), name).map_err(at(&label))?;
                 let done = match owner {
-                    Some((u, g)) => std::os::unix::fs::lchown(&tmp, Some(u), Some(g))
-                        .map_err(io_err("cannot chown", &tmp)),
+                    Some((u, g)) => dir.lchown(&tmp, u, g).map_err(at(&label)),
                     None => Ok(()),
                 }
-                .and_then(|()| place(&tmp, &dest, &label));
+                .and_then(|()| place(&dir, &tmp, name, &label));
                 if done.is_err() {
-                    let _ = fs::remove_file(&tmp);
+                    let _ = dir.remove(&tmp);
                 }
                 done?;
                 self.out.files += 1;
@@ -802,13 +873,20 @@ impl Extractor<'_> {
                 let src_parts = relative_parts(target).map_err(fail)?;
                 let (src_last, src_parents) = src_parts.split_last().ok_or_else(bad)?;
                 let src_dir = self.parents(src_parents, false).map_err(|_| bad())?;
-                let src = src_dir.join(os(src_last));
-                if !fs::symlink_metadata(&src).is_ok_and(|m| m.is_file()) {
+                let src = os(src_last);
+                if !src_dir
+                    .stat(src)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|s| s.kind == Kind::File)
+                {
                     return Err(bad());
                 }
-                let tmp = temp_name(&dir, &mut self.tmp_seq, |tmp| fs::hard_link(&src, tmp))?;
-                if let Err(e) = place(&tmp, &dest, &label) {
-                    let _ = fs::remove_file(&tmp);
+                let tmp = dir
+                    .hard_link_temp(&src_dir, src, name)
+                    .map_err(at(&label))?;
+                if let Err(e) = place(&dir, &tmp, name, &label) {
+                    let _ = dir.remove(&tmp);
                     return Err(e);
                 }
                 self.out.files += 1;
@@ -822,12 +900,18 @@ impl Extractor<'_> {
         }
     }
 
-    /// The staging path of `parents`, each checked to be a real directory (not a symlink, not
-    /// a file). Missing ones are created when `create`, else an error.
-    fn parents(&mut self, parents: &[&[u8]], create: bool) -> Result<PathBuf, InstallError> {
-        let mut dir = self.root.to_path_buf();
+    /// The staging directory `parents`, opened: each component checked to be a real directory
+    /// (not a symlink, not a file) and opened with `O_NOFOLLOW` from the one before. Missing
+    /// ones are created when `create`, else an error.
+    fn parents(&mut self, parents: &[&[u8]], create: bool) -> Result<Dir, InstallError> {
+        let staging = || at("the staging directory");
+        if let Some((key, dir)) = &self.last_parent {
+            if key.len() == parents.len() && key.iter().zip(parents).all(|(a, b)| a == b) {
+                return dir.try_clone().map_err(staging());
+            }
+        }
+        let mut dir = self.root.try_clone().map_err(staging())?;
         for (i, part) in parents.iter().enumerate() {
-            dir.push(os(part));
             let shown = || {
                 parents[..=i]
                     .iter()
@@ -835,22 +919,28 @@ impl Extractor<'_> {
                     .collect::<Vec<_>>()
                     .join("/")
             };
-            match fs::symlink_metadata(&dir) {
-                Ok(m) if m.is_dir() => {}
-                Ok(m) if m.file_type().is_symlink() => {
+            let name = os(part);
+            match dir.stat(name).map_err(at(shown()))? {
+                Some(s) if s.kind == Kind::Dir => {}
+                Some(s) if s.kind == Kind::Symlink => {
                     return Err(refused(String::new(), Rule::ThroughSymlink(shown())))
                 }
-                Ok(_) => return Err(refused(String::new(), Rule::UnderNonDirectory(shown()))),
-                Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
-                    fs::DirBuilder::new()
-                        .mode(0o755)
-                        .create(&dir)
-                        .map_err(io_err("cannot create", &dir))?;
+                Some(_) => return Err(refused(String::new(), Rule::UnderNonDirectory(shown()))),
+                None if create => {
+                    dir.mkdir(name, 0o755).map_err(at(shown()))?;
                     self.out.dirs += 1;
                 }
-                Err(e) => return Err(io_err("cannot stat", &dir)(e)),
+                None => {
+                    return Err(InstallError::Io {
+                        what: format!("{} is not there", shown()),
+                        err: io::ErrorKind::NotFound.into(),
+                    })
+                }
             }
+            dir = dir.open_dir(Path::new(name)).map_err(at(shown()))?;
         }
+        let key = parents.iter().map(|p| p.to_vec()).collect();
+        self.last_parent = Some((key, dir.try_clone().map_err(staging())?));
         Ok(dir)
     }
 
@@ -908,18 +998,9 @@ impl Extractor<'_> {
     /// order, so children usually come before parents and a non-root run can still get in.
     fn finish_dirs(&mut self) -> Result<(), InstallError> {
         for d in self.dirs.iter().rev() {
-            let dir = OpenOptions::new()
-                .read(true)
-                .custom_flags(nix::libc::O_DIRECTORY | nix::libc::O_NOFOLLOW)
-                .open(&d.path)
-                .map_err(io_err("cannot open", &d.path))?;
-            if let Some((u, g)) = d.owner {
-                std::os::unix::fs::fchown(&dir, Some(u), Some(g))
-                    .map_err(io_err("cannot chown", &d.path))?;
-            }
-            dir.set_permissions(fs::Permissions::from_mode(d.mode))
-                .map_err(io_err("cannot chmod", &d.path))?;
-            set_mtime(&dir, d.mtime).map_err(io_err("cannot set the mtime of", &d.path))?;
+            let dir = self.root.open_dir(&d.rel).map_err(at(d.rel.display()))?;
+            set_attrs(dir.fd(), d.owner, Some(d.mode), i64::try_from(d.mtime).ok())
+                .map_err(io_err("cannot set the owner, mode or mtime of", dir.path()))?;
         }
         Ok(())
     }
@@ -1049,132 +1130,96 @@ fn relative_parts(path: &[u8]) -> Result<Vec<&[u8]>, Rule> {
     Ok(parts)
 }
 
-fn os(bytes: &[u8]) -> &std::ffi::OsStr {
+fn os(bytes: &[u8]) -> &OsStr {
     std::os::unix::ffi::OsStrExt::from_bytes(bytes)
 }
 
-/// A fresh `.zos-tmp-N` name in `dir` made by `create` (which must fail with AlreadyExists
-/// rather than reuse a name: O_EXCL, symlink(2), link(2) all do). `seq` only grows during one
-/// extraction, so an archive that plants `.zos-tmp-*` names costs one retry per planted name,
-/// not one per name per entry.
-fn temp_name(
-    dir: &Path,
-    seq: &mut u64,
-    mut create: impl FnMut(&Path) -> io::Result<()>,
-) -> Result<PathBuf, InstallError> {
-    loop {
-        let tmp = dir.join(format!(".zos-tmp-{seq}"));
-        *seq += 1;
-        match create(&tmp) {
-            Ok(()) => return Ok(tmp),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(io_err("cannot create", &tmp)(e)),
-        }
-    }
-}
-
-fn temp_file(dir: &Path, seq: &mut u64) -> Result<(PathBuf, File), InstallError> {
-    let mut file = None;
-    let tmp = temp_name(dir, seq, |tmp| {
-        file = Some(
-            OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .custom_flags(nix::libc::O_NOFOLLOW)
-                .open(tmp)?,
-        );
-        Ok(())
-    })?;
-    let file = file.ok_or_else(|| io_err("cannot create", &tmp)(io::ErrorKind::Other.into()))?;
-    Ok((tmp, file))
-}
-
-/// Owner first (chown clears mode bits), then mode, then mtime.
+/// Owner first (chown clears mode bits), then mode, then mtime; on the open file.
 fn finish_file(file: &File, meta: &Meta, owner: Option<(u32, u32)>) -> Result<(), InstallError> {
-    let fail = |what: &'static str| {
-        let name = String::from_utf8_lossy(&meta.name).into_owned();
-        move |err| InstallError::Io {
-            what: format!("cannot {what} {name}"),
-            err,
-        }
-    };
-    if let Some((u, g)) = owner {
-        std::os::unix::fs::fchown(file, Some(u), Some(g)).map_err(fail("chown"))?;
-    }
-    file.set_permissions(fs::Permissions::from_mode(meta.mode & 0o7777))
-        .map_err(fail("chmod"))?;
-    set_mtime(file, meta.mtime).map_err(fail("set the mtime of"))
+    set_attrs(
+        file.as_fd(),
+        owner,
+        Some(meta.mode & 0o7777),
+        i64::try_from(meta.mtime).ok(),
+    )
+    .map_err(|err| InstallError::Io {
+        what: format!(
+            "cannot set the owner, mode or mtime of {}",
+            String::from_utf8_lossy(&meta.name)
+        ),
+        err,
+    })
 }
 
-fn set_mtime(file: &File, mtime: u64) -> io::Result<()> {
-    match UNIX_EPOCH.checked_add(Duration::from_secs(mtime)) {
-        Some(t) => file.set_times(FileTimes::new().set_modified(t).set_accessed(t)),
-        None => Ok(()),
-    }
-}
-
-/// Renames a finished temporary onto its name; an existing file or link there is replaced
-/// atomically, an existing directory is a conflict.
-fn place(tmp: &Path, dest: &Path, label: &str) -> Result<(), InstallError> {
-    if fs::symlink_metadata(dest).is_ok_and(|m| m.is_dir()) {
+/// Renames a finished temporary onto its name, both in `dir`; an existing file or link there
+/// is replaced atomically (never followed), an existing directory is a conflict.
+fn place(dir: &Dir, tmp: &OsStr, name: &OsStr, label: &str) -> Result<(), InstallError> {
+    if dir
+        .stat(name)
+        .map_err(at(label))?
+        .is_some_and(|s| s.kind == Kind::Dir)
+    {
         return Err(refused(label.to_string(), Rule::TypeConflict));
     }
-    fs::rename(tmp, dest).map_err(io_err("cannot rename onto", dest))
+    dir.rename(tmp, name).map_err(at(label))
 }
 
 // ------------------------------------------------------------------------------------------
 // Moving the staged tree into place
 // ------------------------------------------------------------------------------------------
 
-/// Moves everything in `src` into `dst`: what `dst` lacks is renamed in whole; directories on
-/// both sides are merged; a file or link replaces a file or link. With `dry`, only checks that
-/// this will work, so the real pass starts only when nothing can conflict.
-fn merge(src: &Path, dst: &Path, dev: u64, dry: bool) -> Result<(), InstallError> {
-    let list = fs::read_dir(src).map_err(io_err("cannot list", src))?;
-    for item in list {
-        let item = item.map_err(io_err("cannot list", src))?;
-        let from = item.path();
-        let to = dst.join(item.file_name());
-        let from_dir = item
-            .file_type()
-            .map_err(io_err("cannot stat", &from))?
-            .is_dir();
+/// Moves everything in `src` into `dst`, both open directories: what `dst` lacks is renamed in
+/// whole (`renameat` between the two descriptors); directories on both sides are merged
+/// (opened with `O_NOFOLLOW`, so a symlink swapped in is refused, not followed); a file or link
+/// replaces a file or link. With `dry`, only checks that this will work, so the real pass
+/// starts only when nothing can conflict.
+fn merge(src: &Dir, dst: &Dir, dev: u64, dry: bool) -> Result<(), InstallError> {
+    let names = src.names().map_err(at("the staging directory"))?;
+    for name in names {
+        let to = dst.path().join(&name);
+        let from_dir = src
+            .stat(&name)
+            .map_err(at("the staging directory"))?
+            .is_some_and(|s| s.kind == Kind::Dir);
         let conflict = |why| {
             Err(InstallError::Conflict {
                 path: to.clone(),
                 why,
             })
         };
-        match fs::symlink_metadata(&to) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                if !dry {
-                    fs::rename(&from, &to).map_err(io_err("cannot move into place", &to))?;
-                }
+        let place = || {
+            if dry {
+                Ok(())
+            } else {
+                src.rename_to(&name, dst, &name).map_err(at("the merge"))
             }
-            Err(e) => return Err(io_err("cannot stat", &to)(e)),
-            Ok(m) => match (from_dir, m.is_dir(), m.file_type().is_symlink()) {
-                (true, true, _) if m.dev() != dev => {
+        };
+        match dst.stat(&name).map_err(at("the merge"))? {
+            None => place()?,
+            Some(m) => match (from_dir, m.kind) {
+                (true, Kind::Dir) if m.dev != dev => {
                     return conflict("is a mount point; the archive would cross into it")
                 }
-                (true, true, _) => merge(&from, &to, dev, dry)?,
-                (true, false, true) => {
+                (true, Kind::Dir) => {
+                    let from = src
+                        .open_dir(Path::new(&name))
+                        .map_err(at("the staging directory"))?;
+                    let into = dst.open_dir(Path::new(&name)).map_err(at("the merge"))?;
+                    merge(&from, &into, dev, dry)?
+                }
+                (true, Kind::Symlink) => {
                     return conflict(
                         "is a symlink in the target where the archive has a directory \
                          (refusing to write through it)",
                     )
                 }
-                (true, false, false) => {
+                (true, _) => {
                     return conflict("is a file in the target where the archive has a directory")
                 }
-                (false, true, _) => {
+                (false, Kind::Dir) => {
                     return conflict("is a directory in the target where the archive has a file")
                 }
-                (false, false, _) => {
-                    if !dry {
-                        fs::rename(&from, &to).map_err(io_err("cannot move into place", &to))?;
-                    }
-                }
+                (false, _) => place()?,
             },
         }
     }
@@ -1184,6 +1229,7 @@ fn merge(src: &Path, dst: &Path, dev: u64, dry: bool) -> Result<(), InstallError
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::MetadataExt;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use tar::{EntryType, Header};
 
@@ -1956,5 +2002,179 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(s.listing().is_empty(), "{:?}", s.listing());
+    }
+
+    /// `<scratch>/outside` with one file in it: what must look the same after every install.
+    fn sentinel(s: &Scratch) -> PathBuf {
+        let outside = s.0.join("outside");
+        fs::create_dir_all(&outside).unwrap();
+        fs::write(outside.join("sentinel"), "precious").unwrap();
+        outside
+    }
+
+    fn untouched(outside: &Path) {
+        let names: Vec<_> = fs::read_dir(outside)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            names,
+            ["sentinel"],
+            "something was written outside the root"
+        );
+        assert_eq!(
+            fs::read_to_string(outside.join("sentinel")).unwrap(),
+            "precious"
+        );
+    }
+
+    /// Issue 17 point 3: links planted by the archive itself or already in the next root
+    /// (an earlier artifact's) where a later entry's parent, a merge destination's parent or
+    /// the staging directory is: the install refuses, naming the entry or path, and nothing
+    /// outside the root changes.
+    #[test]
+    fn planted_links_never_take_a_write_outside_the_root() {
+        let s = Scratch::new();
+        let t = s.target();
+        let outside = sentinel(&s);
+        let out = outside.to_str().unwrap();
+        // In the archive: `etc -> /outside`, then `etc/passwd`.
+        let bytes = Tar::new()
+            .symlink("etc", out)
+            .file("etc/passwd", b"root::0:0")
+            .bytes();
+        assert_eq!(
+            refusal(unpack(&s.write("a.tar", &bytes), &t)),
+            ("etc/passwd".into(), Rule::ThroughSymlink("etc".into()))
+        );
+        // In the archive: the chain `a -> .`, `b -> a/../..`, then a file below `b`.
+        let bytes = Tar::new()
+            .symlink("a", ".")
+            .symlink("b", "a/../..")
+            .file("b/outside/x", b"x")
+            .bytes();
+        assert_eq!(
+            refusal(unpack(&s.write("b.tar", &bytes), &t)).1,
+            Rule::LinkDotDotAfterName("a/../..".into())
+        );
+        untouched(&outside);
+        assert!(s.listing().is_empty(), "{:?}", s.listing());
+        // In the next root, from an earlier artifact: a link at a merge destination's parent,
+        // at the top and one level down.
+        fs::create_dir(t.join("usr")).unwrap();
+        std::os::unix::fs::symlink(&outside, t.join("etc")).unwrap();
+        std::os::unix::fs::symlink(&outside, t.join("usr/lib")).unwrap();
+        for (entry, at) in [("etc/passwd", "etc"), ("usr/lib/libc.so", "usr/lib")] {
+            let bytes = Tar::new().file(entry, b"x").bytes();
+            match unpack(&s.write("c.tar", &bytes), &t) {
+                Err(e @ InstallError::Conflict { .. }) => {
+                    assert!(e.to_string().contains("symlink"), "{e}");
+                    assert!(e.to_string().contains(at), "{e}");
+                }
+                other => panic!("{entry}: {other:?}"),
+            }
+        }
+        // Where the staging directory of a restarted run would be: the link is removed, its
+        // target left alone.
+        let stale = format!(".zos-unpack-{}", std::process::id());
+        std::os::unix::fs::symlink(&outside, t.join(&stale)).unwrap();
+        std::os::unix::fs::symlink(&outside, t.join(format!("{stale}-0000000000000000"))).unwrap();
+        let bytes = Tar::new().file("srv/x", b"inside").bytes();
+        unpack(&s.write("d.tar", &bytes), &t).unwrap();
+        assert_eq!(fs::read(t.join("srv/x")).unwrap(), b"inside");
+        assert!(
+            !s.listing().iter().any(|l| l.contains(".zos-")),
+            "{:?}",
+            s.listing()
+        );
+        untouched(&outside);
+    }
+
+    /// The caller opens the target beneath the next root and hands the descriptor over: a
+    /// path swapped for a link afterwards is not looked up again (the old `unpack_with(path)`
+    /// after the check re-resolved it and wrote through the link).
+    #[test]
+    fn a_target_swapped_for_a_symlink_after_it_was_opened_is_not_followed() {
+        let s = Scratch::new();
+        let t = s.target();
+        let outside = sentinel(&s);
+        let dir = Root::open(&t)
+            .unwrap()
+            .create_dirs(Path::new("/opt/app"))
+            .unwrap();
+        fs::rename(t.join("opt/app"), t.join("opt/moved")).unwrap();
+        std::os::unix::fs::symlink(&outside, t.join("opt/app")).unwrap();
+        let bytes = Tar::new().file("bin/tool", b"x").bytes();
+        unpack_into(&s.write("a.tar", &bytes), &dir, &Policy::ROOTFS).unwrap();
+        assert_eq!(fs::read(t.join("opt/moved/bin/tool")).unwrap(), b"x");
+        untouched(&outside);
+    }
+
+    /// A directory of the next root swapped back and forth with a link to outside while
+    /// archives merge into it (the window between looking at a path and using it that every
+    /// by-path install has): with descriptors, a merge lands inside or fails, never outside.
+    #[test]
+    fn a_directory_swapped_for_a_symlink_during_installs_is_never_written_through() {
+        use std::sync::atomic::{AtomicBool, AtomicU64};
+        let s = Scratch::new();
+        let t = s.target();
+        let outside = sentinel(&s);
+        fs::create_dir(t.join("etc")).unwrap();
+        std::os::unix::fs::symlink(&outside, t.join("etc.link")).unwrap();
+        let mut tar = Tar::new().dir("etc/");
+        for i in 0..32 {
+            tar = tar.file(&format!("etc/f{i}"), b"x");
+        }
+        let archive = s.write("etc.tar", &tar.bytes());
+        let stop = AtomicBool::new(false);
+        let swaps = AtomicU64::new(0);
+        let (mut ok, mut failed) = (0, 0);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                let (etc, real, link) = (t.join("etc"), t.join("etc.real"), t.join("etc.link"));
+                while !stop.load(Ordering::Relaxed) {
+                    let _ = fs::rename(&etc, &real);
+                    let _ = fs::rename(&link, &etc);
+                    std::thread::yield_now();
+                    let _ = fs::rename(&etc, &link);
+                    let _ = fs::rename(&real, &etc);
+                    swaps.fetch_add(1, Ordering::Relaxed);
+                    std::thread::yield_now();
+                }
+            });
+            for _ in 0..60 {
+                match unpack(&archive, &t) {
+                    Ok(_) => ok += 1,
+                    Err(_) => failed += 1,
+                }
+            }
+            stop.store(true, Ordering::Relaxed);
+        });
+        eprintln!(
+            "{ok} installs, {failed} refused, {} swaps",
+            swaps.load(Ordering::Relaxed)
+        );
+        untouched(&outside);
+        assert!(swaps.load(Ordering::Relaxed) > 0, "the swaps never ran");
+    }
+
+    /// A 255-byte file name (NAME_MAX) cannot be part of its temporary name; it installs.
+    #[test]
+    fn an_entry_name_of_255_bytes_is_installed() {
+        let s = Scratch::new();
+        let long = "n".repeat(255);
+        // The header's name field holds 100 bytes: a GNU long name.
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = Header::new_gnu();
+        h.set_size(1);
+        h.set_mode(0o644);
+        h.set_mtime(0);
+        h.set_uid(0);
+        h.set_gid(0);
+        b.append_data(&mut h, format!("d/{long}"), &b"x"[..])
+            .unwrap();
+        let archive = s.write("long.tar", &b.into_inner().unwrap());
+        unpack(&archive, &s.target()).unwrap();
+        assert_eq!(fs::read(s.target().join("d").join(&long)).unwrap(), b"x");
     }
 }

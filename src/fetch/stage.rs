@@ -656,8 +656,7 @@ fn install_one(
                 .and_then(|root| root.create_dirs(Path::new(a.dest.as_deref().unwrap_or("/"))))
                 .map_err(|e| e.to_string())?;
             let policy = install::Policy::ROOTFS.within_memory(install::mem_available());
-            let u =
-                install::unpack_with(archive, dir.path(), &policy).map_err(|e| e.to_string())?;
+            let u = install::unpack_into(archive, &dir, &policy).map_err(|e| e.to_string())?;
             Ok((u.files, u.dirs, u.notes))
         }
         Kind::File => {

@@ -6,8 +6,13 @@
 //! checked against what is already in the root: a directory merges into an existing directory
 //! (several flists make one root), a file or link replaces an existing file or link, anything
 //! else (a directory over a file, anything below an existing symlink) is refused before
-//! anything moves. Every path is opened one component at a time with O_NOFOLLOW from a
-//! directory descriptor, so nothing is ever written through a symlink, ours or the root's.
+//! anything moves. Every directory is opened from a directory descriptor by
+//! [`crate::fetch::beneath::open_beneath`] (`openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)`,
+//! or one component at a time with `O_NOFOLLOW`: the same walk as the tarball installer's), and
+//! entries are made and moved with `*at` calls relative to those descriptors, so nothing is
+//! ever written through a symlink, ours or the root's. The private directory is made by
+//! [`Dir::create_temp_dir`] (a random name, `mkdirat`) and removed through the root's
+//! descriptor.
 //!
 //! Files are fetched and written by a few worker threads (bounded), each block verified before
 //! a byte of it is written. Owners are set when running as root (otherwise skipped, and the
@@ -16,20 +21,22 @@
 use std::collections::HashSet;
 use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use nix::errno::Errno;
 use nix::fcntl::{openat, renameat, OFlag};
 use nix::sys::stat::{
-    fchmodat, fstatat, mkdirat, mknodat, utimensat, FchmodatFlags, Mode, SFlag, UtimensatFlags,
+    fchmod, fchmodat, fstatat, mkdirat, mknodat, utimensat, FchmodatFlags, Mode, SFlag,
+    UtimensatFlags,
 };
 use nix::sys::time::TimeSpec;
 use nix::unistd::{fchownat, symlinkat, Gid, Uid};
 
 use super::store::{Cache, Conns, Stores};
 use super::{Entry, Error, Flist, Kind};
+use crate::fetch::beneath::{open_beneath, Dir, Root};
 
 /// Most files fetched at once.
 pub const WORKERS: usize = 4;
@@ -74,14 +81,11 @@ fn errno(what: impl std::fmt::Display, e: Errno) -> Error {
     Error::new(format!("{what}: {}", e.desc()))
 }
 
-/// Opens the directory at `rel` (components below `base`), never following a symlink.
+/// Opens the directory at `rel` (components below `base`; none: `base` itself), never
+/// following a symlink: [`open_beneath`].
 fn open_dir(base: &OwnedFd, rel: &[&str]) -> Result<OwnedFd, Errno> {
-    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-    let mut fd = openat(base, ".", flags, Mode::empty())?;
-    for c in rel {
-        fd = openat(&fd, *c, flags, Mode::empty())?;
-    }
-    Ok(fd)
+    let rel: PathBuf = rel.iter().collect();
+    open_beneath(base, &rel, OFlag::O_RDONLY | OFlag::O_DIRECTORY, 0, false)
 }
 
 /// Path components of an absolute flist path ("/" has none).
@@ -107,30 +111,25 @@ pub fn materialise(
             limits.max_bytes
         )));
     }
-    let rootfd = openat(
-        nix::fcntl::AT_FDCWD,
-        root,
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| errno(root.display(), e))?;
-    let tmp_name = format!(
-        ".zos-flist-{}-{:08x}",
-        std::process::id(),
-        fastrand::u32(..)
-    );
-    mkdirat(&rootfd, tmp_name.as_str(), Mode::from_bits_truncate(0o700))
-        .map_err(|e| errno(format!("{}/{tmp_name}", root.display()), e))?;
+    let io = |e: std::io::Error| Error::new(e.to_string());
+    let root_dir: Dir = Root::open(root).and_then(|r| r.as_dir()).map_err(io)?;
+    let (tmp_dir, tmp_name) = root_dir
+        .create_temp_dir(&format!(".zos-flist-{}-", std::process::id()), 0o700)
+        .map_err(io)?;
     let result = (|| {
-        let tmpfd = open_dir(&rootfd, &[tmp_name.as_str()])
-            .map_err(|e| errno(format!("{}/{tmp_name}", root.display()), e))?;
+        let rootfd = root_dir.fd().try_clone_to_owned().map_err(io)?;
+        let tmpfd = tmp_dir.fd().try_clone_to_owned().map_err(io)?;
         let mut summary = build(&tmpfd, flist, stores, cache, total, progress)?;
         check_conflicts(&rootfd, flist).map_err(|e| e.context(root.display()))?;
-        move_into_place(&rootfd, &tmpfd, &tmp_name, flist, &mut summary)?;
+        move_into_place(&rootfd, &tmpfd, flist, &mut summary)?;
         Ok(summary)
     })();
-    // Whatever is left (all of it on failure, the emptied directory on success) goes.
-    let _ = std::fs::remove_dir_all(root.join(&tmp_name));
+    // Whatever is left (all of it on failure, the emptied directory on success) goes, through
+    // the root's descriptor and never through a link.
+    drop(tmp_dir);
+    if let Err(e) = root_dir.remove_all(&tmp_name) {
+        log::warn!("{e}");
+    }
     result
 }
 
@@ -236,7 +235,20 @@ fn set_attrs(base: &OwnedFd, e: &Entry, owners: bool) -> Result<(), Error> {
         )
         .map_err(|err| errno(format!("{}: chown", e.path), err))?;
     }
-    if e.kind != Kind::Link {
+    if e.kind == Kind::Dir {
+        // A directory may be one of the root's (merged into): chmod the one opened without
+        // following a link, never what a link swapped in points at.
+        let fd = open_beneath(
+            &dir,
+            Path::new(name),
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY,
+            0,
+            false,
+        )
+        .map_err(|err| errno(format!("{}: chmod", e.path), err))?;
+        fchmod(fd.as_fd(), Mode::from_bits_truncate(e.mode & 0o7777))
+            .map_err(|err| errno(format!("{}: chmod", e.path), err))?;
+    } else if e.kind != Kind::Link {
         // Not a link (we made it, in our private directory): chmod may follow nothing.
         fchmodat(
             &dir,
@@ -436,7 +448,6 @@ fn check_conflicts(rootfd: &OwnedFd, flist: &Flist) -> Result<(), Error> {
 fn move_into_place(
     rootfd: &OwnedFd,
     tmpfd: &OwnedFd,
-    _tmp_name: &str,
     flist: &Flist,
     s: &mut Summary,
 ) -> Result<(), Error> {
