@@ -24,13 +24,18 @@ pub fn blake2b_256(data: &[u8]) -> [u8; 32] {
 
 /// Plain bytes of `stored`, the bytes a store returned for `b`, once every hash matched.
 pub fn decode(b: &BlockRef, stored: &[u8]) -> Result<Vec<u8>, Error> {
+    decode_owned(b, stored.to_vec())
+}
+
+/// [`decode`] of bytes the caller gives up (v2 decrypts them in place: no copy).
+pub fn decode_owned(b: &BlockRef, stored: Vec<u8>) -> Result<Vec<u8>, Error> {
     match b {
         BlockRef::V1 { id, key } => {
-            let got = blake2b_128(stored);
+            let got = blake2b_128(&stored);
             if &got != id {
                 return Err(mismatch("id", id, &got));
             }
-            let compressed = xxtea_decrypt(stored, key)?;
+            let compressed = xxtea_decrypt(&stored, key)?;
             let plain = unsnappy(&compressed)?;
             let got = blake2b_128(&plain);
             if &got != key {
@@ -39,14 +44,14 @@ pub fn decode(b: &BlockRef, stored: &[u8]) -> Result<Vec<u8>, Error> {
             Ok(plain)
         }
         BlockRef::V2 { id, key } => {
-            let got = blake2b_256(stored);
+            let got = blake2b_256(&stored);
             if &got != id {
                 return Err(mismatch("id", id, &got));
             }
             let aead = LessSafeKey::new(
                 UnboundKey::new(&AES_256_GCM, key).map_err(|_| Error::new("bad AES key"))?,
             );
-            let mut buf = stored.to_vec();
+            let mut buf = stored;
             let nonce = Nonce::try_assume_unique_for_key(&key[..12])
                 .map_err(|_| Error::new("bad nonce"))?;
             let compressed = aead

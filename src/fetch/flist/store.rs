@@ -199,6 +199,11 @@ impl Cache {
 #[derive(Debug, Clone)]
 pub struct Stores {
     pub list: Vec<Store>,
+    /// Per store (same index as `list`): the ranges of a block id's first byte it serves,
+    /// inclusive (rfs 2 `route(start, end, url)`). A store given by the operator or the hub's
+    /// own 0-db serves every block (0..=255). Several stores covering one byte are
+    /// alternatives, asked in `list` order.
+    pub ranges: Vec<Vec<(u8, u8)>>,
     /// How http(s) stores are reached (DNS, TLS, timeouts); None: http stores are skipped.
     pub http: Option<http::HttpOptions>,
     /// Connect and read timeout for 0-db stores.
@@ -208,6 +213,7 @@ pub struct Stores {
 impl Stores {
     pub fn new(list: Vec<Store>) -> Self {
         Stores {
+            ranges: vec![vec![(0, 255)]; list.len()],
             list,
             http: None,
             timeout: Duration::from_secs(10),
@@ -221,14 +227,66 @@ impl Stores {
         Ok(Stores::new(list))
     }
 
-    /// The verified plain bytes of `b`: from the cache, else from the first store that has a
-    /// block that verifies. `warn` hears about each store that served a bad block.
+    /// Adds the store at `url` for ids whose first byte is within `start..=end`; a URL already
+    /// in the list gains the range (no second connection to one store).
+    pub fn add(&mut self, url: &str, start: u8, end: u8) -> Result<(), Error> {
+        if start > end {
+            return Err(Error::new(format!(
+                "route {start}..{end} to {url}: start after end"
+            )));
+        }
+        let store = Store::parse(url)?;
+        match self.list.iter().position(|s| *s == store) {
+            Some(i) => self.ranges[i].push((start, end)),
+            None => {
+                self.list.push(store);
+                self.ranges.push(vec![(start, end)]);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether store `i` serves blocks whose id starts with `first`.
+    pub fn serves(&self, i: usize, first: u8) -> bool {
+        self.ranges
+            .get(i)
+            .is_some_and(|r| r.iter().any(|&(a, b)| (a..=b).contains(&first)))
+    }
+
+    /// The stores that serve `id`, in the order they are asked.
+    pub fn candidates<'a>(&'a self, id: &'a [u8]) -> impl Iterator<Item = usize> + 'a {
+        let first = id.first().copied().unwrap_or(0);
+        (0..self.list.len()).filter(move |&i| self.serves(i, first))
+    }
+
+    /// The first store `conns` still asks for `id` (not given up after failures).
+    pub fn first_for(&self, conns: &Conns, id: &[u8]) -> Option<usize> {
+        self.candidates(id)
+            .find(|i| conns.failures.get(i).copied().unwrap_or(0) < GIVE_UP_AFTER)
+    }
+
+    /// The verified plain bytes of `b`: from the cache, else from the first store serving it
+    /// that has a block that verifies. `warn` hears about each store that served a bad block.
+    /// The bool: from the cache.
     pub fn get(
         &self,
         conns: &mut Conns,
         cache: &Cache,
         b: &BlockRef,
         warn: &(dyn Fn(String) + Sync),
+    ) -> Result<(Arc<Vec<u8>>, bool), Error> {
+        self.get_with(conns, cache, b, warn, None)
+    }
+
+    /// [`Stores::get`] with the answer of store `i` already in hand (a pipelined GET, see
+    /// [`Conns::pipeline`]): used in place of asking store `i` again.
+    pub fn get_with(
+        &self,
+        conns: &mut Conns,
+        cache: &Cache,
+        b: &BlockRef,
+        warn: &(dyn Fn(String) + Sync),
+        mut answered: Option<(usize, Result<Vec<u8>, Miss>)>,
     ) -> Result<(Arc<Vec<u8>>, bool), Error> {
         if let Some(p) = cache.get(b.id()) {
             return Ok((p, true));
@@ -240,7 +298,10 @@ impl Stores {
             )));
         }
         let mut why = Vec::new();
-        for (i, store) in self.list.iter().enumerate() {
+        let mut asked = false;
+        for i in self.candidates(b.id()) {
+            let store = &self.list[i];
+            asked = true;
             let failures = conns.failures.entry(i).or_default();
             if *failures >= GIVE_UP_AFTER {
                 why.push(format!(
@@ -249,7 +310,14 @@ impl Stores {
                 ));
                 continue;
             }
-            let raw = match self.fetch(conns, i, store, b.id()) {
+            let got = match answered.take() {
+                Some((j, got)) if j == i => got,
+                other => {
+                    answered = other;
+                    self.fetch(conns, i, store, b.id())
+                }
+            };
+            let raw = match got {
                 Ok(raw) => raw,
                 Err(Miss::NotFound) => {
                     why.push(format!("{}: not found", store.name()));
@@ -269,7 +337,7 @@ impl Stores {
                     continue;
                 }
             };
-            match block::decode(b, &raw) {
+            match block::decode_owned(b, raw) {
                 Ok(plain) => {
                     let plain = Arc::new(plain);
                     cache.put(b.id(), plain.clone());
@@ -284,6 +352,14 @@ impl Stores {
                     why.push(format!("{}: bad block: {e}", store.name()));
                 }
             }
+        }
+        if !asked {
+            let first = b.id().first().copied().unwrap_or(0);
+            return Err(Error::new(format!(
+                "block {}: no store serves ids starting with {first:02x} (the flist's routes \
+                 leave that byte out; give a store for it with zos.store= / --store)",
+                b.id_hex()
+            )));
         }
         Err(Error::new(format!(
             "block {}: no store had it intact ({})",
@@ -386,6 +462,79 @@ fn read_capped(p: &std::path::Path) -> io::Result<Vec<u8>> {
 pub struct Conns {
     zdb: HashMap<usize, Option<Zdb>>,
     failures: HashMap<usize, u32>,
+    /// Pipelined connections (a second one per 0-db store, so that a plain GET never reads a
+    /// pipelined reply): GETs sent, replies not read yet.
+    pipes: HashMap<usize, Pipe>,
+    /// Stores whose pipelined connection could not be made or broke: asked the plain way only.
+    no_pipe: std::collections::HashSet<usize>,
+}
+
+#[derive(Debug)]
+struct Pipe {
+    zdb: Zdb,
+    /// Replies owed by the server.
+    owed: usize,
+}
+
+impl Conns {
+    /// Sends `GET id` to 0-db store `i` on its pipelined connection without waiting for the
+    /// answer (RESP answers in order; read it with [`Conns::reply`]). False when store `i` is
+    /// not a 0-db store or cannot be reached now: ask it the plain way ([`Stores::get`]).
+    pub fn send(&mut self, stores: &Stores, i: usize, id: &[u8]) -> bool {
+        let Some(store @ Store::Zdb { .. }) = stores.list.get(i) else {
+            return false;
+        };
+        if self.no_pipe.contains(&i) {
+            return false;
+        }
+        if !self.pipes.contains_key(&i) {
+            match Zdb::connect(store, stores.timeout) {
+                Ok(zdb) => {
+                    self.pipes.insert(i, Pipe { zdb, owed: 0 });
+                }
+                Err(_) => {
+                    self.no_pipe.insert(i);
+                    return false;
+                }
+            }
+        }
+        let Some(pipe) = self.pipes.get_mut(&i) else {
+            return false;
+        };
+        pipe.zdb.queue(&[b"GET", id]);
+        pipe.owed += 1;
+        true
+    }
+
+    /// The answer to the oldest GET sent to store `i` by [`Conns::send`]; None when that
+    /// connection broke before (the block must be asked for the plain way). A connection that
+    /// breaks now is dropped with every answer it still owed.
+    pub fn reply(&mut self, i: usize) -> Option<Result<Vec<u8>, Miss>> {
+        let pipe = self.pipes.get_mut(&i).filter(|p| p.owed > 0)?;
+        pipe.owed -= 1;
+        let got = pipe
+            .zdb
+            .flush()
+            .and_then(|()| read_reply(&mut pipe.zdb.reader));
+        Some(match got {
+            Ok(Reply::Bulk(Some(data))) if data.is_empty() => {
+                Err(Miss::Failed("empty value".into()))
+            }
+            Ok(Reply::Bulk(Some(data))) => Ok(data),
+            Ok(Reply::Bulk(None)) => Err(Miss::NotFound),
+            Ok(Reply::Error(e)) => Err(Miss::Failed(format!("GET: {e}"))),
+            Ok(other) => {
+                self.pipes.remove(&i);
+                self.no_pipe.insert(i);
+                Err(Miss::Failed(format!("GET: unexpected reply {other:?}")))
+            }
+            Err(e) => {
+                self.pipes.remove(&i);
+                self.no_pipe.insert(i);
+                Err(Miss::Failed(e))
+            }
+        })
+    }
 }
 
 /// Failures (not "not found") after which a worker stops asking a store.
@@ -396,6 +545,8 @@ pub const GIVE_UP_AFTER: u32 = 2;
 pub struct Zdb {
     reader: BufReader<TcpStream>,
     writer: TcpStream,
+    /// Commands queued by [`Zdb::queue`], sent by the next [`Zdb::flush`].
+    out: Vec<u8>,
 }
 
 impl Zdb {
@@ -428,8 +579,9 @@ impl Zdb {
                     let _ = s.set_nodelay(true);
                     let writer = s.try_clone().map_err(|e| e.to_string())?;
                     let mut z = Zdb {
-                        reader: BufReader::new(s),
+                        reader: BufReader::with_capacity(64 << 10, s),
                         writer,
+                        out: Vec::new(),
                     };
                     if let Some(ns) = namespace.as_deref().filter(|ns| *ns != "default") {
                         let mut args: Vec<&[u8]> = vec![b"SELECT", ns.as_bytes()];
@@ -466,16 +618,31 @@ impl Zdb {
     }
 
     fn call(&mut self, args: &[&[u8]]) -> Result<Reply, String> {
-        let mut req = format!("*{}\r\n", args.len()).into_bytes();
-        for a in args {
-            req.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-            req.extend_from_slice(a);
-            req.extend_from_slice(b"\r\n");
-        }
-        self.writer
-            .write_all(&req)
-            .map_err(|e| format!("send: {e}"))?;
+        self.queue(args);
+        self.flush()?;
         read_reply(&mut self.reader)
+    }
+
+    /// Adds a command to the ones the next [`Zdb::flush`] sends.
+    fn queue(&mut self, args: &[&[u8]]) {
+        self.out
+            .extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
+        for a in args {
+            self.out
+                .extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+            self.out.extend_from_slice(a);
+            self.out.extend_from_slice(b"\r\n");
+        }
+    }
+
+    /// Sends the queued commands.
+    fn flush(&mut self) -> Result<(), String> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let r = self.writer.write_all(&self.out);
+        self.out.clear();
+        r.map_err(|e| format!("send: {e}"))
     }
 }
 
