@@ -308,8 +308,9 @@ fn write_files(
                     let run = &files[run];
                     let mut window = Window::new(run);
                     for e in run {
-                        let r = write_file(tmp, e, |b| {
+                        let r = write_file(tmp, e, |b, sink| {
                             let got = window.next(stores, cache, &mut conns, b, &warn)?;
+                            sink(&got.0)?;
                             let n = got.0.len() as u64;
                             let d = written.fetch_add(n, Ordering::Relaxed) + n;
                             if got.1 {
@@ -323,7 +324,8 @@ fn write_files(
                                 files: done_files.load(Ordering::Relaxed),
                                 files_total,
                             });
-                            Ok(got.0)
+                            conns.recycle(got.0);
+                            Ok(())
                         });
                         if let Err(err) = r {
                             failed.store(true, Ordering::Relaxed);
@@ -415,10 +417,15 @@ impl<'a> Window<'a> {
     }
 }
 
+/// A block's plain bytes, handed to a file.
+type Sink<'a> = dyn FnMut(&[u8]) -> Result<(), Error> + 'a;
+
+/// Writes file `e` below `tmp`: `block(b, sink)` gets each block in turn and gives its plain
+/// bytes to `sink`.
 fn write_file(
     tmp: &OwnedFd,
     e: &Entry,
-    mut block: impl FnMut(&BlockRef) -> Result<std::sync::Arc<Vec<u8>>, Error>,
+    mut block: impl FnMut(&BlockRef, &mut Sink) -> Result<(), Error>,
 ) -> Result<(), Error> {
     let p = parts(&e.path);
     let (name, parent) = p.split_last().ok_or_else(|| Error::new("empty path"))?;
@@ -433,16 +440,24 @@ fn write_file(
     let mut file = std::fs::File::from(fd);
     let mut size = 0u64;
     for (i, b) in e.blocks.iter().enumerate() {
-        let plain = block(b).map_err(|err| err.context(format!("{} block {i}", e.path)))?;
-        size += plain.len() as u64;
-        if size > e.size {
-            return Err(Error::new(format!(
-                "{}: blocks hold more than its size {} (hub error)",
-                e.path, e.size
-            )));
-        }
-        file.write_all(&plain)
-            .map_err(|err| Error::new(format!("{}: write: {err}", e.path)))?;
+        let mut sink = |plain: &[u8]| {
+            size += plain.len() as u64;
+            if size > e.size {
+                return Err(Error::new(format!(
+                    "{}: blocks hold more than its size {} (hub error)",
+                    e.path, e.size
+                )));
+            }
+            file.write_all(plain)
+                .map_err(|err| Error::new(format!("{}: write: {err}", e.path)))
+        };
+        block(b, &mut sink).map_err(|err| {
+            if err.0.starts_with(&e.path) {
+                err
+            } else {
+                err.context(format!("{} block {i}", e.path))
+            }
+        })?;
     }
     if size != e.size {
         return Err(Error::new(format!(

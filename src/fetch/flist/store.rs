@@ -337,13 +337,18 @@ impl Stores {
                     continue;
                 }
             };
-            match block::decode_owned(b, raw) {
-                Ok(plain) => {
+            let mut raw = raw;
+            let mut plain = std::mem::take(&mut conns.spare_plain);
+            let decoded = block::decode_into(b, &mut raw, &mut plain);
+            conns.spare_raw = raw;
+            match decoded {
+                Ok(()) => {
                     let plain = Arc::new(plain);
                     cache.put(b.id(), plain.clone());
                     return Ok((plain, false));
                 }
                 Err(e) => {
+                    conns.spare_plain = plain;
                     warn(format!(
                         "store {} served a bad block {}: {e}; asking the next store",
                         store.name(),
@@ -427,7 +432,7 @@ impl Stores {
                         }
                     }
                     let Some(c) = conn.as_mut() else { continue };
-                    match c.get(id) {
+                    match c.get_into(id, &mut conns.spare_raw) {
                         Ok(Some(data)) if data.is_empty() => {
                             return Err(Miss::Failed("empty value".into()))
                         }
@@ -467,6 +472,11 @@ pub struct Conns {
     pipes: HashMap<usize, Pipe>,
     /// Stores whose pipelined connection could not be made or broke: asked the plain way only.
     no_pipe: std::collections::HashSet<usize>,
+    /// Buffers reused from block to block (a stored block, a plain block): with 1 MiB blocks,
+    /// a fresh allocation each is a fresh mapping and its page faults (musl maps every large
+    /// allocation).
+    spare_raw: Vec<u8>,
+    spare_plain: Vec<u8>,
 }
 
 #[derive(Debug)]
@@ -487,23 +497,31 @@ impl Conns {
         if self.no_pipe.contains(&i) {
             return false;
         }
-        if !self.pipes.contains_key(&i) {
-            match Zdb::connect(store, stores.timeout) {
-                Ok(zdb) => {
-                    self.pipes.insert(i, Pipe { zdb, owed: 0 });
-                }
-                Err(_) => {
-                    self.no_pipe.insert(i);
-                    return false;
+        let pipe = match self.pipes.entry(i) {
+            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                match Zdb::connect(store, stores.timeout) {
+                    Ok(zdb) => v.insert(Pipe { zdb, owed: 0 }),
+                    Err(_) => {
+                        self.no_pipe.insert(i);
+                        return false;
+                    }
                 }
             }
-        }
-        let Some(pipe) = self.pipes.get_mut(&i) else {
-            return false;
         };
         pipe.zdb.queue(&[b"GET", id]);
         pipe.owed += 1;
         true
+    }
+
+    /// Takes back a block's plain bytes once written (when the cache holds no other reference):
+    /// its allocation serves the next block.
+    pub fn recycle(&mut self, plain: Arc<Vec<u8>>) {
+        if let Ok(v) = Arc::try_unwrap(plain) {
+            if v.capacity() > self.spare_plain.capacity() {
+                self.spare_plain = v;
+            }
+        }
     }
 
     /// The answer to the oldest GET sent to store `i` by [`Conns::send`]; None when that
@@ -512,10 +530,11 @@ impl Conns {
     pub fn reply(&mut self, i: usize) -> Option<Result<Vec<u8>, Miss>> {
         let pipe = self.pipes.get_mut(&i).filter(|p| p.owed > 0)?;
         pipe.owed -= 1;
+        let spare = &mut self.spare_raw;
         let got = pipe
             .zdb
             .flush()
-            .and_then(|()| read_reply(&mut pipe.zdb.reader));
+            .and_then(|()| read_reply_into(&mut pipe.zdb.reader, spare));
         Some(match got {
             Ok(Reply::Bulk(Some(data))) if data.is_empty() => {
                 Err(Miss::Failed("empty value".into()))
@@ -610,7 +629,14 @@ impl Zdb {
 
     /// GET of a raw key: Some(value), or None when the key is absent.
     pub fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
-        match self.call(&[b"GET", key])? {
+        self.get_into(key, &mut Vec::new())
+    }
+
+    /// [`Zdb::get`] reading the value into `spare`'s allocation.
+    pub fn get_into(&mut self, key: &[u8], spare: &mut Vec<u8>) -> Result<Option<Vec<u8>>, String> {
+        self.queue(&[b"GET", key]);
+        self.flush()?;
+        match read_reply_into(&mut self.reader, spare)? {
             Reply::Bulk(v) => Ok(v),
             Reply::Error(e) => Err(format!("GET: {e}")),
             other => Err(format!("GET: unexpected reply {other:?}")),
@@ -656,6 +682,11 @@ pub enum Reply {
 
 /// Reads one RESP reply (arrays are not expected from SELECT or GET and are refused).
 pub fn read_reply(r: &mut impl BufRead) -> Result<Reply, String> {
+    read_reply_into(r, &mut Vec::new())
+}
+
+/// [`read_reply`], a bulk value read into `spare`'s allocation (taken from it).
+pub fn read_reply_into(r: &mut impl BufRead, spare: &mut Vec<u8>) -> Result<Reply, String> {
     let mut line = Vec::new();
     r.by_ref()
         .take(1024)
@@ -687,7 +718,9 @@ pub fn read_reply(r: &mut impl BufRead) -> Result<Reply, String> {
             if n > MAX_STORED {
                 return Err(format!("value of {n} bytes, more than {MAX_STORED}"));
             }
-            let mut data = vec![0u8; n + 2];
+            let mut data = std::mem::take(spare);
+            // Truncates or grows (zeroing only the growth): read_exact overwrites it all.
+            data.resize(n + 2, 0);
             r.read_exact(&mut data)
                 .map_err(|e| format!("receive: {e}"))?;
             if &data[n..] != b"\r\n" {
