@@ -8,9 +8,10 @@
 //!   mode's built-in hub), as ZOS falls back to `https://hub.grid.tf`.
 //! - `zos.flist=URL` (repeatable) skips the chain: those flists, in that order, each checked
 //!   against `URL.md5` when the server has one.
-//! - A flist whose MD5 is not the hub's is deleted and the stage fails with both sums named; an
-//!   installed flist leaves a stamp (name + MD5) in the cache directory, so a retry of the stage
-//!   does not install it again.
+//! - A flist whose MD5 is not the hub's (both sums named) or that is not a flist is deleted and
+//!   that hub left: the chain starts over on the next hub; from the last hub (or a `zos.flist=`
+//!   URL) the stage fails. An installed flist leaves a stamp (name + MD5) in the cache
+//!   directory, so a retry of the stage, or the next hub, does not install it again.
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};

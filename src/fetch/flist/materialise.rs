@@ -9,8 +9,13 @@
 //! anything moves. Every path is opened one component at a time with O_NOFOLLOW from a
 //! directory descriptor, so nothing is ever written through a symlink, ours or the root's.
 //!
-//! Files are fetched and written by a few worker threads (bounded), each block verified before
-//! a byte of it is written. Owners are set when running as root (otherwise skipped, and the
+//! Files are fetched and written by [`WORKERS`] threads, each block verified before a byte of
+//! it is written. A worker takes a run of consecutive files and keeps up to [`PIPELINE_DEPTH`]
+//! `GET`s in flight on its 0-db connection (small files are one block each: one round trip per
+//! block was most of the time); it reads and decodes one answer at a time into two buffers it
+//! reuses. Memory in flight: per worker one stored and one plain block (at most
+//! [`super::store::MAX_STORED`] + [`super::MAX_BLOCK_PLAIN`], 1 MiB each with rfs's blocks),
+//! whatever the flist's size; the answers owed wait in the kernel's socket buffer. Owners are set when running as root (otherwise skipped, and the
 //! summary says so); modes after owners (chown clears setuid bits); mtimes last, children
 //! before their directory.
 use std::collections::HashSet;
@@ -31,7 +36,7 @@ use nix::unistd::{fchownat, symlinkat, Gid, Uid};
 use super::store::{Cache, Conns, Stores};
 use super::{BlockRef, Entry, Error, Flist, Kind};
 
-/// Most files fetched at once.
+/// Worker threads (files written at once).
 pub const WORKERS: usize = 4;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

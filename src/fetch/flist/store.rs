@@ -9,7 +9,10 @@
 //!   `base/<hex id>` when that is 404.
 //! - `dir:///path` — the file `/path/<hex id>` (rfs's layout), else `/path/hh/<hex id>`.
 //!
-//! [`Stores::get`] tries the stores in order for each block: a store that does not have it, or
+//! Each store serves the blocks whose id's first byte is within its ranges (rfs 2 `route(start,
+//! end, url)`; stores given by the operator and the hub's 0-db serve all). [`Conns::send`] /
+//! [`Conns::reply`] pipeline `GET`s on a second 0-db connection (the caller bounds how many are
+//! in flight). [`Stores::get`] tries the stores serving a block in order: a store that does not have it, or
 //! fails, or serves bytes that do not verify is skipped for that block and the next is asked;
 //! a store that served a bad block is reported through the caller's warning function. Verified
 //! plain blocks go into the [`Cache`] so that a second flist or a retry fetches nothing twice.
