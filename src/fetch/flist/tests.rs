@@ -591,3 +591,55 @@ fn routes_over_one_range_are_alternatives_in_order() {
     assert!(!w.contains(&empty.url()), "{w}");
     assert!(stores.get(&mut conns, &cache, &high.0, &warn).is_ok());
 }
+
+#[test]
+fn zdb_gets_are_pipelined_and_answered_in_order() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let blocks: Vec<(BlockRef, Vec<u8>)> = (0..3)
+        .map(|i| encode_v2(format!("pipelined {i}").as_bytes()))
+        .collect();
+    let values: Vec<Vec<u8>> = blocks.iter().map(|b| b.1.clone()).collect();
+    // A RESP server that answers nothing until all three GETs are in: a client waiting for
+    // each answer before the next GET would stall here (and the test fail on its timeout).
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while got.windows(9).filter(|w| w == b"$3\r\nGET\r\n").count() < 3 {
+            let n = s.read(&mut buf).expect("all three GETs before any answer");
+            assert!(n > 0, "client closed");
+            got.extend_from_slice(&buf[..n]);
+        }
+        for v in &values {
+            s.write_all(format!("${}\r\n", v.len()).as_bytes()).unwrap();
+            s.write_all(v).unwrap();
+            s.write_all(b"\r\n").unwrap();
+        }
+        s.write_all(b"$-1\r\n").unwrap();
+        let mut rest = [0u8; 1];
+        let _ = s.read(&mut rest);
+    });
+    let mut stores = Stores::parse_all(&[format!("zdb://127.0.0.1:{port}")]).unwrap();
+    stores.timeout = std::time::Duration::from_secs(5);
+    let mut conns = store::Conns::default();
+    for (b, _) in &blocks {
+        assert!(conns.send(&stores, 0, b.id()));
+    }
+    let (missing, _) = encode_v2(b"not there");
+    assert!(conns.send(&stores, 0, missing.id()));
+    for (b, stored) in &blocks {
+        match conns.reply(0) {
+            Some(Ok(v)) => assert_eq!(&v, stored, "answer for {}", b.id_hex()),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(matches!(conns.reply(0), Some(Err(store::Miss::NotFound))));
+    // Nothing more is owed.
+    assert!(conns.reply(0).is_none());
+    drop(conns);
+    server.join().unwrap();
+}
