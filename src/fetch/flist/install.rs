@@ -78,6 +78,14 @@ impl Installer for BootInstaller {
         hub: Option<&str>,
     ) -> Result<String, InstallError> {
         let flist = super::read_file(file).map_err(|e| InstallError::BadFlist(e.to_string()))?;
+        // A route the flist names that is no store (unknown scheme, start after end) is the
+        // flist's fault too: another hub may serve it intact.
+        let mut routes = Stores::new(Vec::new());
+        for r in &flist.routes {
+            routes
+                .add(&r.url, r.start, r.end)
+                .map_err(|e| InstallError::BadFlist(format!("its route table: {e}")))?;
+        }
         self.install_flist(name, &flist, hub)
             .map_err(InstallError::Failed)
     }
