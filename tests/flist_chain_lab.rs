@@ -681,3 +681,104 @@ fn flist_chain_blocks_from_a_zdb_namespace_with_a_password() {
     );
     assert!(!run.all_output().contains("secret"), "{}", run.describe());
 }
+
+/// Two hubs in the zos-config list serving the same flists: the first, [`DEAD`]'s address, with
+/// `faults` and then `spoil` applied to its copy; the second, [`HUB`], intact. Every block from
+/// the intact hub's Redis (`zos.store=`). Returns the run and the next root.
+fn boot_with_a_bad_first_hub(
+    lab: &Lab,
+    faults: &[&str],
+    spoil: impl Fn(&Path),
+) -> (Run, PathBuf, Value) {
+    let good = lab.grid_at(HUB, &[]);
+    let bad = lab.grid_at(DEAD, faults);
+    let _redis = redis(lab, HUB);
+    let trees = make_trees(&lab.dir);
+    publish(lab, &good.root, &trees, &[DEAD, HUB]);
+    let copy = Command::new("timeout")
+        .args(["60", "cp", "-a"])
+        .arg(good.root.join("."))
+        .arg(&bad.root)
+        .status()
+        .unwrap();
+    assert!(copy.success(), "cp of the hub's tree failed");
+    spoil(&bad.root);
+    let root = lab.path("node");
+    let run = boot(lab, &root, &format!("zos.store=zdb://{HUB}:9900"));
+    assert_eq!(
+        run.code(),
+        Some(0),
+        "the bad first hub failed the stage instead of the next hub being asked\n{}\n{}",
+        run.describe(),
+        bad.describe()
+    );
+    let next = root.join("next-root");
+    for tree in &trees {
+        assert_tree_in(tree, &next, &run);
+    }
+    // The intact hub served the flist the bad one spoiled.
+    assert_eq!(
+        good.requests("/tf-autobuilder/zos-v1.flist"),
+        1,
+        "{}",
+        run.describe()
+    );
+    let state = state_of(lab, &root);
+    assert_eq!(
+        state["fetch"]["flist"]["hub"],
+        format!("http://{HUB}"),
+        "{}",
+        pretty(&state)
+    );
+    let errors = state["fetch"]["flist"]["hub_errors"].to_string();
+    assert!(
+        errors.contains(&format!("hub http://{DEAD}: ")),
+        "{}",
+        pretty(&state)
+    );
+    (run, next, state)
+}
+
+#[test]
+fn flist_chain_a_wrong_md5_on_one_hub_fails_over_to_the_next() {
+    let t = "flist_chain_a_wrong_md5_on_one_hub_fails_over_to_the_next";
+    let Some((lab, _dns)) = flist_lab(t) else {
+        return;
+    };
+    let (run, _next, _state) = boot_with_a_bad_first_hub(
+        &lab,
+        &["--wrong-md5", "/tf-autobuilder/zos-v1.flist"],
+        |_| {},
+    );
+    assert_says(
+        &run,
+        &format!("flist: hub http://{DEAD} served a bad flist: "),
+    );
+    assert_says(&run, "but the hub says");
+    assert_says(&run, "trying the next hub");
+    // Stage 1 and the bins flist (before zos-v1 in the tag's order) came from the first hub and
+    // are not installed twice: their names and MD5s are stamped.
+    assert_says(
+        &run,
+        "flist tf-autobuilder/bootstrap:latest.flist: installed by an earlier attempt",
+    );
+}
+
+#[test]
+fn flist_chain_a_corrupt_flist_on_one_hub_fails_over_to_the_next() {
+    let t = "flist_chain_a_corrupt_flist_on_one_hub_fails_over_to_the_next";
+    let Some((lab, _dns)) = flist_lab(t) else {
+        return;
+    };
+    // The first hub's copy is cut short; its MD5 (computed by that hub) matches the cut file.
+    let (run, _next, _state) = boot_with_a_bad_first_hub(&lab, &[], |root| {
+        let f = root.join("tf-autobuilder/zos-v1.flist");
+        let bytes = fs::read(&f).unwrap();
+        fs::write(&f, &bytes[..bytes.len() / 2]).unwrap();
+    });
+    assert_says(
+        &run,
+        &format!("flist: hub http://{DEAD} served a bad flist: "),
+    );
+    assert_says(&run, "flist tf-autobuilder/zos-v1.flist: not installed: ");
+}

@@ -24,6 +24,20 @@ pub fn blake2b_256(data: &[u8]) -> [u8; 32] {
 
 /// Plain bytes of `stored`, the bytes a store returned for `b`, once every hash matched.
 pub fn decode(b: &BlockRef, stored: &[u8]) -> Result<Vec<u8>, Error> {
+    decode_owned(b, stored.to_vec())
+}
+
+/// [`decode`] of bytes the caller gives up (v2 decrypts them in place: no copy).
+pub fn decode_owned(b: &BlockRef, mut stored: Vec<u8>) -> Result<Vec<u8>, Error> {
+    let mut plain = Vec::new();
+    decode_into(b, &mut stored, &mut plain)?;
+    Ok(plain)
+}
+
+/// [`decode`] into the caller's buffers: `stored` is decrypted in place (its bytes are lost
+/// either way), the plain bytes replace what `plain` held, in its allocation when it is big
+/// enough (a worker reuses one buffer for every block: no allocation, no page faults).
+pub fn decode_into(b: &BlockRef, stored: &mut [u8], plain: &mut Vec<u8>) -> Result<(), Error> {
     match b {
         BlockRef::V1 { id, key } => {
             let got = blake2b_128(stored);
@@ -31,12 +45,12 @@ pub fn decode(b: &BlockRef, stored: &[u8]) -> Result<Vec<u8>, Error> {
                 return Err(mismatch("id", id, &got));
             }
             let compressed = xxtea_decrypt(stored, key)?;
-            let plain = unsnappy(&compressed)?;
-            let got = blake2b_128(&plain);
+            unsnappy_into(&compressed, plain)?;
+            let got = blake2b_128(plain);
             if &got != key {
                 return Err(mismatch("key (hash of the plain bytes)", key, &got));
             }
-            Ok(plain)
+            Ok(())
         }
         BlockRef::V2 { id, key } => {
             let got = blake2b_256(stored);
@@ -46,18 +60,17 @@ pub fn decode(b: &BlockRef, stored: &[u8]) -> Result<Vec<u8>, Error> {
             let aead = LessSafeKey::new(
                 UnboundKey::new(&AES_256_GCM, key).map_err(|_| Error::new("bad AES key"))?,
             );
-            let mut buf = stored.to_vec();
             let nonce = Nonce::try_assume_unique_for_key(&key[..12])
                 .map_err(|_| Error::new("bad nonce"))?;
             let compressed = aead
-                .open_in_place(nonce, Aad::empty(), &mut buf)
+                .open_in_place(nonce, Aad::empty(), stored)
                 .map_err(|_| Error::new("AES-256-GCM: the block does not open with its key"))?;
-            let plain = unsnappy(compressed)?;
-            let got = blake2b_256(&plain);
+            unsnappy_into(compressed, plain)?;
+            let got = blake2b_256(plain);
             if &got != key {
                 return Err(mismatch("key (hash of the plain bytes)", key, &got));
             }
-            Ok(plain)
+            Ok(())
         }
     }
 }
@@ -70,16 +83,20 @@ fn mismatch(what: &str, want: &[u8], got: &[u8]) -> Error {
     ))
 }
 
-fn unsnappy(data: &[u8]) -> Result<Vec<u8>, Error> {
+fn unsnappy_into(data: &[u8], plain: &mut Vec<u8>) -> Result<(), Error> {
     let len = snap::raw::decompress_len(data).map_err(|e| Error::new(format!("snappy: {e}")))?;
     if len > MAX_BLOCK_PLAIN {
         return Err(Error::new(format!(
             "snappy: block claims {len} plain bytes, more than {MAX_BLOCK_PLAIN}"
         )));
     }
-    snap::raw::Decoder::new()
-        .decompress_vec(data)
-        .map_err(|e| Error::new(format!("snappy: {e}")))
+    // Truncates or grows (zeroing only the growth): the old bytes are overwritten below.
+    plain.resize(len, 0);
+    let n = snap::raw::Decoder::new()
+        .decompress(data, plain)
+        .map_err(|e| Error::new(format!("snappy: {e}")))?;
+    plain.truncate(n);
+    Ok(())
 }
 
 /// v1 encoding of `plain`: (block ref, stored bytes).

@@ -8,9 +8,10 @@
 //!   mode's built-in hub), as ZOS falls back to `https://hub.grid.tf`.
 //! - `zos.flist=URL` (repeatable) skips the chain: those flists, in that order, each checked
 //!   against `URL.md5` when the server has one.
-//! - A flist whose MD5 is not the hub's is deleted and the stage fails with both sums named; an
-//!   installed flist leaves a stamp (name + MD5) in the cache directory, so a retry of the stage
-//!   does not install it again.
+//! - A flist whose MD5 is not the hub's (both sums named) or that is not a flist is deleted and
+//!   that hub left: the chain starts over on the next hub; from the last hub (or a `zos.flist=`
+//!   URL) the stage fails. An installed flist leaves a stamp (name + MD5) in the cache
+//!   directory, so a retry of the stage, or the next hub, does not install it again.
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -74,7 +75,48 @@ pub struct FlistInstalled {
 /// Installs one verified `.flist` file into the next root: all or nothing. Returns a summary
 /// in words for the console.
 pub trait Installer {
-    fn install(&mut self, name: &str, file: &Path, hub: Option<&str>) -> Result<String, String>;
+    fn install(
+        &mut self,
+        name: &str,
+        file: &Path,
+        hub: Option<&str>,
+    ) -> Result<String, InstallError>;
+}
+
+/// Why a flist was not installed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InstallError {
+    /// The file is not a flist one can install (truncated, corrupt, hostile names): the hub
+    /// that served it is at fault, another hub may serve it intact.
+    BadFlist(String),
+    /// Anything else (a block no store has, the next root's disk): another hub is no help.
+    Failed(String),
+}
+
+impl std::fmt::Display for InstallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            InstallError::BadFlist(e) | InstallError::Failed(e) => f.write_str(e),
+        }
+    }
+}
+
+/// Why installing a hub's flists stopped.
+enum Stop {
+    /// The hub served a flist that is not its MD5 or not a flist: the next hub may do better.
+    Hub(String),
+    /// Anything else: the stage fails.
+    Fatal(String),
+}
+
+/// The hubs after `hub` in `hubs` (compared without a trailing `/`): where the chain goes on
+/// when `hub` served a bad flist.
+pub fn hubs_after(hubs: &[String], hub: &str) -> Vec<String> {
+    let same = |h: &String| h.trim_end_matches('/') == hub.trim_end_matches('/');
+    match hubs.iter().position(same) {
+        Some(i) => hubs[i + 1..].to_vec(),
+        None => Vec::new(),
+    }
 }
 
 /// One GET of an API answer (small): the body of a 2xx, or why not.
@@ -203,45 +245,50 @@ fn cache_name(name: &str) -> String {
 }
 
 /// GETs one flist into `dir`, checking its MD5 while it streams. Returns (path, bytes, ms).
+/// The error says whether the MD5 was wrong (true) or the download failed (false).
 pub async fn download(
     f: &FlistRef,
     dir: &Path,
     opts: &HttpOptions,
-) -> Result<(PathBuf, u64, u64), String> {
+) -> Result<(PathBuf, u64, u64), (String, bool)> {
     let start = Instant::now();
     let path = dir.join(cache_name(&f.name));
     let part = dir.join(format!("{}.part", cache_name(&f.name)));
     let result = async {
         let mut resp = http::request(Method::Get, &f.url, &[], None, opts)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| (e.to_string(), false))?;
         let mut out = fs::File::create(&part)
-            .map_err(|e| format!("cannot create {}: {e}", part.display()))?;
+            .map_err(|e| (format!("cannot create {}: {e}", part.display()), false))?;
         let mut md5 = Md5::new();
         let mut bytes = 0u64;
-        while let Some(piece) = resp.chunk().await.map_err(|e| e.to_string())? {
+        while let Some(piece) = resp.chunk().await.map_err(|e| (e.to_string(), false))? {
             bytes += piece.len() as u64;
             if bytes > MAX_FLIST_BYTES {
-                return Err(format!(
-                    "longer than {} MiB: not a flist",
-                    MAX_FLIST_BYTES >> 20
+                return Err((
+                    format!("longer than {} MiB: not a flist", MAX_FLIST_BYTES >> 20),
+                    true,
                 ));
             }
             md5.update(piece);
             out.write_all(piece)
-                .map_err(|e| format!("cannot write {}: {e}", part.display()))?;
+                .map_err(|e| (format!("cannot write {}: {e}", part.display()), false))?;
         }
         let got: [u8; 16] = md5.finalize().into();
         if let Some(want) = f.md5 {
             if got != want {
-                return Err(format!(
-                    "MD5 {} but the hub says {} ({bytes} bytes received): not using it",
-                    hex(&got),
-                    hex(&want)
+                return Err((
+                    format!(
+                        "MD5 {} but the hub says {} ({bytes} bytes received): not using it",
+                        hex(&got),
+                        hex(&want)
+                    ),
+                    true,
                 ));
             }
         }
-        fs::rename(&part, &path).map_err(|e| format!("cannot rename {}: {e}", part.display()))?;
+        fs::rename(&part, &path)
+            .map_err(|e| (format!("cannot rename {}: {e}", part.display()), false))?;
         Ok(bytes)
     }
     .await;
@@ -251,14 +298,17 @@ pub async fn download(
             bytes,
             u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX),
         )),
-        Err(e) => {
+        Err((e, bad)) => {
             let _ = fs::remove_file(&part);
-            Err(format!("{}: {e}", f.url))
+            Err((format!("{}: {e}", f.url), bad))
         }
     }
 }
 
 /// Runs the mode once: hubs → chain (or `zos.flist=`) → each flist fetched, checked, installed.
+/// In the chain, a hub that serves a flist whose MD5 is not its own or that is not a flist
+/// (truncated, corrupt) is named on the console and the chain starts over on the next hub
+/// (flists installed already are kept: their stamps).
 pub async fn run(
     cfg: &FlistFetch,
     opts: &HttpOptions,
@@ -269,15 +319,24 @@ pub async fn run(
 ) -> Result<(), String> {
     fs::create_dir_all(cache_dir)
         .map_err(|e| format!("cannot create {}: {e}", cache_dir.display()))?;
-    let (hub, flists) = if cfg.flists.is_empty() {
-        record.mode = "chain".into();
-        let (hubs, config) = hub_list(cfg, opts, console).await;
-        record.hubs = hubs.clone();
-        record.config = config;
-        let taglink = hub::taglink_name(cfg.runmode, cfg.version.as_deref());
+    if !cfg.flists.is_empty() {
+        record.mode = "explicit".into();
+        let flists = explicit(&cfg.flists, opts, console).await?;
+        return match install_all(&flists, None, opts, cache_dir, console, installer, record).await {
+            Ok(()) => Ok(()),
+            Err(Stop::Hub(e) | Stop::Fatal(e)) => Err(e),
+        };
+    }
+    record.mode = "chain".into();
+    let (hubs, config) = hub_list(cfg, opts, console).await;
+    record.hubs = hubs.clone();
+    record.config = config;
+    let taglink = hub::taglink_name(cfg.runmode, cfg.version.as_deref());
+    let mut left = hubs;
+    loop {
         let (hub, flists, errors) =
-            resolve(hubs, taglink.clone(), cfg.bootstrap, opts, console).await?;
-        record.hub_errors = errors;
+            resolve(left.clone(), taglink.clone(), cfg.bootstrap, opts, console).await?;
+        record.hub_errors.extend(errors);
         console.line(format_args!(
             "flist: hub {hub}: {} → {}",
             format_args!("{}/{taglink}", hub::ZOS_REPO),
@@ -288,16 +347,50 @@ pub async fn run(
                 .join(", ")
         ));
         record.hub = Some(hub.clone());
-        (Some(hub), flists)
-    } else {
-        record.mode = "explicit".into();
-        (None, explicit(&cfg.flists, opts, console).await?)
-    };
-    for f in &flists {
+        match install_all(
+            &flists,
+            Some(&hub),
+            opts,
+            cache_dir,
+            console,
+            installer,
+            record,
+        )
+        .await
+        {
+            Ok(()) => return Ok(()),
+            Err(Stop::Fatal(e)) => return Err(e),
+            Err(Stop::Hub(e)) => {
+                left = hubs_after(&left, &hub);
+                record.hub_errors.push(format!("hub {hub}: {e}"));
+                if left.is_empty() {
+                    return Err(format!("{e} (from hub {hub}, the last hub)"));
+                }
+                console.line(format_args!(
+                    "flist: hub {hub} served a bad flist: {e}; trying the next hub"
+                ));
+            }
+        }
+    }
+}
+
+/// Fetches, checks and installs `flists` (from `hub`, None for `zos.flist=` URLs) in order.
+async fn install_all(
+    flists: &[FlistRef],
+    hub: Option<&str>,
+    opts: &HttpOptions,
+    cache_dir: &Path,
+    console: &Console,
+    installer: &mut dyn Installer,
+    record: &mut FlistRecord,
+) -> Result<(), Stop> {
+    for f in flists {
         let md5 = f.md5.map(|m| hex(&m));
         let stamp = cache_dir.join(format!("{}.installed", cache_name(&f.name)));
         let stamp_text = format!("{} {}\n", md5.as_deref().unwrap_or("-"), f.url);
-        if f.md5.is_some() && fs::read_to_string(&stamp).is_ok_and(|s| s == stamp_text) {
+        // The same name with the same MD5 (from this hub or one left since) is the same flist.
+        let stamped = |s: String| md5.as_deref() == s.split(' ').next();
+        if f.md5.is_some() && fs::read_to_string(&stamp).is_ok_and(stamped) {
             console.line(format_args!(
                 "flist {}: installed by an earlier attempt, keeping it",
                 f.name
@@ -312,7 +405,11 @@ pub async fn run(
             });
             continue;
         }
-        let (path, bytes, ms) = download(f, cache_dir, opts).await?;
+        let (path, bytes, ms) = match download(f, cache_dir, opts).await {
+            Ok(got) => got,
+            Err((e, true)) if hub.is_some() => return Err(Stop::Hub(e)),
+            Err((e, _)) => return Err(Stop::Fatal(e)),
+        };
         console.line(format_args!(
             "flist {}: {bytes} bytes in {ms} ms{}",
             f.name,
@@ -322,10 +419,21 @@ pub async fn run(
                 ""
             }
         ));
-        let installed = installer.install(&f.name, &path, hub.as_deref());
+        let installed = installer.install(&f.name, &path, hub);
         // Installed or refused, the file has served: the cache is RAM.
         let _ = fs::remove_file(&path);
-        let installed = installed.map_err(|e| format!("flist {}: not installed: {e}", f.name))?;
+        let installed = match installed {
+            Ok(s) => s,
+            Err(e) => {
+                let hubs_fault = matches!(e, InstallError::BadFlist(_)) && hub.is_some();
+                let e = format!("flist {}: not installed: {e}", f.name);
+                return Err(if hubs_fault {
+                    Stop::Hub(e)
+                } else {
+                    Stop::Fatal(e)
+                });
+            }
+        };
         console.line(format_args!("flist {}: installed: {installed}", f.name));
         if let Err(e) = fs::write(&stamp, &stamp_text) {
             log::warn!("cannot write {}: {e}", stamp.display());
@@ -356,5 +464,17 @@ mod tests {
         assert!(!cache_name("a/b\0c").contains('/'));
         assert_eq!(cache_name(""), "flist");
         assert_eq!(cache_name(".."), "flist");
+    }
+
+    #[test]
+    fn a_bad_hub_leaves_the_hubs_after_it() {
+        let hubs: Vec<String> = ["http://a/", "http://b", "http://c"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(hubs_after(&hubs, "http://a"), ["http://b", "http://c"]);
+        assert_eq!(hubs_after(&hubs, "http://b/"), ["http://c"]);
+        assert!(hubs_after(&hubs, "http://c").is_empty());
+        assert!(hubs_after(&hubs, "http://elsewhere").is_empty());
     }
 }

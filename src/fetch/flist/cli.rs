@@ -144,12 +144,18 @@ fn extract(
             return ExitCode::FAILURE;
         }
     };
-    let urls: Vec<String> = if urls.is_empty() {
-        flist.routes.iter().map(|r| r.url.clone()).collect()
+    // --store URLs serve every block; without them, the flist's routes, each for its range.
+    let parsed = if urls.is_empty() {
+        flist
+            .routes
+            .iter()
+            .try_fold(Stores::new(Vec::new()), |mut s, r| {
+                s.add(&r.url, r.start, r.end).map(|()| s)
+            })
     } else {
-        urls.to_vec()
+        Stores::parse_all(urls)
     };
-    let mut stores = match Stores::parse_all(&urls) {
+    let mut stores = match parsed {
         Ok(s) => s,
         Err(e) => {
             say(&e.to_string());

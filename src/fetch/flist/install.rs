@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::chain::Installer;
+use super::chain::{InstallError, Installer};
 use super::materialise::{materialise, Limits, Progress};
 use super::store::{Cache, Stores};
 use crate::console::Console;
@@ -76,21 +76,43 @@ impl Installer for BootInstaller {
         name: &str,
         file: &std::path::Path,
         hub: Option<&str>,
+    ) -> Result<String, InstallError> {
+        let flist = super::read_file(file).map_err(|e| InstallError::BadFlist(e.to_string()))?;
+        // A route the flist names that is no store (unknown scheme, start after end) is the
+        // flist's fault too: another hub may serve it intact.
+        let mut routes = Stores::new(Vec::new());
+        for r in &flist.routes {
+            routes
+                .add(&r.url, r.start, r.end)
+                .map_err(|e| InstallError::BadFlist(format!("its route table: {e}")))?;
+        }
+        self.install_flist(name, &flist, hub)
+            .map_err(InstallError::Failed)
+    }
+}
+
+impl BootInstaller {
+    /// Materialises a parsed flist (see [`Installer::install`]).
+    fn install_flist(
+        &mut self,
+        name: &str,
+        flist: &super::Flist,
+        hub: Option<&str>,
     ) -> Result<String, String> {
-        let flist = super::read_file(file).map_err(|e| e.to_string())?;
-        let mut urls: Vec<String> = self.stores.clone();
-        urls.extend(flist.routes.iter().map(|r| r.url.clone()));
-        urls.extend(hub.and_then(hub_store));
-        let mut seen = Vec::new();
-        urls.retain(|u| {
-            let new = !seen.contains(u);
-            seen.push(u.clone());
-            new
-        });
-        if urls.is_empty() && flist.file_bytes() > 0 {
+        // zos.store= first (every block), then the flist's routes (each for its range of the
+        // block id's first byte), then the hub's own 0-db (every block).
+        let mut stores = Stores::parse_all(&self.stores).map_err(|e| e.to_string())?;
+        for r in &flist.routes {
+            stores
+                .add(&r.url, r.start, r.end)
+                .map_err(|e| e.to_string())?;
+        }
+        if let Some(h) = hub.and_then(hub_store) {
+            stores.add(&h, 0, 255).map_err(|e| e.to_string())?;
+        }
+        if stores.list.is_empty() && flist.file_bytes() > 0 {
             return Err("the flist names no block store and none was given (zos.store=)".into());
         }
-        let mut stores = Stores::parse_all(&urls).map_err(|e| e.to_string())?;
         stores.http = Some(self.http.clone());
         std::fs::create_dir_all(&self.root)
             .map_err(|e| format!("cannot create {}: {e}", self.root.display()))?;
@@ -129,7 +151,7 @@ impl Installer for BootInstaller {
                 }
             }
         };
-        let s = materialise(&self.root, &flist, &stores, &self.cache, &limits, &progress)
+        let s = materialise(&self.root, flist, &stores, &self.cache, &limits, &progress)
             .map_err(|e| e.to_string())?;
         Ok(format!(
             "{} files ({} bytes), {} directories, {} links, {} special into {}; {} blocks \

@@ -14,15 +14,20 @@
 //! [`Dir::create_temp_dir`] (a random name, `mkdirat`) and removed through the root's
 //! descriptor.
 //!
-//! Files are fetched and written by a few worker threads (bounded), each block verified before
-//! a byte of it is written. Owners are set when running as root (otherwise skipped, and the
-//! summary says so); modes after owners (chown clears setuid bits); mtimes last, children
+//! Files are fetched and written by [`WORKERS`] threads, each block verified before a byte of
+//! it is written. A worker takes a run of consecutive files and keeps up to [`PIPELINE_DEPTH`]
+//! `GET`s in flight on its 0-db connection (small files are one block each: one round trip per
+//! block was most of the time); it reads and decodes one answer at a time into two buffers it
+//! reuses. Memory in flight: per worker one stored and one plain block (at most
+//! [`super::store::MAX_STORED`] + [`super::MAX_BLOCK_PLAIN`], 1 MiB each with rfs's blocks),
+//! whatever the flist's size; the answers owed wait in the kernel's socket buffer. Owners are
+//! set when running as root (otherwise skipped, and the summary says so); modes after owners (chown clears setuid bits); mtimes last, children
 //! before their directory.
 use std::collections::HashSet;
 use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use nix::errno::Errno;
@@ -35,10 +40,10 @@ use nix::sys::time::TimeSpec;
 use nix::unistd::{fchownat, symlinkat, Gid, Uid};
 
 use super::store::{Cache, Conns, Stores};
-use super::{Entry, Error, Flist, Kind};
+use super::{BlockRef, Entry, Error, Flist, Kind};
 use crate::fetch::beneath::{open_beneath, Dir, Root};
 
-/// Most files fetched at once.
+/// Worker threads (files written at once).
 pub const WORKERS: usize = 4;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -264,6 +269,10 @@ fn set_attrs(base: &OwnedFd, e: &Entry, owners: bool) -> Result<(), Error> {
     Ok(())
 }
 
+/// A worker takes consecutive files until they hold at least this many blocks (or the files
+/// run out): the window below slides over their blocks.
+const CHUNK_BLOCKS: usize = 128;
+
 fn write_files(
     tmp: &OwnedFd,
     flist: &Flist,
@@ -278,7 +287,7 @@ fn write_files(
         .iter()
         .filter(|e| e.kind == Kind::File)
         .collect();
-    let next = AtomicUsize::new(0);
+    let next = Mutex::new(0usize);
     let failed = AtomicBool::new(false);
     let written = AtomicU64::new(0);
     let done_files = AtomicU64::new(0);
@@ -287,6 +296,20 @@ fn write_files(
     let first_error: Mutex<Option<Error>> = Mutex::new(None);
     let files_total = files.len() as u64;
     let warn = |m: String| progress(&Progress::Warn(m));
+    // The next run of files for one worker: from the shared cursor, at least CHUNK_BLOCKS
+    // blocks' worth (or what is left).
+    let claim = || -> std::ops::Range<usize> {
+        let Ok(mut at) = next.lock() else {
+            return 0..0;
+        };
+        let start = *at;
+        let mut blocks = 0;
+        while *at < files.len() && blocks < CHUNK_BLOCKS {
+            blocks += files[*at].blocks.len().max(1);
+            *at += 1;
+        }
+        start..*at
+    };
     std::thread::scope(|scope| {
         for _ in 0..WORKERS.min(files.len().max(1)) {
             scope.spawn(|| {
@@ -295,12 +318,19 @@ fn write_files(
                     if failed.load(Ordering::Relaxed) {
                         return;
                     }
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(e) = files.get(i) else { return };
-                    let r =
-                        write_file(tmp, e, stores, cache, &mut conns, &warn, |n, from_cache| {
+                    let run = claim();
+                    if run.is_empty() {
+                        return;
+                    }
+                    let run = &files[run];
+                    let mut window = Window::new(run);
+                    for e in run {
+                        let r = write_file(tmp, e, |b, sink| {
+                            let got = window.next(stores, cache, &mut conns, b, &warn)?;
+                            sink(&got.0)?;
+                            let n = got.0.len() as u64;
                             let d = written.fetch_add(n, Ordering::Relaxed) + n;
-                            if from_cache {
+                            if got.1 {
                                 cached.fetch_add(1, Ordering::Relaxed);
                             } else {
                                 fetched.fetch_add(1, Ordering::Relaxed);
@@ -311,15 +341,18 @@ fn write_files(
                                 files: done_files.load(Ordering::Relaxed),
                                 files_total,
                             });
+                            conns.recycle(got.0);
+                            Ok(())
                         });
-                    if let Err(err) = r {
-                        failed.store(true, Ordering::Relaxed);
-                        if let Ok(mut g) = first_error.lock() {
-                            g.get_or_insert(err);
+                        if let Err(err) = r {
+                            failed.store(true, Ordering::Relaxed);
+                            if let Ok(mut g) = first_error.lock() {
+                                g.get_or_insert(err);
+                            }
+                            return;
                         }
-                        return;
+                        done_files.fetch_add(1, Ordering::Relaxed);
                     }
-                    done_files.fetch_add(1, Ordering::Relaxed);
                 }
             });
         }
@@ -340,14 +373,76 @@ fn write_files(
     Ok(())
 }
 
+/// Most GETs one worker has sent to a 0-db store and not read the answer of (pipelining: the
+/// store answers in order). Only one answer is read and decoded at a time: what a worker holds
+/// is one stored block and its plain bytes; the answers still owed wait in the kernel's socket
+/// buffer and the store's output buffer.
+pub const PIPELINE_DEPTH: usize = 32;
+
+/// The blocks of one worker's run of files, in the order they are written, with up to
+/// [`PIPELINE_DEPTH`] of them asked ahead from their 0-db store.
+struct Window<'a> {
+    blocks: Vec<&'a BlockRef>,
+    /// Next block to send a GET for.
+    sent: usize,
+    /// Next block to hand out.
+    taken: usize,
+    /// Per sent block: the store it was asked of ahead (None: asked the plain way when due).
+    asked: std::collections::VecDeque<Option<usize>>,
+}
+
+impl<'a> Window<'a> {
+    fn new(files: &[&'a Entry]) -> Self {
+        Window {
+            blocks: files.iter().flat_map(|e| e.blocks.iter()).collect(),
+            sent: 0,
+            taken: 0,
+            asked: std::collections::VecDeque::new(),
+        }
+    }
+
+    /// The verified plain bytes of the next block, `b` (bool: from the cache).
+    fn next(
+        &mut self,
+        stores: &Stores,
+        cache: &Cache,
+        conns: &mut Conns,
+        b: &BlockRef,
+        warn: &(dyn Fn(String) + Sync),
+    ) -> Result<(std::sync::Arc<Vec<u8>>, bool), Error> {
+        while self.sent < self.blocks.len() && self.sent < self.taken + PIPELINE_DEPTH {
+            let ahead = self.blocks[self.sent];
+            let id = ahead.id();
+            let store = match cache.get(id) {
+                Some(_) => None,
+                None => stores
+                    .first_for(conns, id)
+                    .filter(|&i| conns.send(stores, i, id)),
+            };
+            self.asked.push_back(store);
+            self.sent += 1;
+        }
+        let due = self.blocks.get(self.taken).copied();
+        self.taken += 1;
+        let asked = self.asked.pop_front().flatten();
+        if due != Some(b) {
+            // Not the block planned (cannot happen: files are written in order); ask plainly.
+            return stores.get(conns, cache, b, warn);
+        }
+        let answered = asked.and_then(|i| conns.reply(i).map(|got| (i, got)));
+        stores.get_with(conns, cache, b, warn, answered)
+    }
+}
+
+/// A block's plain bytes, handed to a file.
+type Sink<'a> = dyn FnMut(&[u8]) -> Result<(), Error> + 'a;
+
+/// Writes file `e` below `tmp`: `block(b, sink)` gets each block in turn and gives its plain
+/// bytes to `sink`.
 fn write_file(
     tmp: &OwnedFd,
     e: &Entry,
-    stores: &Stores,
-    cache: &Cache,
-    conns: &mut Conns,
-    warn: &(dyn Fn(String) + Sync),
-    mut on_block: impl FnMut(u64, bool),
+    mut block: impl FnMut(&BlockRef, &mut Sink) -> Result<(), Error>,
 ) -> Result<(), Error> {
     let p = parts(&e.path);
     let (name, parent) = p.split_last().ok_or_else(|| Error::new("empty path"))?;
@@ -362,19 +457,24 @@ fn write_file(
     let mut file = std::fs::File::from(fd);
     let mut size = 0u64;
     for (i, b) in e.blocks.iter().enumerate() {
-        let (plain, from_cache) = stores
-            .get(conns, cache, b, warn)
-            .map_err(|err| err.context(format!("{} block {i}", e.path)))?;
-        size += plain.len() as u64;
-        if size > e.size {
-            return Err(Error::new(format!(
-                "{}: blocks hold more than its size {} (hub error)",
-                e.path, e.size
-            )));
-        }
-        file.write_all(&plain)
-            .map_err(|err| Error::new(format!("{}: write: {err}", e.path)))?;
-        on_block(plain.len() as u64, from_cache);
+        let mut sink = |plain: &[u8]| {
+            size += plain.len() as u64;
+            if size > e.size {
+                return Err(Error::new(format!(
+                    "{}: blocks hold more than its size {} (hub error)",
+                    e.path, e.size
+                )));
+            }
+            file.write_all(plain)
+                .map_err(|err| Error::new(format!("{}: write: {err}", e.path)))
+        };
+        block(b, &mut sink).map_err(|err| {
+            if err.0.starts_with(&e.path) {
+                err
+            } else {
+                err.context(format!("{} block {i}", e.path))
+            }
+        })?;
     }
     if size != e.size {
         return Err(Error::new(format!(

@@ -9,7 +9,10 @@
 //!   `base/<hex id>` when that is 404.
 //! - `dir:///path` — the file `/path/<hex id>` (rfs's layout), else `/path/hh/<hex id>`.
 //!
-//! [`Stores::get`] tries the stores in order for each block: a store that does not have it, or
+//! Each store serves the blocks whose id's first byte is within its ranges (rfs 2 `route(start,
+//! end, url)`; stores given by the operator and the hub's 0-db serve all). [`Conns::send`] /
+//! [`Conns::reply`] pipeline `GET`s on a second 0-db connection (the caller bounds how many are
+//! in flight). [`Stores::get`] tries the stores serving a block in order: a store that does not have it, or
 //! fails, or serves bytes that do not verify is skipped for that block and the next is asked;
 //! a store that served a bad block is reported through the caller's warning function. Verified
 //! plain blocks go into the [`Cache`] so that a second flist or a retry fetches nothing twice.
@@ -199,6 +202,11 @@ impl Cache {
 #[derive(Debug, Clone)]
 pub struct Stores {
     pub list: Vec<Store>,
+    /// Per store (same index as `list`): the ranges of a block id's first byte it serves,
+    /// inclusive (rfs 2 `route(start, end, url)`). A store given by the operator or the hub's
+    /// own 0-db serves every block (0..=255). Several stores covering one byte are
+    /// alternatives, asked in `list` order.
+    pub ranges: Vec<Vec<(u8, u8)>>,
     /// How http(s) stores are reached (DNS, TLS, timeouts); None: http stores are skipped.
     pub http: Option<http::HttpOptions>,
     /// Connect and read timeout for 0-db stores.
@@ -208,6 +216,7 @@ pub struct Stores {
 impl Stores {
     pub fn new(list: Vec<Store>) -> Self {
         Stores {
+            ranges: vec![vec![(0, 255)]; list.len()],
             list,
             http: None,
             timeout: Duration::from_secs(10),
@@ -221,14 +230,66 @@ impl Stores {
         Ok(Stores::new(list))
     }
 
-    /// The verified plain bytes of `b`: from the cache, else from the first store that has a
-    /// block that verifies. `warn` hears about each store that served a bad block.
+    /// Adds the store at `url` for ids whose first byte is within `start..=end`; a URL already
+    /// in the list gains the range (no second connection to one store).
+    pub fn add(&mut self, url: &str, start: u8, end: u8) -> Result<(), Error> {
+        if start > end {
+            return Err(Error::new(format!(
+                "route {start}..{end} to {url}: start after end"
+            )));
+        }
+        let store = Store::parse(url)?;
+        match self.list.iter().position(|s| *s == store) {
+            Some(i) => self.ranges[i].push((start, end)),
+            None => {
+                self.list.push(store);
+                self.ranges.push(vec![(start, end)]);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether store `i` serves blocks whose id starts with `first`.
+    pub fn serves(&self, i: usize, first: u8) -> bool {
+        self.ranges
+            .get(i)
+            .is_some_and(|r| r.iter().any(|&(a, b)| (a..=b).contains(&first)))
+    }
+
+    /// The stores that serve `id`, in the order they are asked.
+    pub fn candidates<'a>(&'a self, id: &'a [u8]) -> impl Iterator<Item = usize> + 'a {
+        let first = id.first().copied().unwrap_or(0);
+        (0..self.list.len()).filter(move |&i| self.serves(i, first))
+    }
+
+    /// The first store `conns` still asks for `id` (not given up after failures).
+    pub fn first_for(&self, conns: &Conns, id: &[u8]) -> Option<usize> {
+        self.candidates(id)
+            .find(|i| conns.failures.get(i).copied().unwrap_or(0) < GIVE_UP_AFTER)
+    }
+
+    /// The verified plain bytes of `b`: from the cache, else from the first store serving it
+    /// that has a block that verifies. `warn` hears about each store that served a bad block.
+    /// The bool: from the cache.
     pub fn get(
         &self,
         conns: &mut Conns,
         cache: &Cache,
         b: &BlockRef,
         warn: &(dyn Fn(String) + Sync),
+    ) -> Result<(Arc<Vec<u8>>, bool), Error> {
+        self.get_with(conns, cache, b, warn, None)
+    }
+
+    /// [`Stores::get`] with the answer of store `i` already in hand (a pipelined GET, see
+    /// [`Conns::pipeline`]): used in place of asking store `i` again.
+    pub fn get_with(
+        &self,
+        conns: &mut Conns,
+        cache: &Cache,
+        b: &BlockRef,
+        warn: &(dyn Fn(String) + Sync),
+        mut answered: Option<(usize, Result<Vec<u8>, Miss>)>,
     ) -> Result<(Arc<Vec<u8>>, bool), Error> {
         if let Some(p) = cache.get(b.id()) {
             return Ok((p, true));
@@ -240,7 +301,10 @@ impl Stores {
             )));
         }
         let mut why = Vec::new();
-        for (i, store) in self.list.iter().enumerate() {
+        let mut asked = false;
+        for i in self.candidates(b.id()) {
+            let store = &self.list[i];
+            asked = true;
             let failures = conns.failures.entry(i).or_default();
             if *failures >= GIVE_UP_AFTER {
                 why.push(format!(
@@ -249,7 +313,14 @@ impl Stores {
                 ));
                 continue;
             }
-            let raw = match self.fetch(conns, i, store, b.id()) {
+            let got = match answered.take() {
+                Some((j, got)) if j == i => got,
+                other => {
+                    answered = other;
+                    self.fetch(conns, i, store, b.id())
+                }
+            };
+            let raw = match got {
                 Ok(raw) => raw,
                 Err(Miss::NotFound) => {
                     why.push(format!("{}: not found", store.name()));
@@ -269,13 +340,18 @@ impl Stores {
                     continue;
                 }
             };
-            match block::decode(b, &raw) {
-                Ok(plain) => {
+            let mut raw = raw;
+            let mut plain = std::mem::take(&mut conns.spare_plain);
+            let decoded = block::decode_into(b, &mut raw, &mut plain);
+            conns.spare_raw = raw;
+            match decoded {
+                Ok(()) => {
                     let plain = Arc::new(plain);
                     cache.put(b.id(), plain.clone());
                     return Ok((plain, false));
                 }
                 Err(e) => {
+                    conns.spare_plain = plain;
                     warn(format!(
                         "store {} served a bad block {}: {e}; asking the next store",
                         store.name(),
@@ -284,6 +360,14 @@ impl Stores {
                     why.push(format!("{}: bad block: {e}", store.name()));
                 }
             }
+        }
+        if !asked {
+            let first = b.id().first().copied().unwrap_or(0);
+            return Err(Error::new(format!(
+                "block {}: no store serves ids starting with {first:02x} (the flist's routes \
+                 leave that byte out; give a store for it with zos.store= / --store)",
+                b.id_hex()
+            )));
         }
         Err(Error::new(format!(
             "block {}: no store had it intact ({})",
@@ -351,7 +435,7 @@ impl Stores {
                         }
                     }
                     let Some(c) = conn.as_mut() else { continue };
-                    match c.get(id) {
+                    match c.get_into(id, &mut conns.spare_raw) {
                         Ok(Some(data)) if data.is_empty() => {
                             return Err(Miss::Failed("empty value".into()))
                         }
@@ -386,6 +470,93 @@ fn read_capped(p: &std::path::Path) -> io::Result<Vec<u8>> {
 pub struct Conns {
     zdb: HashMap<usize, Option<Zdb>>,
     failures: HashMap<usize, u32>,
+    /// Pipelined connections (a second one per 0-db store, so that a plain GET never reads a
+    /// pipelined reply): GETs sent, replies not read yet.
+    pipes: HashMap<usize, Pipe>,
+    /// Stores whose pipelined connection could not be made or broke: asked the plain way only.
+    no_pipe: std::collections::HashSet<usize>,
+    /// Buffers reused from block to block (a stored block, a plain block): with 1 MiB blocks,
+    /// a fresh allocation each is a fresh mapping and its page faults (musl maps every large
+    /// allocation).
+    spare_raw: Vec<u8>,
+    spare_plain: Vec<u8>,
+}
+
+#[derive(Debug)]
+struct Pipe {
+    zdb: Zdb,
+    /// Replies owed by the server.
+    owed: usize,
+}
+
+impl Conns {
+    /// Sends `GET id` to 0-db store `i` on its pipelined connection without waiting for the
+    /// answer (RESP answers in order; read it with [`Conns::reply`]). False when store `i` is
+    /// not a 0-db store or cannot be reached now: ask it the plain way ([`Stores::get`]).
+    pub fn send(&mut self, stores: &Stores, i: usize, id: &[u8]) -> bool {
+        let Some(store @ Store::Zdb { .. }) = stores.list.get(i) else {
+            return false;
+        };
+        if self.no_pipe.contains(&i) {
+            return false;
+        }
+        let pipe = match self.pipes.entry(i) {
+            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                match Zdb::connect(store, stores.timeout) {
+                    Ok(zdb) => v.insert(Pipe { zdb, owed: 0 }),
+                    Err(_) => {
+                        self.no_pipe.insert(i);
+                        return false;
+                    }
+                }
+            }
+        };
+        pipe.zdb.queue(&[b"GET", id]);
+        pipe.owed += 1;
+        true
+    }
+
+    /// Takes back a block's plain bytes once written (when the cache holds no other reference):
+    /// its allocation serves the next block.
+    pub fn recycle(&mut self, plain: Arc<Vec<u8>>) {
+        if let Ok(v) = Arc::try_unwrap(plain) {
+            if v.capacity() > self.spare_plain.capacity() {
+                self.spare_plain = v;
+            }
+        }
+    }
+
+    /// The answer to the oldest GET sent to store `i` by [`Conns::send`]; None when that
+    /// connection broke before (the block must be asked for the plain way). A connection that
+    /// breaks now is dropped with every answer it still owed.
+    pub fn reply(&mut self, i: usize) -> Option<Result<Vec<u8>, Miss>> {
+        let pipe = self.pipes.get_mut(&i).filter(|p| p.owed > 0)?;
+        pipe.owed -= 1;
+        let spare = &mut self.spare_raw;
+        let got = pipe
+            .zdb
+            .flush()
+            .and_then(|()| read_reply_into(&mut pipe.zdb.reader, spare));
+        Some(match got {
+            Ok(Reply::Bulk(Some(data))) if data.is_empty() => {
+                Err(Miss::Failed("empty value".into()))
+            }
+            Ok(Reply::Bulk(Some(data))) => Ok(data),
+            Ok(Reply::Bulk(None)) => Err(Miss::NotFound),
+            Ok(Reply::Error(e)) => Err(Miss::Failed(format!("GET: {e}"))),
+            Ok(other) => {
+                self.pipes.remove(&i);
+                self.no_pipe.insert(i);
+                Err(Miss::Failed(format!("GET: unexpected reply {other:?}")))
+            }
+            Err(e) => {
+                self.pipes.remove(&i);
+                self.no_pipe.insert(i);
+                Err(Miss::Failed(e))
+            }
+        })
+    }
 }
 
 /// Failures (not "not found") after which a worker stops asking a store.
@@ -396,6 +567,8 @@ pub const GIVE_UP_AFTER: u32 = 2;
 pub struct Zdb {
     reader: BufReader<TcpStream>,
     writer: TcpStream,
+    /// Commands queued by [`Zdb::queue`], sent by the next [`Zdb::flush`].
+    out: Vec<u8>,
 }
 
 impl Zdb {
@@ -428,8 +601,9 @@ impl Zdb {
                     let _ = s.set_nodelay(true);
                     let writer = s.try_clone().map_err(|e| e.to_string())?;
                     let mut z = Zdb {
-                        reader: BufReader::new(s),
+                        reader: BufReader::with_capacity(64 << 10, s),
                         writer,
+                        out: Vec::new(),
                     };
                     if let Some(ns) = namespace.as_deref().filter(|ns| *ns != "default") {
                         let mut args: Vec<&[u8]> = vec![b"SELECT", ns.as_bytes()];
@@ -458,7 +632,14 @@ impl Zdb {
 
     /// GET of a raw key: Some(value), or None when the key is absent.
     pub fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
-        match self.call(&[b"GET", key])? {
+        self.get_into(key, &mut Vec::new())
+    }
+
+    /// [`Zdb::get`] reading the value into `spare`'s allocation.
+    pub fn get_into(&mut self, key: &[u8], spare: &mut Vec<u8>) -> Result<Option<Vec<u8>>, String> {
+        self.queue(&[b"GET", key]);
+        self.flush()?;
+        match read_reply_into(&mut self.reader, spare)? {
             Reply::Bulk(v) => Ok(v),
             Reply::Error(e) => Err(format!("GET: {e}")),
             other => Err(format!("GET: unexpected reply {other:?}")),
@@ -466,16 +647,31 @@ impl Zdb {
     }
 
     fn call(&mut self, args: &[&[u8]]) -> Result<Reply, String> {
-        let mut req = format!("*{}\r\n", args.len()).into_bytes();
-        for a in args {
-            req.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-            req.extend_from_slice(a);
-            req.extend_from_slice(b"\r\n");
-        }
-        self.writer
-            .write_all(&req)
-            .map_err(|e| format!("send: {e}"))?;
+        self.queue(args);
+        self.flush()?;
         read_reply(&mut self.reader)
+    }
+
+    /// Adds a command to the ones the next [`Zdb::flush`] sends.
+    fn queue(&mut self, args: &[&[u8]]) {
+        self.out
+            .extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
+        for a in args {
+            self.out
+                .extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+            self.out.extend_from_slice(a);
+            self.out.extend_from_slice(b"\r\n");
+        }
+    }
+
+    /// Sends the queued commands.
+    fn flush(&mut self) -> Result<(), String> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let r = self.writer.write_all(&self.out);
+        self.out.clear();
+        r.map_err(|e| format!("send: {e}"))
     }
 }
 
@@ -489,6 +685,11 @@ pub enum Reply {
 
 /// Reads one RESP reply (arrays are not expected from SELECT or GET and are refused).
 pub fn read_reply(r: &mut impl BufRead) -> Result<Reply, String> {
+    read_reply_into(r, &mut Vec::new())
+}
+
+/// [`read_reply`], a bulk value read into `spare`'s allocation (taken from it).
+pub fn read_reply_into(r: &mut impl BufRead, spare: &mut Vec<u8>) -> Result<Reply, String> {
     let mut line = Vec::new();
     r.by_ref()
         .take(1024)
@@ -520,7 +721,9 @@ pub fn read_reply(r: &mut impl BufRead) -> Result<Reply, String> {
             if n > MAX_STORED {
                 return Err(format!("value of {n} bytes, more than {MAX_STORED}"));
             }
-            let mut data = vec![0u8; n + 2];
+            let mut data = std::mem::take(spare);
+            // Truncates or grows (zeroing only the growth): read_exact overwrites it all.
+            data.resize(n + 2, 0);
             r.read_exact(&mut data)
                 .map_err(|e| format!("receive: {e}"))?;
             if &data[n..] != b"\r\n" {

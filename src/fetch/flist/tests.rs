@@ -475,3 +475,171 @@ fn fuzz_seeds_are_accepted() {
         );
     }
 }
+
+/// A dir store (rfs's flat layout) under the temp directory holding `blocks`; removed on drop.
+struct TempStore(std::path::PathBuf);
+
+impl TempStore {
+    fn new(name: &str, blocks: &[&(BlockRef, Vec<u8>)]) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "zos-flist-test-{}-{name}-{:08x}",
+            std::process::id(),
+            fastrand::u32(..)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (b, stored) in blocks {
+            std::fs::write(dir.join(b.id_hex()), stored).unwrap();
+        }
+        TempStore(dir)
+    }
+    fn url(&self) -> String {
+        format!("dir://{}", self.0.display())
+    }
+}
+
+impl Drop for TempStore {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// v2 blocks until one has an id starting below 0x80 and one at or above.
+fn low_and_high_blocks() -> ((BlockRef, Vec<u8>), (BlockRef, Vec<u8>)) {
+    let (mut low, mut high) = (None, None);
+    for i in 0u32.. {
+        let blk = encode_v2(format!("block {i}").as_bytes());
+        match blk.0.id()[0] {
+            0..=0x7f if low.is_none() => low = Some(blk),
+            0x80..=0xff if high.is_none() => high = Some(blk),
+            _ => {}
+        }
+        if let (Some(l), Some(h)) = (&low, &high) {
+            return (l.clone(), h.clone());
+        }
+    }
+    unreachable!()
+}
+
+#[test]
+fn routes_choose_the_store_by_the_first_byte_of_the_block_id() {
+    let (low, high) = low_and_high_blocks();
+    // A serves 00..7f, B serves 80..ff. A also holds a spoiled copy of the high block: were
+    // routes ignored, A would be asked for it first and named for a bad block.
+    let mut spoiled = high.clone();
+    spoiled.1[0] ^= 1;
+    let a = TempStore::new("a", &[&low, &spoiled]);
+    let b = TempStore::new("b", &[&high]);
+    let mut stores = Stores::new(Vec::new());
+    stores.add(&a.url(), 0, 0x7f).unwrap();
+    stores.add(&b.url(), 0x80, 0xff).unwrap();
+    assert_eq!(stores.list.len(), 2);
+    let warnings = std::sync::Mutex::new(Vec::new());
+    let warn = |m: String| warnings.lock().unwrap().push(m);
+    let cache = Cache::new(0);
+    let mut conns = store::Conns::default();
+    let got = stores.get(&mut conns, &cache, &low.0, &warn).unwrap();
+    assert_eq!(*got.0, block::decode(&low.0, &low.1).unwrap());
+    assert_eq!(
+        block::decode(&high.0, &high.1).unwrap(),
+        *stores.get(&mut conns, &cache, &high.0, &warn).unwrap().0
+    );
+    assert!(warnings.lock().unwrap().is_empty(), "{:?}", warnings.lock());
+    // B does not serve the low range: without A's route the low block is nowhere.
+    let mut only_b = Stores::new(Vec::new());
+    only_b.add(&b.url(), 0x80, 0xff).unwrap();
+    let err = only_b
+        .get(&mut conns, &cache, &low.0, &warn)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(&low.0.id_hex()), "{err}");
+    assert!(
+        err.contains(&format!(
+            "no store serves ids starting with {:02x}",
+            low.0.id()[0]
+        )),
+        "{err}"
+    );
+    // One URL on two routes is one store with both ranges.
+    only_b.add(&b.url(), 0, 0x0f).unwrap();
+    assert_eq!(only_b.list.len(), 1);
+    assert_eq!(only_b.ranges[0], vec![(0x80, 0xff), (0, 0x0f)]);
+    assert!(only_b.add(&b.url(), 9, 3).is_err());
+}
+
+#[test]
+fn routes_over_one_range_are_alternatives_in_order() {
+    let (low, high) = low_and_high_blocks();
+    let mut spoiled = low.clone();
+    spoiled.1[3] ^= 1;
+    // Three routes over 00..ff: the first lacks the low block, the second spoils it, the third
+    // has it; the high block is only on the first.
+    let empty = TempStore::new("empty", &[&high]);
+    let bad = TempStore::new("bad", &[&spoiled]);
+    let good = TempStore::new("good", &[&low]);
+    let mut stores = Stores::new(Vec::new());
+    for s in [&empty, &bad, &good] {
+        stores.add(&s.url(), 0, 255).unwrap();
+    }
+    let warnings = std::sync::Mutex::new(Vec::new());
+    let warn = |m: String| warnings.lock().unwrap().push(m);
+    let cache = Cache::new(0);
+    let mut conns = store::Conns::default();
+    let got = stores.get(&mut conns, &cache, &low.0, &warn).unwrap();
+    assert_eq!(*got.0, block::decode(&low.0, &low.1).unwrap());
+    let w = warnings.lock().unwrap().join("\n");
+    assert!(w.contains(&bad.url()) && w.contains("bad block"), "{w}");
+    assert!(!w.contains(&empty.url()), "{w}");
+    assert!(stores.get(&mut conns, &cache, &high.0, &warn).is_ok());
+}
+
+#[test]
+fn zdb_gets_are_pipelined_and_answered_in_order() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let blocks: Vec<(BlockRef, Vec<u8>)> = (0..3)
+        .map(|i| encode_v2(format!("pipelined {i}").as_bytes()))
+        .collect();
+    let values: Vec<Vec<u8>> = blocks.iter().map(|b| b.1.clone()).collect();
+    // A RESP server that answers nothing until all three GETs are in: a client waiting for
+    // each answer before the next GET would stall here (and the test fail on its timeout).
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while got.windows(9).filter(|w| w == b"$3\r\nGET\r\n").count() < 3 {
+            let n = s.read(&mut buf).expect("all three GETs before any answer");
+            assert!(n > 0, "client closed");
+            got.extend_from_slice(&buf[..n]);
+        }
+        for v in &values {
+            s.write_all(format!("${}\r\n", v.len()).as_bytes()).unwrap();
+            s.write_all(v).unwrap();
+            s.write_all(b"\r\n").unwrap();
+        }
+        s.write_all(b"$-1\r\n").unwrap();
+        let mut rest = [0u8; 1];
+        let _ = s.read(&mut rest);
+    });
+    let mut stores = Stores::parse_all(&[format!("zdb://127.0.0.1:{port}")]).unwrap();
+    stores.timeout = std::time::Duration::from_secs(5);
+    let mut conns = store::Conns::default();
+    for (b, _) in &blocks {
+        assert!(conns.send(&stores, 0, b.id()));
+    }
+    let (missing, _) = encode_v2(b"not there");
+    assert!(conns.send(&stores, 0, missing.id()));
+    for (b, stored) in &blocks {
+        match conns.reply(0) {
+            Some(Ok(v)) => assert_eq!(&v, stored, "answer for {}", b.id_hex()),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(matches!(conns.reply(0), Some(Err(store::Miss::NotFound))));
+    // Nothing more is owed.
+    assert!(conns.reply(0).is_none());
+    drop(conns);
+    server.join().unwrap();
+}
