@@ -14,6 +14,12 @@
 # measured as configured by default and with --noarp. zos-netboot's own timings_ms.dhcp4 (first
 # DISCOVER to BOUND) is printed too.
 #
+# The harness itself (bash forking, `timeout`, `ip netns exec` entering the namespace and
+# remounting /sys, exec) costs every client the same few milliseconds before the client's first
+# instruction. A "harness floor" row measures it in the same run: a client that only adds an
+# address (`ip addr add`) started the same way. The last column subtracts that floor's median
+# from each client's: the client's own start -> address.
+#
 # BIN=/path/to/zos-netboot skips the build (default: cargo build --release).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh" # die, t, make_ns, del_ns, kill_wait, ...
@@ -124,12 +130,13 @@ printf '#!/bin/sh\nexit 0\n' >"$dir/noop.sh"
 : >"$dir/dhclient.conf"
 chmod 755 "$dir/udhcpc.sh" "$dir/dhclient.sh" "$dir/noop.sh"
 
-clients=(zos-netboot)
+clients=(floor zos-netboot)
 command -v busybox >/dev/null && busybox udhcpc --help >/dev/null 2>&1 && clients+=(udhcpc)
 command -v dhclient >/dev/null && clients+=(dhclient)
 command -v dhcpcd >/dev/null && clients+=(dhcpcd dhcpcd-noarp)
 label() {
   case "$1" in
+    floor) echo "harness floor" ;;
     zos-netboot) echo "zos-netboot dhcp4" ;;
     udhcpc) echo "busybox udhcpc" ;;
     dhclient) echo "ISC dhclient" ;;
@@ -142,6 +149,9 @@ label() {
 start_client() {
   local log="$dir/$1-$2.log"
   case "$1" in
+    floor)
+      timeout -k 2 30 ip netns exec "$node" ip addr add 10.77.0.254/24 dev "$ifn" >"$log" 2>&1 &
+      ;;
     zos-netboot)
       timeout -k 2 30 ip netns exec "$node" "$bin" dhcp4 "$ifn" --state "$dir/state.json" --timeout 25 >"$log" 2>&1 &
       ;;
@@ -226,13 +236,16 @@ stats() { # values... -> "n median p90" (p90: nearest rank)
 
 # shellcheck disable=SC2086 # word-split the list of numbers
 read -r _ zos_median _ <<<"$(stats ${results[zos-netboot]:-})"
+read -r _ floor_median _ <<<"$(stats ${results[floor]:-})"
 echo
-printf '%-20s %5s %11s %9s %16s\n' client ok "median ms" "p90 ms" "vs zos-netboot"
+printf '%-20s %5s %11s %9s %16s %22s\n' client ok "median ms" "p90 ms" "vs zos-netboot" "median − floor ms"
 for c in "${clients[@]}"; do
   # shellcheck disable=SC2086
   read -r n median p90 <<<"$(stats ${results[$c]:-})"
   ratio=$(awk -v a="$median" -v z="$zos_median" 'BEGIN { if (a == "-" || z == "-" || z == 0) print "-"; else printf "%.1fx", a / z }')
-  printf '%-20s %2d/%-2d %11s %9s %16s\n' "$(label "$c")" "$n" "$runs" "$median" "$p90" "$ratio"
+  own=$(awk -v a="$median" -v f="$floor_median" 'BEGIN { if (a == "-" || f == "-") print "-"; else printf "%.1f", a - f }')
+  [ "$c" = floor ] && ratio="-" && own="-"
+  printf '%-20s %2d/%-2d %11s %9s %16s %22s\n' "$(label "$c")" "$n" "$runs" "$median" "$p90" "$ratio" "$own"
 done
 if [ "${#own_timings[@]}" -gt 0 ]; then
   read -r n median p90 <<<"$(stats "${own_timings[@]}")"
