@@ -2,9 +2,9 @@
 # Builds the zos-netboot boot initramfs: a reproducible, compressed newc cpio archive.
 #
 #   scripts/build-initramfs.sh --out FILE [--kernel-version VER] [--bin PATH] [--next-root DIR]
-#                              [--ca PEM] [--compress zstd|gzip] [--check-reproducible]
+#                              [--ca PEM] [--compress zstd|gzip|none] [--check-reproducible]
 #                              [--without MODULE]... [--nic-ids FILE] [--budget MIB]
-#                              [--zstd-level N]
+#                              [--zstd-level N] [--modules zst|ko] [--firmware xz|plain]
 #
 # The archive holds only:
 #   /init                               the static zos-netboot binary (--bin; default
@@ -17,10 +17,17 @@
 #                                       with modules.dep, modules.alias, modules.softdep and
 #                                       modules.order filtered to them, and modules.builtin;
 #                                       --without MODULE (repeatable) leaves one out (a test
-#                                       image for a NIC without a driver)
+#                                       image for a NIC without a driver). Each module is
+#                                       stored as NAME.ko.zst (--modules zst, the default: the
+#                                       package's file byte for byte inside, so its signature
+#                                       holds; zos-netboot decompresses the few it loads) or as
+#                                       the plain .ko (--modules ko)
 #   /lib/firmware/…                     every firmware file those modules name (`modinfo -F
 #                                       firmware`) that this machine has (Debian's firmware-*
-#                                       packages), symlinks resolved
+#                                       packages), symlinks resolved; stored as FILE.xz
+#                                       (--firmware xz, the default: xz --check=crc32, which the
+#                                       kernel decompresses itself when a driver asks for the
+#                                       file, CONFIG_FW_LOADER_COMPRESS_XZ) or as is (plain)
 #   /etc/zos/firmware.map               `<file> <package>` for every firmware file the modules
 #                                       name: the installed Debian package that has it (from
 #                                       dpkg's file lists), `-` when none does; zos-netboot
@@ -34,9 +41,10 @@
 # linux-image-amd64: every NIC driver), else the newest *-cloud-amd64 (linux-image-cloud-amd64,
 # virtio and cloud NICs only, for small virtual images). --nic-ids FILE writes the NICs the image
 # has a driver for (PCI and USB vendor:device from modules.alias; see docs/media.md).
-# --budget MIB fails the build when the compressed archive is larger (default 20; 0: no limit).
-# --zstd-level N: 19 by default (the full kernel's image: 15.4 MiB, ≈ 80 s on one core); 12
-# builds in ≈ 8 s for 10 % more bytes (the tests use it). Same inputs give the same bytes: names sorted, uid/gid 0, every
+# --budget MIB fails the build when the compressed archive is larger (default 24; 0: no limit).
+# --zstd-level N: 19 by default, for the archive and the modules (12 builds much faster for a few
+# % more bytes; the tests use it). --compress none leaves the archive itself uncompressed (its
+# modules and firmware are compressed one by one; docs/media.md "Full kernel or cloud kernel"). Same inputs give the same bytes: names sorted, uid/gid 0, every
 # mtime = SOURCE_DATE_EPOCH (default: the last git commit's time), inode numbers renumbered,
 # `gzip -n` / single-threaded zstd. --check-reproducible builds twice from scratch and fails
 # unless both archives have the same sha256. Prints the archive's size.
@@ -49,7 +57,8 @@ die() { printf 'build-initramfs.sh: %s\n' "$*" >&2; exit 1; }
 note() { printf '  %s\n' "$*" >&2; }
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$self"; }
 
-out='' kver='' bin='' next_root='' ca='' compress=zstd check=0 nic_ids='' budget=20 level=19
+out='' kver='' bin='' next_root='' ca='' compress=zstd check=0 nic_ids='' budget=24 level=19
+modfmt=zst fwfmt=xz
 without=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -73,13 +82,21 @@ while [ $# -gt 0 ]; do
     --budget) budget=${2:?--budget needs MIB}; shift 2 ;;
     --budget=*) budget=${1#*=}; shift ;;
     --zstd-level) level=${2:?--zstd-level needs N}; shift 2 ;;
+    --modules) modfmt=${2:?--modules needs zst or ko}; shift 2 ;;
+    --firmware) fwfmt=${2:?--firmware needs xz or plain}; shift 2 ;;
     -h | --help) usage; exit 0 ;;
     *) usage >&2; die "unknown argument: $1" ;;
   esac
 done
 [ -n "$out" ] || { usage >&2; die "--out FILE is required"; }
-case "$compress" in gzip | zstd) ;; *) die "--compress must be gzip or zstd, not $compress" ;; esac
-for tool in cpio find sort awk sha256sum "$compress"; do
+case "$compress" in gzip | zstd | none) ;; *) die "--compress must be gzip, zstd or none, not $compress" ;; esac
+case "$modfmt" in zst | ko) ;; *) die "--modules must be zst or ko, not $modfmt" ;; esac
+case "$fwfmt" in xz | plain) ;; *) die "--firmware must be xz or plain, not $fwfmt" ;; esac
+tools=(cpio find sort awk sha256sum xargs)
+[ "$compress" = none ] || tools+=("$compress")
+[ "$modfmt" = ko ] || tools+=(zstd)
+[ "$fwfmt" = plain ] || tools+=(xz)
+for tool in "${tools[@]}"; do
   command -v "$tool" >/dev/null || die "$tool is missing (bash scripts/setup.sh installs it)"
 done
 
@@ -131,7 +148,8 @@ sha() { sha256sum "$1" | awk '{ print $1 }'; }
 if [ "$check" = 1 ]; then
   tmpd=$(mktemp -d "${TMPDIR:-/tmp}/zos-initramfs-check.XXXXXX")
   trap 'rm -rf "$tmpd"' EXIT
-  args=(--kernel-version "$kver" --bin "$bin" --compress "$compress" --budget "$budget" --zstd-level "$level")
+  args=(--kernel-version "$kver" --bin "$bin" --compress "$compress" --budget "$budget" --zstd-level "$level"
+    --modules "$modfmt" --firmware "$fwfmt")
   for m in "${without[@]}"; do args+=(--without "$m"); done
   [ -z "$nic_ids" ] || args+=(--nic-ids "$tmpd/nic-ids")
   [ -z "$next_root" ] || args+=(--next-root "$next_root")
@@ -141,7 +159,10 @@ if [ "$check" = 1 ]; then
   a=$(sha "$tmpd/a") b=$(sha "$tmpd/b")
   if [ "$a" != "$b" ]; then
     echo "build-initramfs.sh: NOT reproducible: $a vs $b; differences in the file lists:" >&2
-    for x in a b; do "$compress" -dc <"$tmpd/$x" | cpio -itv --quiet >"$tmpd/$x.lst" 2>/dev/null || true; done
+    for x in a b; do
+      case "$compress" in none) cat "$tmpd/$x" ;; *) "$compress" -dc <"$tmpd/$x" ;; esac |
+        cpio -itv --quiet >"$tmpd/$x.lst" 2>/dev/null || true
+    done
     diff "$tmpd/a.lst" "$tmpd/b.lst" >&2 || true
     exit 1
   fi
@@ -229,16 +250,32 @@ awk -v listfile="$modlist" -v builtin="$moddir/modules.builtin" -v sel="$stage/m
 [ -s "$stage/modules.sel" ] || die "no module selected"
 
 kdir="$root/lib/modules/$kver"
+# Compressing the files one by one, in parallel, gives the same bytes as in sequence.
+jobs=$(nproc 2>/dev/null || echo 1)
 while IFS= read -r rel; do
   mkdir -p "$kdir/$(dirname "$rel")"
   cp "$moddir/$rel" "$kdir/$rel"
   chmod 0644 "$kdir/$rel"
 done <"$stage/modules.sel"
+# --modules zst: NAME.ko → NAME.ko.zst (a module the kernel package ships compressed already
+# stays as it is), and the paths in modules.dep and modules.order follow.
+suffix=''
+if [ "$modfmt" = zst ]; then
+  suffix=.zst
+  grep '\.ko$' "$stage/modules.sel" | sed "s|^|$kdir/|" | tr '\n' '\0' |
+    xargs -0 -r -n 8 -P "$jobs" zstd -q "-$level" -T1 --no-progress --rm ||
+    die "zstd of the modules failed"
+fi
 # The kernel's own index files, filtered to the selected modules (same lines, same order).
-awk -v sel="$stage/modules.sel" 'BEGIN { while ((getline l < sel) > 0) keep[l] = 1 }
-  { p = $1; sub(/:$/, "", p); if (p in keep) print }' "$moddir/modules.dep" >"$kdir/modules.dep"
-awk -v sel="$stage/modules.sel" 'BEGIN { while ((getline l < sel) > 0) keep[l] = 1 }
-  $0 in keep' "$moddir/modules.order" >"$kdir/modules.order" 2>/dev/null || : >"$kdir/modules.order"
+awk -v sel="$stage/modules.sel" -v sfx="$suffix" '
+  function z(p) { return p ~ /\.ko$/ ? p sfx : p }
+  BEGIN { while ((getline l < sel) > 0) keep[l] = 1 }
+  { p = $1; sub(/:$/, "", p); if (!(p in keep)) next
+    line = z(p) ":"; for (i = 2; i <= NF; i++) line = line " " z($i); print line }' \
+  "$moddir/modules.dep" >"$kdir/modules.dep"
+awk -v sel="$stage/modules.sel" -v sfx="$suffix" 'BEGIN { while ((getline l < sel) > 0) keep[l] = 1 }
+  $0 in keep { print ($0 ~ /\.ko$/ ? $0 sfx : $0) }' "$moddir/modules.order" >"$kdir/modules.order" 2>/dev/null ||
+  : >"$kdir/modules.order"
 names() { awk '{ n = $0; sub(/.*\//, "", n); sub(/\.ko(\.(xz|zst|gz))?$/, "", n); gsub(/-/, "_", n); print n }' "$stage/modules.sel"; }
 names >"$stage/modules.names"
 awk -v sel="$stage/modules.names" 'BEGIN { while ((getline l < sel) > 0) keep[l] = 1 }
@@ -278,12 +315,20 @@ while IFS= read -r f; do
   if [ -n "$src" ]; then
     mkdir -p "$root/lib/firmware/$(dirname "$f")"
     cp -L "$src" "$root/lib/firmware/${src#/lib/firmware/}"
+    [ "$src" = "/lib/firmware/$f.xz" ] || printf '%s\0' "$root/lib/firmware/$f" >>"$stage/firmware.plain"
     fw_in=$((fw_in + 1))
   else
     fw_missing=$((fw_missing + 1))
     printf '%s (%s)\n' "$f" "${pkg:-in no installed Debian package}" >>"$stage/firmware.absent"
   fi
 done <"$stage/firmware.named"
+# --firmware xz: FILE → FILE.xz, which the kernel decompresses itself on request
+# (CONFIG_FW_LOADER_COMPRESS_XZ; its decoder checks CRC32 only, hence --check=crc32, and an
+# 8 MiB dictionary bounds what it allocates for the largest files).
+if [ "$fwfmt" = xz ] && [ -s "$stage/firmware.plain" ]; then
+  xargs -0 -r -n 8 -P "$jobs" xz -q -T1 --check=crc32 --lzma2=preset=9e,dict=8MiB <"$stage/firmware.plain" ||
+    die "xz of the firmware failed"
+fi
 
 # --- the NIC ids this image has a driver for -------------------------------------------------
 # From the filtered modules.alias: PCI `pci:v0000VVVVd0000DDDD…` and USB `usb:vVVVVpPPPP…`
@@ -351,6 +396,7 @@ newc() { # NAME MODE RDEVMAJOR RDEVMINOR INO
 case "$compress" in
   gzip) gzip -n -9 -c "$stage/archive.cpio" >"$stage/archive.img" ;;
   zstd) zstd -q "-$level" -T1 --no-progress -c "$stage/archive.cpio" >"$stage/archive.img" ;;
+  none) cp "$stage/archive.cpio" "$stage/archive.img" ;;
 esac
 size=$(stat -c %s "$stage/archive.img")
 if [ "$budget" -gt 0 ] && [ "$size" -gt $((budget * 1048576)) ]; then

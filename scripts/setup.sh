@@ -9,8 +9,8 @@ packages=(
   dnsmasq-base radvd busybox-static isc-dhcp-client dhcpcd-base
   iproute2 nftables musl-tools jq procps
   # boot image and QEMU end-to-end tests (scripts/build-initramfs.sh, qemu/run.sh,
-  # tests/qemu_e2e.rs); the cloud kernel is only booted in QEMU, never on this machine
-  qemu-system-x86 linux-image-cloud-amd64 cpio zstd ca-certificates
+  # tests/qemu_e2e.rs; xz: the initramfs's firmware files); the cloud kernel is only booted in QEMU, never on this machine
+  qemu-system-x86 linux-image-cloud-amd64 cpio zstd xz-utils ca-certificates
   # the test grid (tests/grid/grid.py: HTTPS, ed25519) and the benchmarks' packet timing
   python3 python3-cryptography openssl curl tcpdump ndisc6 file
   # boot media (scripts/build-media.sh, tests/media_e2e.rs): systemd's EFI stub for the UKI,

@@ -833,6 +833,140 @@ fn machines_nic_usb_net() {
     nic_model("usb-net");
 }
 
+/// The media's initramfs as build-initramfs.sh lays it out for a quick boot: every module a
+/// `.ko.zst` whose contents are the kernel package's file byte for byte (its signature holds;
+/// zos-netboot decompresses the few it loads), modules.dep naming the `.ko.zst` files, every
+/// firmware file an `.xz` with a CRC32 check (the only check the kernel's xz loader knows),
+/// and the firmware map still naming the files without `.xz` (as the kernel asks for them).
+/// The boots (virtio above, Secure Boot below) load these modules.
+#[test]
+fn machines_initrd_layout() {
+    let t = "machines_initrd_layout";
+    if !media_ready(t, false, false, &["zstd", "xz", "cpio"]) {
+        return;
+    }
+    let m = media();
+    let dir = TestDir::new(t);
+    let initrd = m.join("initrd.img").to_string_lossy().into_owned();
+    let unpacked = dir.join("root");
+    fs::create_dir_all(&unpacked).unwrap();
+    let sh = |script: &str| {
+        let out = run_cmd(&["bash", "-c", script, "sh", &initrd], 300);
+        assert!(
+            out.status.success(),
+            "{t}: `{script}` failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    sh(&format!(
+        "set -o pipefail; zstd -dc \"$1\" | (cd '{}' && cpio -idm --quiet 'lib/*' 'etc/zos/*')",
+        unpacked.display()
+    ));
+    let files = |sub: &str| -> Vec<PathBuf> {
+        let mut found = Vec::new();
+        let mut todo = vec![unpacked.join(sub)];
+        while let Some(d) = todo.pop() {
+            for e in fs::read_dir(&d).unwrap_or_else(|e| panic!("{t}: {}: {e}", d.display())) {
+                let e = e.unwrap();
+                if e.file_type().unwrap().is_dir() {
+                    todo.push(e.path());
+                } else {
+                    found.push(e.path());
+                }
+            }
+        }
+        found.sort();
+        found
+    };
+    let kdirs: Vec<_> = fs::read_dir(unpacked.join("lib/modules"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(kdirs.len(), 1, "{t}: {kdirs:?}");
+    let kdir = &kdirs[0];
+    let kver = kdir.file_name().unwrap().to_string_lossy().into_owned();
+    let modules: Vec<_> = files(&format!("lib/modules/{kver}/kernel"));
+    assert!(modules.len() > 100, "{t}: only {} modules", modules.len());
+    let plain: Vec<_> = modules
+        .iter()
+        .filter(|p| !p.to_string_lossy().ends_with(".ko.zst"))
+        .collect();
+    assert!(
+        plain.is_empty(),
+        "{t}: modules not stored as .ko.zst: {plain:?}"
+    );
+    let dep = fs::read_to_string(kdir.join("modules.dep")).unwrap();
+    assert!(
+        dep.lines()
+            .flat_map(|l| l.split([':', ' ']))
+            .filter(|w| !w.is_empty())
+            .all(|w| w.ends_with(".ko.zst")),
+        "{t}: modules.dep names files that are not .ko.zst:\n{dep}"
+    );
+    assert!(
+        dep.contains("kernel/drivers/net/virtio_net.ko.zst:"),
+        "{t}: no virtio_net in modules.dep"
+    );
+    // The packed module is the package's file, signature and all.
+    let packed = kdir.join("kernel/drivers/net/virtio_net.ko.zst");
+    let image = run_cmd(&["zstd", "-dc", &packed.to_string_lossy()], 60).stdout;
+    let original = format!("/lib/modules/{kver}/kernel/drivers/net/virtio_net.ko");
+    match fs::read(&original) {
+        Ok(bytes) => assert!(
+            image == bytes,
+            "{t}: {packed:?} is not {original} byte for byte"
+        ),
+        Err(e) => say(&format!("{t}: {original}: {e}; byte comparison skipped")),
+    }
+    assert!(
+        image.ends_with(b"~Module signature appended~\n"),
+        "{t}: the module lost its signature"
+    );
+
+    let firmware = files("lib/firmware");
+    assert!(
+        firmware.len() > 10,
+        "{t}: only {} firmware files",
+        firmware.len()
+    );
+    let list: Vec<String> = firmware
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    let not_xz: Vec<_> = list.iter().filter(|p| !p.ends_with(".xz")).collect();
+    assert!(
+        not_xz.is_empty(),
+        "{t}: firmware not stored as .xz: {not_xz:?}"
+    );
+    let mut argv = vec!["xz", "--robot", "--list"];
+    argv.extend(list.iter().map(String::as_str));
+    let robot = run_cmd(&argv, 120);
+    assert!(robot.status.success(), "{t}: xz --list failed");
+    let robot = String::from_utf8_lossy(&robot.stdout).into_owned();
+    let checks: Vec<&str> = robot
+        .lines()
+        .filter(|l| l.starts_with("file\t"))
+        .map(|l| l.split('\t').nth(6).unwrap_or("?"))
+        .collect();
+    assert_eq!(checks.len(), list.len(), "{t}: xz --list:\n{robot}");
+    assert!(
+        checks.iter().all(|c| *c == "CRC32"),
+        "{t}: a firmware file without a CRC32 check (the kernel refuses others): {checks:?}"
+    );
+    let map = fs::read_to_string(unpacked.join("etc/zos/firmware.map")).unwrap();
+    assert!(
+        map.lines()
+            .all(|l| !l.split(' ').next().unwrap_or("").ends_with(".xz")),
+        "{t}: the firmware map names .xz files:\n{map}"
+    );
+    say(&format!(
+        "{t}: {} modules (.ko.zst), {} firmware files (.xz, CRC32)",
+        modules.len(),
+        firmware.len()
+    ));
+}
+
 /// Two models in one VM (e1000e first, so the OOB one, and rtl8139), each on its own QEMU
 /// network: both drivers named, both NICs in the state, online.
 #[test]

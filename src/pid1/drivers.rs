@@ -826,9 +826,12 @@ pub fn load_by_name(modules_dir: &Path, module: &str, params: &str) -> Result<bo
 /// already loaded (EEXIST) counts as success: what matters is that the kernel has it.
 ///
 /// Compressed files are handed to the kernel with MODULE_INIT_COMPRESSED_FILE; a kernel that is
-/// older than 6.1 or built without CONFIG_MODULE_DECOMPRESS refuses the flag (EINVAL / EOPNOTSUPP /
-/// ENOEXEC), and then the file would have to be decompressed here and given to `init_module(2)`.
-/// This build carries no decompressor, so that case ends in an error naming the kernel option.
+/// older than 6.1 or built without CONFIG_MODULE_DECOMPRESS (Debian's 6.1) refuses the flag
+/// (EINVAL / EOPNOTSUPP / ENOEXEC), and then a `.ko.zst` is decompressed here and the image given
+/// to `init_module(2)`. The image is the module file as the kernel package shipped it, byte for
+/// byte, so its appended signature still verifies (Secure Boot lockdown refuses anything else).
+/// The initramfs stores modules as `.ko.zst` (scripts/build-initramfs.sh): the kernel then no
+/// longer unpacks 45 MB of modules at boot of which a machine loads a handful.
 pub fn load_module(path: &Path, params: &str) -> Result<(), String> {
     let params =
         CString::new(params).map_err(|_| "module parameters contain a NUL byte".to_string())?;
@@ -862,14 +865,40 @@ fn errno_hint(errno: Errno) -> &'static str {
     }
 }
 
-/// Where a userspace decompressor would go if the image ever ships compressed modules for a kernel
-/// without CONFIG_MODULE_DECOMPRESS (the Debian and 0-OS kernels ship plain `.ko` files).
+/// A module image is at most this large once decompressed (the largest module of a Debian 6.1
+/// kernel is ≈ 12 MB); a file claiming more is corrupt.
+const MODULE_IMAGE_LIMIT: u64 = 64 << 20;
+
+/// The module file's contents for `init_module(2)`: a `.ko.zst` decompressed with ruzstd (the
+/// decoder the boot artifacts already need, src/fetch/install.rs); `.gz` and `.xz` have no
+/// decoder here (the build makes `.zst` only) and end in an error that says so.
 fn decompress_in_userspace(kind: Compression, path: &Path) -> Result<Vec<u8>, String> {
-    Err(format!(
-        "{}: the kernel cannot decompress {kind:?} modules (needs CONFIG_MODULE_DECOMPRESS) \
-         and this build has no decompressor; ship uncompressed .ko files",
-        path.display()
-    ))
+    use std::io::Read;
+    if kind != Compression::Zstd {
+        return Err(format!(
+            "{}: the kernel cannot decompress {kind:?} modules (needs CONFIG_MODULE_DECOMPRESS) \
+             and this build decompresses .zst only; ship .ko or .ko.zst files",
+            path.display()
+        ));
+    }
+    let file = fs::File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    // ruzstd's error values are not formatted (their Display code alone is ~35 KiB).
+    let corrupt = || format!("{}: corrupt zstd data", path.display());
+    let decoder = ruzstd::decoding::StreamingDecoder::new(std::io::BufReader::new(file))
+        .map_err(|_| corrupt())?;
+    let mut image = Vec::new();
+    decoder
+        .take(MODULE_IMAGE_LIMIT + 1)
+        .read_to_end(&mut image)
+        .map_err(|_| corrupt())?;
+    if image.len() as u64 > MODULE_IMAGE_LIMIT {
+        return Err(format!(
+            "{}: more than {} MiB decompressed, not a module",
+            path.display(),
+            MODULE_IMAGE_LIMIT >> 20
+        ));
+    }
+    Ok(image)
 }
 
 #[cfg(test)]
@@ -1397,5 +1426,34 @@ kernel/net/core/failover.ko:
             Some(Compression::Zstd)
         );
         assert_eq!(Compression::of(Path::new("a/e1000e.ko")), None);
+    }
+
+    #[test]
+    fn a_zstd_module_is_decompressed_to_the_very_bytes_the_kernel_checks() {
+        let s = Scratch::new("ko-zst");
+        // An ELF start, a body and the appended-signature trailer: all must come back as they were.
+        let mut module = b"\x7fELF\x02\x01\x01".to_vec();
+        module.extend((0..200_000u32).map(|i| (i % 251) as u8 ^ (i >> 9) as u8));
+        module.extend_from_slice(b"~Module signature appended~\n");
+        let packed = ruzstd::encoding::compress_to_vec(
+            &module[..],
+            ruzstd::encoding::CompressionLevel::Fastest,
+        );
+        assert!(packed.len() < module.len());
+        let path = s.0.join("virtio_net.ko.zst");
+        fs::write(&path, &packed).unwrap();
+        let image = decompress_in_userspace(Compression::Zstd, &path).unwrap();
+        assert!(image == module, "the decompressed image differs");
+
+        fs::write(&path, &packed[..packed.len() / 2]).unwrap();
+        let err = decompress_in_userspace(Compression::Zstd, &path).unwrap_err();
+        assert!(err.contains("corrupt zstd data"), "{err}");
+        fs::write(&path, b"not zstd at all").unwrap();
+        let err = decompress_in_userspace(Compression::Zstd, &path).unwrap_err();
+        assert!(err.contains("corrupt zstd data"), "{err}");
+
+        let err =
+            decompress_in_userspace(Compression::Xz, Path::new("a/e1000e.ko.xz")).unwrap_err();
+        assert!(err.contains("decompresses .zst only"), "{err}");
     }
 }
