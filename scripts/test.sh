@@ -26,7 +26,7 @@ step "clippy"
 cargo clippy --locked --all-targets -- -D warnings
 
 step "tests (unit + namespace lab + QEMU; a skip fails unless --allow-skips)"
-cargo test --locked -- --test-threads="${TEST_THREADS:-4}"
+cargo test --locked --no-fail-fast -- --test-threads="${TEST_THREADS:-4}"
 
 step "static musl release binary"
 bash scripts/build.sh

@@ -97,9 +97,10 @@ fn bound_through_loss(t: &str, net24: &str, percent: u32) {
         dropped + slack >= expected && dropped <= expected + slack,
         "{dropped} of {burst} check datagrams dropped, expected {expected} ± {slack}\n{ctx}"
     );
-    if percent >= 30 {
-        assert!(up + down > 0, "the loss never dropped anything\n{ctx}");
-    }
+    // Whether the bind itself lost a packet is chance (at 50 % all four of DISCOVER, OFFER,
+    // REQUEST and ACK get through one time in 16, which failed a CI run): the burst above is
+    // what proves the rule drops at the rate while the node binds.
+    println!("the bind lost {up} client→server and {down} server→client datagram(s)");
 }
 
 #[test]
