@@ -53,47 +53,34 @@ fn flist_lab(t: &str) -> Option<(Lab, Dnsmasq)> {
     Some((lab, dns))
 }
 
-fn write(path: &Path, bytes: &[u8], mode: u32) {
-    fs::create_dir_all(path.parent().unwrap()).unwrap();
-    fs::write(path, bytes).unwrap();
-    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
-}
-
-/// Bytes that differ at every offset, `n` of them, seeded.
-fn noise(n: usize, seed: u32) -> Vec<u8> {
-    (0..n as u32)
-        .map(|i| (i.wrapping_add(seed).wrapping_mul(2_654_435_761) >> 13) as u8)
-        .collect()
-}
-
 /// The three trees the OS is assembled from: bootstrap (stage 1: the stand-in zinit), zos
 /// (config, a 1.2 MB binary of several blocks, links, a fifo, a char device, an owner that is
 /// not root, a setuid file, a dir mode), bins (v2).
 fn make_trees(dir: &Path) -> [PathBuf; 3] {
     let boot = dir.join("tree-bootstrap");
-    write(
+    write_with_mode(
         &boot.join("sbin/zinit"),
         b"#!/bin/sh\necho stand-in zinit \"$@\"\n",
         0o755,
     );
-    write(
+    write_with_mode(
         &boot.join("etc/zinit/bootstrap.yaml"),
         b"exec: /bin/true\n",
         0o644,
     );
 
     let zos = dir.join("tree-zos");
-    write(
+    write_with_mode(
         &zos.join("etc/zinit/node-ready.yaml"),
         b"exec: node-ready\n",
         0o644,
     );
-    write(&zos.join("usr/bin/zos-big"), &noise(1_200_000, 7), 0o755);
-    write(&zos.join("usr/bin/suid"), b"suid\n", 0o4755);
-    write(&zos.join("var/lib/zos/owned"), b"farmer's\n", 0o640);
+    write_with_mode(&zos.join("usr/bin/zos-big"), &noise(1_200_000, 7), 0o755);
+    write_with_mode(&zos.join("usr/bin/suid"), b"suid\n", 0o4755);
+    write_with_mode(&zos.join("var/lib/zos/owned"), b"farmer's\n", 0o640);
     std::os::unix::fs::chown(zos.join("var/lib/zos/owned"), Some(1000), Some(1001)).unwrap();
     fs::set_permissions(zos.join("var/lib/zos"), fs::Permissions::from_mode(0o750)).unwrap();
-    write(&zos.join("etc/empty"), b"", 0o600);
+    write_with_mode(&zos.join("etc/empty"), b"", 0o600);
     symlink("/usr/bin/zos-big", zos.join("usr/bin/zos-abs")).unwrap();
     symlink("zos-big", zos.join("usr/bin/zos-rel")).unwrap();
     fs::create_dir_all(zos.join("dev")).unwrap();
@@ -114,8 +101,8 @@ fn make_trees(dir: &Path) -> [PathBuf; 3] {
     ]);
 
     let bins = dir.join("tree-bins");
-    write(&bins.join("usr/bin/bin1"), &noise(300_000, 9), 0o755);
-    write(&bins.join("usr/share/bins/readme"), b"bins flist\n", 0o644);
+    write_with_mode(&bins.join("usr/bin/bin1"), &noise(300_000, 9), 0o755);
+    write_with_mode(&bins.join("usr/share/bins/readme"), b"bins flist\n", 0o644);
     [boot, zos, bins]
 }
 

@@ -16,7 +16,7 @@
 mod qemu;
 
 use std::fs;
-use std::os::unix::fs::{symlink, PermissionsExt};
+use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -48,18 +48,6 @@ poweroff -f
 sleep 2
 echo o >/proc/sysrq-trigger
 "#;
-
-fn write(path: &Path, bytes: &[u8], mode: u32) {
-    fs::create_dir_all(path.parent().unwrap()).unwrap();
-    fs::write(path, bytes).unwrap();
-    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
-}
-
-fn noise(n: usize, seed: u32) -> Vec<u8> {
-    (0..n as u32)
-        .map(|i| (i.wrapping_add(seed).wrapping_mul(2_654_435_761) >> 13) as u8)
-        .collect()
-}
 
 fn md5_hex(path: &Path) -> String {
     let out = Command::new("md5sum").arg(path).output().expect("md5sum");
@@ -128,8 +116,8 @@ fn qemu_flist_chain_boot_to_zinit() {
     // The three trees: bootstrap (busybox + the stand-in zinit), zos (services, a binary of
     // several blocks), bins (v2).
     let boot = dir.join("tree-bootstrap");
-    write(&boot.join("sbin/zinit"), ZINIT.as_bytes(), 0o755);
-    write(
+    write_with_mode(&boot.join("sbin/zinit"), ZINIT.as_bytes(), 0o755);
+    write_with_mode(
         &boot.join("bin/busybox"),
         &fs::read(&busybox).unwrap(),
         0o755,
@@ -139,20 +127,20 @@ fn qemu_flist_chain_boot_to_zinit() {
     ] {
         symlink("busybox", boot.join("bin").join(a)).unwrap();
     }
-    write(
+    write_with_mode(
         &boot.join("etc/zinit/bootstrap.yaml"),
         b"exec: /bin/true\n",
         0o644,
     );
     let zos = dir.join("tree-zos");
-    write(
+    write_with_mode(
         &zos.join("etc/zinit/node-ready.yaml"),
         b"exec: /bin/true\n",
         0o644,
     );
-    write(&zos.join("usr/bin/zos-big"), &noise(1_500_000, 3), 0o755);
+    write_with_mode(&zos.join("usr/bin/zos-big"), &noise(1_500_000, 3), 0o755);
     let bins = dir.join("tree-bins");
-    write(
+    write_with_mode(
         &bins.join("usr/share/bins/readme"),
         b"from the bins flist\n",
         0o644,

@@ -158,3 +158,20 @@ pub fn sweep_stale_namespaces(prefixes: &[&str]) {
         }
     }
 }
+
+/// Writes `bytes` to `path` (its parents made) with permission bits `mode`: the trees the
+/// flist tests publish.
+pub fn write_with_mode(path: &Path, bytes: &[u8], mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, bytes).unwrap();
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Bytes that differ at every offset, `n` of them, seeded (file contents that cannot be
+/// confused with one another or deduplicated by accident).
+pub fn noise(n: usize, seed: u32) -> Vec<u8> {
+    (0..n as u32)
+        .map(|i| (i.wrapping_add(seed).wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect()
+}
